@@ -1,0 +1,138 @@
+# Trygg top-level Makefile. `make help` lists the targets.
+#
+# Layout: services/common -> build/libtrygg.a; each services/<name>/ and
+# tests/tools/<name>.c -> build/bin/trygg-<name>; tests/unit/test_*.c ->
+# build/tests/test_*; proto/trygg/*.proto -> build/gen/trygg/*.pb-c.[ch].
+
+CC       ?= cc
+BUILD    ?= build
+SANITIZE ?=
+WERROR   ?= $(if $(CI),-Werror,)
+
+REQUIRED_PKGS := libuv libprotobuf-c libpq libmicrohttpd jansson libcurl libcrypto cmocka
+
+CFLAGS_WARN := -std=c11 -Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wformat=2 -Wundef -Wno-format-nonliteral -Wshadow $(WERROR)
+CFLAGS_OPT  ?= -O2 -g
+CPPFLAGS    += -D_GNU_SOURCE -Iservices/common -I$(BUILD)/gen -Iservices
+PKG_CFLAGS  := $(shell pkg-config --cflags $(REQUIRED_PKGS) 2>/dev/null) -I/usr/include/postgresql
+PKG_LIBS    := $(shell pkg-config --libs libuv libprotobuf-c libpq libmicrohttpd jansson libcurl libcrypto 2>/dev/null) -lnng -lpthread -lm
+ifneq ($(SANITIZE),)
+  CFLAGS_OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=$(SANITIZE) -fno-sanitize-recover=undefined
+  LDFLAGS    += -fsanitize=$(SANITIZE)
+  BUILD      := build-san
+endif
+CFLAGS := $(CFLAGS_WARN) $(CFLAGS_OPT) $(PKG_CFLAGS)
+
+PROTOS      := $(wildcard proto/trygg/*.proto)
+PROTO_C     := $(patsubst proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(PROTOS))
+PROTO_H     := $(PROTO_C:.c=.h)
+COMMON_SRC  := $(wildcard services/common/*.c)
+COMMON_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC)) $(PROTO_C:.c=.o)
+COMMON_SQL  := $(sort $(wildcard services/common/sql/*.sql))
+LIB         := $(BUILD)/libtrygg.a
+
+# Each service directory with a main.c is a program; its sql/ is embedded.
+SERVICES    := $(filter-out common,$(notdir $(patsubst %/main.c,%,$(wildcard services/*/main.c))))
+TOOLS       := $(patsubst tests/tools/%.c,%,$(wildcard tests/tools/*.c))
+BINS        := $(addprefix $(BUILD)/bin/trygg-,$(SERVICES) $(TOOLS))
+UNIT_SRC    := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps-check help run test unit integration bench fuzz format check-format clean compose-check
+all: deps-check $(BINS) $(UNIT_BINS)
+
+help:
+	@echo "make            build everything into $(BUILD)/"
+	@echo "make run        start Postgres (local, under var/) and all services"
+	@echo "make test       unit + integration tests on a throwaway Postgres"
+	@echo "make bench      backbone benchmarks; see BENCHMARKS.md"
+	@echo "make fuzz       short libFuzzer runs (needs clang)"
+	@echo "make SANITIZE=address,undefined test   the suite under ASan+UBSan"
+	@echo "make format / check-format"
+	@echo "deploy/install-deps.sh installs every package (Debian 12)"
+
+# Tell a new user plainly what is missing instead of a wall of compiler errors.
+deps-check:
+	@missing=""; \
+	for p in $(REQUIRED_PKGS); do pkg-config --exists $$p 2>/dev/null || missing="$$missing $$p"; done; \
+	[ -f /usr/include/nng/nng.h ] || missing="$$missing nng(libnng-dev)"; \
+	command -v protoc-c >/dev/null || missing="$$missing protoc-c(protobuf-c-compiler)"; \
+	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Missing build dependencies:$$missing"; \
+	  echo "Install them with: sudo deploy/install-deps.sh"; exit 1; fi
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
+	@mkdir -p $(dir $@)
+	protoc-c --proto_path=proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
+	$(CC) $(CPPFLAGS) $(CFLAGS_OPT) $(PKG_CFLAGS) -w -c $< -o $@
+
+$(BUILD)/obj/%.o: %.c $(PROTO_H) | $(BUILD)/obj
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj:
+	@mkdir -p $@
+
+$(LIB): $(COMMON_OBJ) $(BUILD)/obj/common_sql.o
+	@rm -f $@
+	ar rcs $@ $^
+
+# SQL migrations are compiled into the binaries, so a deployed program needs
+# no files beside it.
+$(BUILD)/gen/common_sql.c: $(COMMON_SQL) tools/embed-sql.sh
+	@mkdir -p $(dir $@)
+	sh tools/embed-sql.sh common $(COMMON_SQL) > $@
+$(BUILD)/obj/common_sql.o: $(BUILD)/gen/common_sql.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+define service_rules
+$(BUILD)/gen/$(1)_sql.c: $$(sort $$(wildcard services/$(1)/sql/*.sql)) tools/embed-sql.sh
+	@mkdir -p $$(dir $$@)
+	sh tools/embed-sql.sh $(subst -,_,$(1)) $$(sort $$(wildcard services/$(1)/sql/*.sql)) > $$@
+$(BUILD)/bin/trygg-$(1): $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/$(1)/*.c)) $(BUILD)/gen/$(1)_sql.c $(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS) $$(CFLAGS) -Iservices/$(1) $$(filter %.o %.c,$$^) $(LIB) $$(LDFLAGS) $(PKG_LIBS) -o $$@
+endef
+$(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
+
+# Test tools (a test publisher and subscriber, bench drivers): one file each.
+$(BUILD)/bin/trygg-%: $(BUILD)/obj/tests/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $^ $(LDFLAGS) $(PKG_LIBS) -o $@
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $^ $(LDFLAGS) $(PKG_LIBS) $(shell pkg-config --libs cmocka) -o $@
+
+run: all
+	deploy/run-local.sh
+
+test: all
+	tests/run-all.sh
+
+unit: all
+	BUILD=$(BUILD) tests/run-all.sh --unit-only
+
+bench: all
+	tests/bench/run-bench.sh
+
+fuzz: deps-check
+	tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
+
+compose-check:
+	docker-compose -f docker-compose.yml config -q
+
+FORMAT_FILES = $(wildcard services/*/*.c services/*/*.h tests/unit/*.c tests/tools/*.c tests/fuzz/*.c)
+format:
+	clang-format -i $(FORMAT_FILES)
+check-format:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,147 @@
+/*
+ * util.c: error strings, aborting allocators, clocks and ids shared by
+ * every module. See util.h for the out-of-memory policy.
+ */
+#include "util.h"
+
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *
+trygg_strerror(int err)
+{
+	switch (err) {
+	case TRYGG_OK: return "ok";
+	case TRYGG_EINVAL: return "invalid argument";
+	case TRYGG_ENOMEM: return "out of memory";
+	case TRYGG_ENOENT: return "not found";
+	case TRYGG_EEXIST: return "already exists";
+	case TRYGG_ETOOBIG: return "over limit";
+	case TRYGG_EIO: return "i/o error";
+	case TRYGG_EDB: return "database error";
+	case TRYGG_EDBCONN: return "database unavailable";
+	case TRYGG_EBUS: return "bus error";
+	case TRYGG_ETIMEDOUT: return "timed out";
+	case TRYGG_ECLOSED: return "closed";
+	case TRYGG_EPROTO: return "protocol error";
+	case TRYGG_EBUSY: return "busy";
+	case TRYGG_ECONFIG: return "invalid configuration";
+	}
+	return "unknown error";
+}
+
+TRYGG_NORETURN static void
+oom(size_t n)
+{
+	fprintf(stderr, "{\"level\":\"fatal\",\"msg\":\"out of memory\",\"bytes\":%zu}\n", n);
+	abort();
+}
+
+void *
+xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (p == NULL)
+		oom(n);
+	return p;
+}
+
+void *
+xcalloc(size_t count, size_t size)
+{
+	void *p = calloc(count ? count : 1, size ? size : 1);
+	if (p == NULL)
+		oom(count * size);
+	return p;
+}
+
+void *
+xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	if (q == NULL)
+		oom(n);
+	return q;
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		abort();
+	char *p = xmalloc((size_t)n + 1);
+	va_start(ap, fmt);
+	vsnprintf(p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	return p;
+}
+
+uint64_t
+trygg_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t
+trygg_now_ms(void)
+{
+	return trygg_now_ns() / 1000000u;
+}
+
+int64_t
+trygg_wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+void
+trygg_format_iso8601(int64_t wall_us, char *buf, size_t len)
+{
+	time_t secs = (time_t)(wall_us / 1000000);
+	int ms = (int)((wall_us % 1000000) / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+	    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+}
+
+void
+trygg_uuid4(char out[37])
+{
+	unsigned char b[16];
+	if (RAND_bytes(b, sizeof(b)) != 1)
+		abort(); /* no entropy: nothing safe to do */
+	b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+	b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+	snprintf(out, 37,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+	    b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+	    b[13], b[14], b[15]);
+}

@@ -1,0 +1,67 @@
+/*
+ * util.h: the few macros and helpers every Trygg file uses.
+ *
+ * Error policy (CONVENTIONS.md): a fallible function returns int, 0 on
+ * success and a negative TRYGG_E* code on failure; mark it TRYGG_MUSTCHECK.
+ *
+ * Out-of-memory policy: like redis, we abort. A service that cannot get a
+ * few hundred bytes cannot do anything useful, and treating every malloc as
+ * fallible would double the error paths for no gain. Use xmalloc() and
+ * friends; they never return NULL. Memory bounds come from limits on input
+ * (body size, RECVMAXSZ, capped protobuf allocator), not from malloc failing.
+ */
+#ifndef TRYGG_UTIL_H
+#define TRYGG_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TRYGG_MUSTCHECK __attribute__((warn_unused_result))
+#define TRYGG_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#define TRYGG_NORETURN __attribute__((noreturn))
+#define TRYGG_UNUSED(x) ((void)(x))
+#define TRYGG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The one error enum. Keep trygg_strerror() in util.c in step. */
+enum trygg_err {
+	TRYGG_OK = 0,
+	TRYGG_EINVAL = -1,    /* bad argument or input */
+	TRYGG_ENOMEM = -2,    /* a bounded allocator refused */
+	TRYGG_ENOENT = -3,    /* not found */
+	TRYGG_EEXIST = -4,    /* already exists */
+	TRYGG_ETOOBIG = -5,   /* over a configured limit */
+	TRYGG_EIO = -6,       /* system call or socket failed */
+	TRYGG_EDB = -7,       /* Postgres reported an error */
+	TRYGG_EDBCONN = -8,   /* no Postgres connection; outcome unknown */
+	TRYGG_EBUS = -9,      /* nng failed */
+	TRYGG_ETIMEDOUT = -10,
+	TRYGG_ECLOSED = -11,  /* object is shutting down */
+	TRYGG_EPROTO = -12,   /* malformed message from a peer */
+	TRYGG_EBUSY = -13,    /* try again later */
+	TRYGG_ECONFIG = -14,  /* invalid configuration */
+};
+
+const char *trygg_strerror(int err);
+
+/* Allocation wrappers that abort with a message on out-of-memory. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t count, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) TRYGG_PRINTF(1, 2);
+
+/* Monotonic time in nanoseconds / milliseconds, and wall time in microseconds
+ * since the epoch. */
+uint64_t trygg_now_ns(void);
+uint64_t trygg_now_ms(void);
+int64_t trygg_wall_us(void);
+
+/* Formats a UTC ISO-8601 timestamp with milliseconds ("2026-11-25T12:00:00.123Z")
+ * into buf, which must hold at least 32 bytes. */
+void trygg_format_iso8601(int64_t wall_us, char *buf, size_t len);
+
+/* Fills buf with a random UUIDv4 string (37 bytes including NUL). */
+void trygg_uuid4(char out[37]);
+
+#endif
