@@ -99,10 +99,14 @@ $(BUILD)/bin/trygg-$(1): $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/$
 endef
 $(foreach s,$(SERVICES),$(eval $(call service_rules,$(s))))
 
-# Test tools (a test publisher and subscriber, bench drivers): one file each.
-$(BUILD)/bin/trygg-%: $(BUILD)/obj/tests/tools/%.o $(LIB)
+# Test tools (a test publisher and subscriber, bench drivers): one file each,
+# with migrations (if any) in tests/tools/sql/<name>/.
+$(BUILD)/gen/tool_%_sql.c: tools/embed-sql.sh $(wildcard tests/tools/sql/*/*.sql)
 	@mkdir -p $(dir $@)
-	$(CC) $^ $(LDFLAGS) $(PKG_LIBS) -o $@
+	sh tools/embed-sql.sh $* $(sort $(wildcard tests/tools/sql/$*/*.sql)) > $@
+$(BUILD)/bin/trygg-%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/gen/tool_%_sql.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(filter %.o %.c,$^) $(LIB) $(LDFLAGS) $(PKG_LIBS) -o $@
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
@@ -112,7 +116,7 @@ run: all
 	deploy/run-local.sh
 
 test: all
-	tests/run-all.sh
+	BUILD=$(BUILD) tests/run-all.sh
 
 unit: all
 	BUILD=$(BUILD) tests/run-all.sh --unit-only
@@ -136,3 +140,4 @@ clean:
 	rm -rf build build-san
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+.SECONDARY:

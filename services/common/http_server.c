@@ -1,0 +1,978 @@
+/*
+ * http_server.c: libmicrohttpd driven by the libuv loop.
+ *
+ * MHD runs in external-epoll mode with suspend/resume: a uv_poll watches
+ * MHD's epoll fd for readability and a uv_timer follows MHD_get_timeout;
+ * both call run_mhd(), which calls MHD_run and re-arms the timer. Resuming
+ * a suspended connection "kicks" the timer to 0 ms so MHD_run comes round
+ * again on the next loop iteration.
+ *
+ * The access handler follows MHD's call pattern: the first call for a
+ * request (with *con_cls == NULL) only creates our http_request, copies
+ * what handlers need (method, path, headers, query, client address) so the
+ * request never points into MHD's per-connection memory, matches the
+ * route, and rejects an oversized Content-Length at once; the calls with
+ * upload data accumulate the body; the last call (no data left) runs the
+ * handler. If the handler has not answered when it returns, the connection
+ * is suspended; http_respond* stores the response and resumes it, and MHD
+ * calls the access handler again, which queues the stored response.
+ *
+ * A request is freed in exactly one place: by on_completed() when MHD is
+ * done with it and nobody else holds it (it was answered, or never handed
+ * to a handler), else by the http_respond* call that comes after
+ * completion.
+ */
+#include "http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_SEGMENTS 32
+#define MAX_REQUEST_ID 64
+
+typedef struct kv {
+	char *key;
+	char *value;
+} kv;
+
+typedef struct kvlist {
+	kv *items;
+	size_t n, cap;
+} kvlist;
+
+typedef struct route {
+	char *pattern;  /* as registered, for logs */
+	char *method;
+	char **segs;    /* literal text, or the parameter name */
+	bool *is_param;
+	size_t nsegs;
+	size_t nparams;
+	http_handler handler;
+	void *arg;
+} route;
+
+struct http_server {
+	uv_loop_t *loop;
+	struct MHD_Daemon *daemon;
+	uv_poll_t poll;
+	uv_timer_t timer;
+	bool poll_inited;
+	int open_handles;         /* handles whose close callback is pending */
+	bool in_run;              /* inside MHD_run: defer kicks and close */
+	bool kick_pending;
+	bool stopping, closing, close_pending;
+	struct sockaddr_storage addr;
+	http_server_options opts;
+	char *bind_address;
+	char *name;
+	uint16_t port;
+	route *routes;
+	size_t nroutes;
+	http_request *reqs;       /* live requests, doubly linked */
+};
+
+struct http_request {
+	http_server *srv;         /* NULL once MHD has completed the request */
+	struct MHD_Connection *conn;
+	http_request *prev, *next;
+	char *method;
+	char *path;
+	kvlist headers, query, params, resp_headers;
+	char *body;
+	size_t body_len, body_cap;
+	char id[MAX_REQUEST_ID + 1];
+	char client[INET6_ADDRSTRLEN];
+	const route *route;       /* matched route, or NULL */
+	unsigned reject_status;   /* 404/405 decided at routing */
+	char allow[96];           /* Allow header for a 405 */
+	struct MHD_Response *response;
+	unsigned status;
+	uint64_t start_ns;
+	bool dispatched, responded, queued, suspended, completed;
+};
+
+static void run_mhd(http_server *srv);
+static void on_timer(uv_timer_t *t);
+
+/* ---- small containers ---- */
+
+static void
+kvlist_add(kvlist *l, const char *key, const char *value)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 8;
+		l->items = xrealloc(l->items, l->cap * sizeof(*l->items));
+	}
+	l->items[l->n].key = xstrdup(key);
+	l->items[l->n].value = xstrdup(value ? value : "");
+	l->n++;
+}
+
+static const char *
+kvlist_get(const kvlist *l, const char *key, bool nocase)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		if ((nocase ? strcasecmp(l->items[i].key, key) : strcmp(l->items[i].key, key)) == 0)
+			return l->items[i].value;
+	}
+	return NULL;
+}
+
+static void
+kvlist_fini(kvlist *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].key);
+		free(l->items[i].value);
+	}
+	free(l->items);
+	memset(l, 0, sizeof(*l));
+}
+
+/* ---- routes ---- */
+
+static void
+route_fini(route *r)
+{
+	for (size_t i = 0; i < r->nsegs; i++)
+		free(r->segs[i]);
+	free(r->segs);
+	free(r->is_param);
+	free(r->method);
+	free(r->pattern);
+}
+
+/*
+ * Splits a path into segments: "/" has none, "/a/b" has "a" and "b", "/a/"
+ * has "a" and "". Returns the count, or -1 if the path does not start with
+ * '/' or has more than MAX_SEGMENTS segments.
+ */
+static int
+split_path(const char *path, const char *starts[], size_t lens[])
+{
+	if (path[0] != '/')
+		return -1;
+	if (path[1] == '\0')
+		return 0;
+	int n = 0;
+	const char *p = path + 1;
+	for (;;) {
+		if (n == MAX_SEGMENTS)
+			return -1;
+		const char *slash = strchr(p, '/');
+		size_t len = slash ? (size_t)(slash - p) : strlen(p);
+		starts[n] = p;
+		lens[n] = len;
+		n++;
+		if (slash == NULL)
+			break;
+		p = slash + 1;
+	}
+	return n;
+}
+
+int
+http_server_route(http_server *srv, const char *pattern, http_handler handler, void *arg)
+{
+	const char *sp = strchr(pattern, ' ');
+	if (sp == NULL || sp == pattern || handler == NULL)
+		return TRYGG_EINVAL;
+	const char *starts[MAX_SEGMENTS];
+	size_t lens[MAX_SEGMENTS];
+	int n = split_path(sp + 1, starts, lens);
+	if (n < 0)
+		return TRYGG_EINVAL;
+	route r = {0};
+	r.pattern = xstrdup(pattern);
+	r.method = xstrndup(pattern, (size_t)(sp - pattern));
+	r.segs = xcalloc((size_t)n + 1, sizeof(char *));
+	r.is_param = xcalloc((size_t)n + 1, sizeof(bool));
+	r.nsegs = (size_t)n;
+	r.handler = handler;
+	r.arg = arg;
+	for (int i = 0; i < n; i++) {
+		if (lens[i] >= 3 && starts[i][0] == '{' && starts[i][lens[i] - 1] == '}') {
+			r.is_param[i] = true;
+			r.segs[i] = xstrndup(starts[i] + 1, lens[i] - 2);
+			r.nparams++;
+		} else {
+			if (memchr(starts[i], '{', lens[i]) || memchr(starts[i], '}', lens[i])) {
+				route_fini(&r);
+				return TRYGG_EINVAL;
+			}
+			r.segs[i] = xstrndup(starts[i], lens[i]);
+		}
+	}
+	srv->routes = xrealloc(srv->routes, (srv->nroutes + 1) * sizeof(route));
+	srv->routes[srv->nroutes++] = r;
+	return 0;
+}
+
+static bool
+route_matches_path(const route *r, int n, const char *starts[], const size_t lens[])
+{
+	if ((size_t)n != r->nsegs)
+		return false;
+	for (int i = 0; i < n; i++) {
+		if (r->is_param[i]) {
+			if (lens[i] == 0)
+				return false;
+		} else if (strlen(r->segs[i]) != lens[i] || memcmp(r->segs[i], starts[i], lens[i]) != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+allow_add(char *allow, size_t size, const char *method)
+{
+	/* Skip duplicates: look for the method as a whole list item. */
+	size_t ml = strlen(method);
+	for (const char *p = allow; *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == ml && memcmp(p, method, ml) == 0)
+			return;
+		p = e ? e + 2 : p + len;
+	}
+	size_t o = strlen(allow);
+	snprintf(allow + o, size - o, "%s%s", o ? ", " : "", method);
+}
+
+/*
+ * Picks the route for req (fewest parameters wins, HEAD falls back to GET)
+ * and fills its path parameters; otherwise sets reject_status to 404 or 405
+ * (with the Allow list).
+ */
+static void
+route_request(http_request *req)
+{
+	http_server *srv = req->srv;
+	const char *starts[MAX_SEGMENTS];
+	size_t lens[MAX_SEGMENTS];
+	int n = split_path(req->path, starts, lens);
+	const route *best = NULL, *best_get = NULL;
+	bool path_known = false;
+
+	req->allow[0] = '\0';
+	for (size_t i = 0; n >= 0 && i < srv->nroutes; i++) {
+		const route *r = &srv->routes[i];
+		if (!route_matches_path(r, n, starts, lens))
+			continue;
+		path_known = true;
+		allow_add(req->allow, sizeof(req->allow), r->method);
+		if (strcmp(r->method, "GET") == 0)
+			allow_add(req->allow, sizeof(req->allow), "HEAD");
+		if (strcmp(r->method, req->method) == 0) {
+			if (best == NULL || r->nparams < best->nparams)
+				best = r;
+		} else if (strcmp(r->method, "GET") == 0 && strcmp(req->method, "HEAD") == 0) {
+			if (best_get == NULL || r->nparams < best_get->nparams)
+				best_get = r;
+		}
+	}
+	if (best == NULL)
+		best = best_get;
+	if (best == NULL) {
+		req->reject_status = path_known ? 405 : 404;
+		return;
+	}
+	req->route = best;
+	for (int i = 0; i < n; i++) {
+		if (best->is_param[i]) {
+			char *v = xstrndup(starts[i], lens[i]);
+			kvlist_add(&req->params, best->segs[i], v);
+			free(v);
+		}
+	}
+}
+
+/* ---- requests ---- */
+
+static bool
+request_id_ok(const char *s)
+{
+	size_t n = 0;
+	for (; s[n]; n++) {
+		char c = s[n];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '_' || c == '.' || c == ':';
+		if (!ok || n >= MAX_REQUEST_ID)
+			return false;
+	}
+	return n > 0;
+}
+
+static enum MHD_Result
+collect_kv(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	TRYGG_UNUSED(kind);
+	if (key != NULL)
+		kvlist_add(cls, key, value);
+	return MHD_YES;
+}
+
+static void
+client_address(struct MHD_Connection *conn, char *buf, size_t len)
+{
+	snprintf(buf, len, "unknown");
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci == NULL || ci->client_addr == NULL)
+		return;
+	const struct sockaddr *sa = ci->client_addr;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf,
+		    (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf,
+		    (socklen_t)len);
+}
+
+/* Creates the request for a connection's new request and links it in. */
+static http_request *
+request_new(http_server *srv, struct MHD_Connection *conn, const char *url, const char *method)
+{
+	http_request *req = xcalloc(1, sizeof(*req));
+	req->srv = srv;
+	req->conn = conn;
+	req->start_ns = trygg_now_ns();
+	req->method = xstrdup(method ? method : "");
+	req->path = xstrdup(url ? url : "/");
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_kv, &req->headers);
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_kv, &req->query);
+	client_address(conn, req->client, sizeof(req->client));
+	const char *rid = kvlist_get(&req->headers, "X-Request-Id", true);
+	if (rid != NULL && request_id_ok(rid))
+		snprintf(req->id, sizeof(req->id), "%s", rid);
+	else
+		trygg_uuid4(req->id);
+	req->next = srv->reqs;
+	if (srv->reqs)
+		srv->reqs->prev = req;
+	srv->reqs = req;
+	return req;
+}
+
+static void
+request_unlink(http_request *req)
+{
+	http_server *srv = req->srv;
+	if (srv == NULL)
+		return;
+	if (req->prev)
+		req->prev->next = req->next;
+	else
+		srv->reqs = req->next;
+	if (req->next)
+		req->next->prev = req->prev;
+	req->prev = req->next = NULL;
+}
+
+static void
+request_free(http_request *req)
+{
+	if (req->response)
+		MHD_destroy_response(req->response);
+	kvlist_fini(&req->headers);
+	kvlist_fini(&req->query);
+	kvlist_fini(&req->params);
+	kvlist_fini(&req->resp_headers);
+	free(req->body);
+	free(req->method);
+	free(req->path);
+	free(req);
+}
+
+const char *
+http_request_method(const http_request *req)
+{
+	return req->method;
+}
+
+const char *
+http_request_path(const http_request *req)
+{
+	return req->path;
+}
+
+const char *
+http_request_param(const http_request *req, const char *name)
+{
+	return kvlist_get(&req->params, name, false);
+}
+
+const char *
+http_request_query(const http_request *req, const char *name)
+{
+	return kvlist_get(&req->query, name, false);
+}
+
+const char *
+http_request_header(const http_request *req, const char *name)
+{
+	return kvlist_get(&req->headers, name, true);
+}
+
+const char *
+http_request_body(const http_request *req, size_t *len)
+{
+	if (len)
+		*len = req->body_len;
+	return req->body ? req->body : "";
+}
+
+const char *
+http_request_client_addr(const http_request *req)
+{
+	return req->client;
+}
+
+const char *
+http_request_id(const http_request *req)
+{
+	return req->id;
+}
+
+/*
+ * A suspended connection is not watched by MHD, so a vanished client is
+ * only noticed here by peeking at the socket: EOF or a socket error means
+ * gone. (A client that half-closes after sending counts as gone too.)
+ */
+bool
+http_request_is_gone(http_request *req)
+{
+	if (req->completed)
+		return true;
+	if (!req->suspended || req->conn == NULL)
+		return false;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci == NULL)
+		return false;
+	char c;
+	ssize_t n = recv(ci->connect_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return true;
+	return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+static bool
+header_text_ok(const char *s, bool is_name)
+{
+	if (s == NULL || (is_name && *s == '\0'))
+		return false;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			return false;
+		if (is_name && (*p == ':' || *p == ' '))
+			return false;
+	}
+	return true;
+}
+
+int
+http_response_header(http_request *req, const char *name, const char *value)
+{
+	if (!header_text_ok(name, true) || !header_text_ok(value, false))
+		return TRYGG_EINVAL;
+	if (req->responded)
+		return TRYGG_EINVAL;
+	kvlist_add(&req->resp_headers, name, value);
+	return 0;
+}
+
+/* Makes sure MHD_run comes round soon (after a resume). */
+static void
+kick(http_server *srv)
+{
+	if (srv->in_run) {
+		srv->kick_pending = true;
+		return;
+	}
+	if (!srv->closing)
+		uv_timer_start(&srv->timer, on_timer, 0, 0);
+}
+
+static void
+log_5xx(const http_request *req, unsigned status, const void *body, size_t len)
+{
+	char m[48], p[256], id[96], b[512], tmp[400];
+	size_t n = body ? (len < sizeof(tmp) - 1 ? len : sizeof(tmp) - 1) : 0;
+	memcpy(tmp, body ? body : "", n);
+	tmp[n] = '\0';
+	log_error("http_server_error",
+	    "\"status\":%u,\"method\":%s,\"path\":%s,\"request_id\":%s,\"body\":%s", status,
+	    log_json_str(req->method, m, sizeof(m)), log_json_str(req->path, p, sizeof(p)),
+	    log_json_str(req->id, id, sizeof(id)), log_json_str(tmp, b, sizeof(b)));
+}
+
+void
+http_respond(http_request *req, unsigned status, const char *content_type, const void *body,
+    size_t len)
+{
+	if (req->responded) {
+		char id[96];
+		log_warn("http_double_respond", "\"request_id\":%s", log_json_str(req->id, id, sizeof(id)));
+		return;
+	}
+	req->responded = true;
+	if (status < 100 || status > 999)
+		status = 500;
+	if (status >= 500)
+		log_5xx(req, status, body, len);
+	if (req->completed) {
+		/* The client went away while we were working: nothing to send. */
+		request_free(req);
+		return;
+	}
+	struct MHD_Response *resp =
+	    MHD_create_response_from_buffer(len, (void *)(uintptr_t)(body ? body : ""),
+		MHD_RESPMEM_MUST_COPY);
+	if (resp == NULL)
+		abort(); /* only on out of memory; see util.h */
+	if (content_type != NULL && header_text_ok(content_type, false))
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	for (size_t i = 0; i < req->resp_headers.n; i++)
+		MHD_add_response_header(resp, req->resp_headers.items[i].key,
+		    req->resp_headers.items[i].value);
+	if (req->srv->stopping)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	req->response = resp;
+	req->status = status;
+	if (req->suspended) {
+		req->suspended = false;
+		MHD_resume_connection(req->conn);
+		kick(req->srv);
+	}
+}
+
+void
+http_respond_json(http_request *req, unsigned status, json_t *body)
+{
+	char *s = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+	json_decref(body);
+	if (s == NULL) {
+		http_respond_error(req, 500, "internal", "could not encode the response", NULL);
+		return;
+	}
+	http_respond(req, status, "application/json", s, strlen(s));
+	free(s);
+}
+
+void
+http_respond_error(http_request *req, unsigned status, const char *code, const char *message,
+    const char *field)
+{
+	json_t *err = json_object();
+	/* json_string() refuses invalid UTF-8; fall back rather than lose the error. */
+	json_t *c = json_string(code ? code : "error");
+	json_t *m = json_string(message ? message : "");
+	json_object_set_new(err, "code", c ? c : json_string("error"));
+	json_object_set_new(err, "message", m ? m : json_string("(unprintable)"));
+	json_t *f = field ? json_string(field) : NULL;
+	json_object_set_new(err, "field", f ? f : json_null());
+	json_object_set_new(err, "request_id", json_string(req->id));
+	json_t *doc = json_object();
+	json_object_set_new(doc, "error", err);
+	char *s = json_dumps(doc, JSON_COMPACT);
+	json_decref(doc);
+	if (s == NULL)
+		abort(); /* only on out of memory */
+	http_respond(req, status, "application/json", s, strlen(s));
+	free(s);
+}
+
+/* ---- MHD callbacks ---- */
+
+/* Queues the stored response once; MHD keeps its own reference. */
+static enum MHD_Result
+queue_response(http_request *req)
+{
+	if (req->queued)
+		return MHD_YES;
+	req->queued = true;
+	enum MHD_Result rv = MHD_queue_response(req->conn, req->status, req->response);
+	MHD_destroy_response(req->response);
+	req->response = NULL;
+	return rv;
+}
+
+static void
+reject_too_large(http_request *req)
+{
+	char msg[96];
+	snprintf(msg, sizeof(msg), "request body is larger than %zu bytes",
+	    req->srv->opts.max_body_bytes);
+	http_respond_error(req, 413, "body_too_large", msg, NULL);
+}
+
+static enum MHD_Result
+on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+    const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	http_server *srv = cls;
+	http_request *req = *con_cls;
+	TRYGG_UNUSED(version);
+
+	if (req == NULL) {
+		/* First call: headers are in, no body yet. */
+		req = request_new(srv, conn, url, method);
+		*con_cls = req;
+		route_request(req);
+		const char *cl = kvlist_get(&req->headers, "Content-Length", true);
+		if (cl != NULL) {
+			char *end;
+			errno = 0;
+			unsigned long long n = strtoull(cl, &end, 10);
+			if (errno == 0 && *end == '\0' && n > srv->opts.max_body_bytes) {
+				reject_too_large(req);
+				return queue_response(req);
+			}
+		}
+		return MHD_YES;
+	}
+
+	if (*upload_data_size > 0) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (req->responded)
+			return MHD_YES; /* already rejected; MHD closes after the response */
+		if (n > srv->opts.max_body_bytes - req->body_len) {
+			/* A chunked body grew over the cap: answer now, read no further. */
+			reject_too_large(req);
+			if (queue_response(req) != MHD_YES)
+				return MHD_NO; /* MHD cannot answer mid-body here: just close */
+			return MHD_YES;
+		}
+		if (req->body_len + n + 1 > req->body_cap) {
+			size_t cap = req->body_cap ? req->body_cap : 1024;
+			while (cap < req->body_len + n + 1)
+				cap *= 2;
+			req->body = xrealloc(req->body, cap);
+			req->body_cap = cap;
+		}
+		memcpy(req->body + req->body_len, upload_data, n);
+		req->body_len += n;
+		req->body[req->body_len] = '\0';
+		return MHD_YES;
+	}
+
+	/* Last call for this request (or a call after a resume). */
+	if (!req->dispatched && !req->responded) {
+		req->dispatched = true;
+		if (req->route != NULL) {
+			req->route->handler(req, req->route->arg);
+		} else if (req->reject_status == 405) {
+			(void)!http_response_header(req, "Allow", req->allow);
+			http_respond_error(req, 405, "method_not_allowed",
+			    "method not allowed for this path", NULL);
+		} else {
+			http_respond_error(req, 404, "not_found", "no such path", NULL);
+		}
+	}
+	if (req->responded)
+		return queue_response(req);
+	if (!req->suspended) {
+		/* The handler answers later: park the connection until then. */
+		req->suspended = true;
+		MHD_suspend_connection(conn);
+	}
+	return MHD_YES;
+}
+
+static const char *
+termination_name(enum MHD_RequestTerminationCode toe)
+{
+	switch (toe) {
+	case MHD_REQUEST_TERMINATED_COMPLETED_OK: return "ok";
+	case MHD_REQUEST_TERMINATED_WITH_ERROR: return "error";
+	case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED: return "timeout";
+	case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN: return "shutdown";
+	case MHD_REQUEST_TERMINATED_READ_ERROR: return "read_error";
+	case MHD_REQUEST_TERMINATED_CLIENT_ABORT: return "client_abort";
+	}
+	return "unknown";
+}
+
+/*
+ * MHD is done with the request (answered, or the connection died). Logs
+ * the access line, then frees the request unless a handler still holds it
+ * awaiting its http_respond* call.
+ */
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	TRYGG_UNUSED(cls);
+	TRYGG_UNUSED(conn);
+	http_request *req = *con_cls;
+	if (req == NULL)
+		return;
+	*con_cls = NULL;
+	if (log_get_level() <= LOG_DEBUG) {
+		char m[48], p[512], id[96], cl[64];
+		log_debug("http_access",
+		    "\"method\":%s,\"path\":%s,\"status\":%u,\"ms\":%.3f,\"request_id\":%s,"
+		    "\"client\":%s,\"end\":\"%s\"",
+		    log_json_str(req->method, m, sizeof(m)), log_json_str(req->path, p, sizeof(p)),
+		    req->queued ? req->status : 0, (double)(trygg_now_ns() - req->start_ns) / 1e6,
+		    log_json_str(req->id, id, sizeof(id)), log_json_str(req->client, cl, sizeof(cl)),
+		    termination_name(toe));
+	}
+	request_unlink(req);
+	req->srv = NULL;
+	req->conn = NULL;
+	req->completed = true;
+	req->suspended = false;
+	if (req->responded || !req->dispatched)
+		request_free(req);
+}
+
+static void
+on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	http_server *srv = cls;
+	char msg[512], esc[600], nm[80];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+		msg[--n] = '\0';
+	/* MHD also reports client misbehaviour here: keep that out of warn level
+	 * once we are serving, or a client could flood the logs. */
+	if (srv->daemon == NULL)
+		log_warn("http_mhd", "\"server\":%s,\"detail\":%s",
+		    log_json_str(srv->name, nm, sizeof(nm)), log_json_str(msg, esc, sizeof(esc)));
+	else
+		log_debug("http_mhd", "\"server\":%s,\"detail\":%s",
+		    log_json_str(srv->name, nm, sizeof(nm)), log_json_str(msg, esc, sizeof(esc)));
+}
+
+/* ---- loop integration ---- */
+
+static void do_close(http_server *srv);
+
+static void
+on_timer(uv_timer_t *t)
+{
+	run_mhd(t->data);
+}
+
+static void
+on_poll(uv_poll_t *p, int status, int events)
+{
+	TRYGG_UNUSED(status);
+	TRYGG_UNUSED(events);
+	run_mhd(p->data);
+}
+
+/*
+ * Runs MHD once, then arms the timer for MHD's next deadline (0 ms if a
+ * resume happened meanwhile, so the resumed connection is served next).
+ */
+static void
+run_mhd(http_server *srv)
+{
+	if (srv->daemon == NULL || srv->closing)
+		return;
+	srv->in_run = true;
+	srv->kick_pending = false;
+	MHD_run(srv->daemon);
+	srv->in_run = false;
+	if (srv->close_pending) {
+		do_close(srv);
+		return;
+	}
+	MHD_UNSIGNED_LONG_LONG ms = 0;
+	if (srv->kick_pending)
+		uv_timer_start(&srv->timer, on_timer, 0, 0);
+	else if (MHD_get_timeout(srv->daemon, &ms) == MHD_YES)
+		uv_timer_start(&srv->timer, on_timer, (uint64_t)ms, 0);
+	else
+		uv_timer_stop(&srv->timer);
+}
+
+int
+http_server_new(uv_loop_t *loop, const http_server_options *opts, http_server **out)
+{
+	http_server_options o = {0};
+	if (opts)
+		o = *opts;
+	if (o.bind_address == NULL)
+		o.bind_address = "127.0.0.1";
+	if (o.max_body_bytes == 0)
+		o.max_body_bytes = (size_t)1 << 20;
+	if (o.max_header_bytes == 0)
+		o.max_header_bytes = 32 * 1024;
+	if (o.max_header_bytes < 4096)
+		o.max_header_bytes = 4096; /* MHD needs room for its buffers */
+	if (o.max_connections == 0)
+		o.max_connections = 1000;
+	if (o.idle_timeout_s == 0)
+		o.idle_timeout_s = 30;
+	if (o.name == NULL)
+		o.name = "http";
+
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	if (uv_ip4_addr(o.bind_address, o.port, (struct sockaddr_in *)&ss) != 0 &&
+	    uv_ip6_addr(o.bind_address, o.port, (struct sockaddr_in6 *)&ss) != 0)
+		return TRYGG_EINVAL;
+
+	http_server *srv = xcalloc(1, sizeof(*srv));
+	srv->loop = loop;
+	srv->addr = ss;
+	srv->bind_address = xstrdup(o.bind_address);
+	srv->name = xstrdup(o.name);
+	o.bind_address = srv->bind_address;
+	o.name = srv->name;
+	srv->opts = o;
+	uv_timer_init(loop, &srv->timer);
+	srv->timer.data = srv;
+	srv->open_handles = 1;
+	*out = srv;
+	return 0;
+}
+
+int
+http_server_start(http_server *srv)
+{
+	if (srv->daemon != NULL || srv->closing)
+		return TRYGG_EINVAL;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+	if (srv->addr.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	/* The logger must be the first option to catch every message. */
+	struct MHD_Daemon *d = MHD_start_daemon(flags, srv->opts.port, NULL, NULL, on_access, srv,
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr,
+	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv->opts.max_header_bytes,
+	    MHD_OPTION_CONNECTION_LIMIT, srv->opts.max_connections,
+	    MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.idle_timeout_s,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+	    MHD_OPTION_END);
+	if (d == NULL) {
+		char a[96], nm[80];
+		log_error("http_start_failed", "\"server\":%s,\"address\":%s,\"port\":%u",
+		    log_json_str(srv->name, nm, sizeof(nm)),
+		    log_json_str(srv->bind_address, a, sizeof(a)), (unsigned)srv->opts.port);
+		return TRYGG_EIO;
+	}
+	const union MHD_DaemonInfo *ei = MHD_get_daemon_info(d, MHD_DAEMON_INFO_EPOLL_FD);
+	const union MHD_DaemonInfo *pi = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	if (ei == NULL || uv_poll_init(srv->loop, &srv->poll, ei->epoll_fd) != 0) {
+		MHD_stop_daemon(d);
+		return TRYGG_EIO;
+	}
+	srv->daemon = d;
+	srv->port = pi ? pi->port : srv->opts.port;
+	srv->poll.data = srv;
+	srv->poll_inited = true;
+	srv->open_handles++;
+	uv_poll_start(&srv->poll, UV_READABLE, on_poll);
+	run_mhd(srv);
+	char a[96], nm[80];
+	log_info("http_listening", "\"server\":%s,\"address\":%s,\"port\":%u",
+	    log_json_str(srv->name, nm, sizeof(nm)), log_json_str(srv->bind_address, a, sizeof(a)),
+	    (unsigned)srv->port);
+	return 0;
+}
+
+uint16_t
+http_server_port(const http_server *srv)
+{
+	return srv->daemon ? srv->port : 0;
+}
+
+void
+http_server_stop(http_server *srv)
+{
+	if (srv == NULL || srv->daemon == NULL || srv->stopping)
+		return;
+	srv->stopping = true;
+	/* In external polling mode the listening socket can be closed at once,
+	 * so new clients are refused instead of waiting in the backlog. */
+	MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+static void
+on_handle_closed(uv_handle_t *h)
+{
+	http_server *srv = h->data;
+	if (--srv->open_handles > 0)
+		return;
+	for (size_t i = 0; i < srv->nroutes; i++)
+		route_fini(&srv->routes[i]);
+	free(srv->routes);
+	free(srv->bind_address);
+	free(srv->name);
+	free(srv);
+}
+
+/*
+ * Tears the daemon down: the poll on MHD's epoll fd goes first (the fd
+ * must not be closed under libuv), suspended connections are resumed
+ * because MHD refuses to stop with any, then MHD closes every connection,
+ * calling on_completed for each request.
+ */
+static void
+do_close(http_server *srv)
+{
+	srv->close_pending = false;
+	if (srv->poll_inited)
+		uv_poll_stop(&srv->poll);
+	if (srv->daemon != NULL) {
+		for (http_request *r = srv->reqs; r != NULL; r = r->next) {
+			if (r->suspended) {
+				r->suspended = false;
+				MHD_resume_connection(r->conn);
+			}
+		}
+		MHD_stop_daemon(srv->daemon);
+		srv->daemon = NULL;
+	}
+	/* Requests that MHD never completed cannot be left pointing at us. */
+	for (http_request *r = srv->reqs, *next; r != NULL; r = next) {
+		next = r->next;
+		r->prev = r->next = NULL;
+		r->srv = NULL;
+		r->conn = NULL;
+		r->completed = true;
+		if (r->responded || !r->dispatched)
+			request_free(r);
+	}
+	srv->reqs = NULL;
+	if (srv->poll_inited)
+		uv_close((uv_handle_t *)&srv->poll, on_handle_closed);
+	uv_close((uv_handle_t *)&srv->timer, on_handle_closed);
+}
+
+void
+http_server_close(http_server *srv)
+{
+	if (srv == NULL || srv->closing)
+		return;
+	srv->closing = true;
+	if (srv->in_run) {
+		/* Called from a handler: MHD_stop_daemon inside MHD_run is not allowed. */
+		srv->close_pending = true;
+		return;
+	}
+	do_close(srv);
+}

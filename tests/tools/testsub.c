@@ -1,0 +1,109 @@
+/*
+ * trygg-testsub: a stand-in subscribing service for the backbone's tests
+ * and benchmark. It follows one publisher through an inbox and records
+ * each event's effect as a row in testsub.applied, in the same transaction
+ * as the inbox cursor, exactly as a real consumer does.
+ *
+ * fail_on_n makes the effect of the event with that number fail (a poison
+ * event), for the fault tests.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "inbox.h"
+#include "log.h"
+#include "svc.h"
+#include "trygg/testing.pb-c.h"
+
+extern const struct migration testsub_migrations[];
+
+typedef struct testsub_config {
+	svc_config common;
+	char *bus_sub_url;
+	char *bus_req_url;
+	char *publisher;
+	int batch_max;
+	int fail_on_n;
+} testsub_config;
+
+static const config_option options[] = {
+    SVC_CONFIG_OPTIONS(testsub_config, "8091"),
+    CONFIG_OPT_URL("bus_sub_url", testsub_config, bus_sub_url, "tcp://127.0.0.1:5560", 0,
+	"the publisher's event stream"),
+    CONFIG_OPT_URL("bus_req_url", testsub_config, bus_req_url, "tcp://127.0.0.1:5561", 0,
+	"the publisher's replay socket"),
+    CONFIG_OPT_STRING("publisher", testsub_config, publisher, "testpub", 0,
+	"whose stream to follow"),
+    CONFIG_OPT_INT("batch_max", testsub_config, batch_max, "500", 1, 10000, 0,
+	"events applied per transaction"),
+    CONFIG_OPT_INT("fail_on_n", testsub_config, fail_on_n, "0", 0, 2147483647, 0,
+	"make the effect of event n fail (tests only; 0: never)"),
+    CONFIG_END,
+};
+
+typedef struct testsub {
+	testsub_config cfg;
+	svc svc;
+	inbox *inbox;
+} testsub;
+
+static const char SQL_APPLY[] =
+    "INSERT INTO applied (publisher, seq, event_id, n, occurred_at)"
+    " VALUES ($1, $2, $3, $4, to_timestamp($5::double precision / 1e6))";
+
+/* The effect of one event: decode it (it came from the network, so with
+ * the capped allocator) and add its row to the batch. */
+static int
+apply_event(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
+{
+	testsub *ts = arg;
+	if (strcmp(ev->type, "trygg.testing.TestEvent") != 0)
+		return 0; /* not ours to apply: no effect, the cursor still moves */
+	ProtobufCMessage *m;
+	int rv = envelope_message_unpack(&trygg__testing__test_event__descriptor, ev->payload.data,
+	    ev->payload.len, 64 * 1024, &m);
+	if (rv != 0)
+		return rv;
+	const Trygg__Testing__TestEvent *te = (const Trygg__Testing__TestEvent *)m;
+	char seq[24], n[24], at[24];
+	snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
+	snprintf(n, sizeof(n), "%" PRIu64, te->n);
+	snprintf(at, sizeof(at), "%" PRId64, ev->occurred_at_us);
+	const char *values[5] = {ev->publisher, seq, ev->event_id, n, at};
+	db_batch_add(b, SQL_APPLY, 5, values);
+	if (ts->cfg.fail_on_n > 0 && te->n == (uint64_t)ts->cfg.fail_on_n)
+		db_batch_add(b, "SELECT 1 / 0", 0, NULL);
+	envelope_message_free(m);
+	return 0;
+}
+
+static void
+on_drain(svc *s, void *arg)
+{
+	testsub *ts = arg;
+	inbox_stop(ts->inbox);
+	ts->inbox = NULL;
+	svc_drain_done(s);
+}
+
+int
+main(int argc, char **argv)
+{
+	static testsub ts;
+	svc_options so = {.name = "testsub", .schema = "testsub", .options = options,
+	    .config = &ts.cfg, .common = &ts.cfg.common, .migrations = testsub_migrations,
+	    .argc = argc, .argv = argv};
+	int rv = svc_init(&ts.svc, &so);
+	if (rv != 0)
+		return rv == TRYGG_ECLOSED ? 0 : 1;
+	inbox_options io = {.publisher = ts.cfg.publisher, .sub_url = ts.cfg.bus_sub_url,
+	    .req_url = ts.cfg.bus_req_url, .batch_max = (unsigned)ts.cfg.batch_max};
+	if (inbox_start(svc_uv(&ts.svc), ts.svc.db, &io, apply_event, &ts, &ts.inbox) != 0)
+		return svc_abort(&ts.svc);
+	inbox_register_metrics(ts.inbox, ts.svc.metrics);
+	svc_set_drain(&ts.svc, on_drain, &ts);
+	return svc_run(&ts.svc);
+}
