@@ -44,7 +44,11 @@ typedef void (*http_handler)(http_request *req, void *arg);
 typedef struct http_server_options {
 	const char *bind_address; /* IPv4 or IPv6 literal; default "127.0.0.1" */
 	uint16_t port;            /* 0 = an ephemeral port, see http_server_port() */
-	size_t max_body_bytes;    /* request body cap, default 1 MiB; over it -> 413 */
+	size_t max_body_bytes;    /* request body cap, default 1 MiB. A Content-Length
+	                             over it is answered 413 before any body is read;
+	                             a chunked body that grows over it gets the
+	                             connection closed (MHD 0.9.75 cannot answer in
+	                             the middle of a body) */
 	size_t max_header_bytes;  /* per-connection memory for the request line and
 	                             headers (MHD_OPTION_CONNECTION_MEMORY_LIMIT),
 	                             default 32 KiB; over it -> 431 */
@@ -82,7 +86,8 @@ int http_server_start(http_server *srv) TRYGG_MUSTCHECK;
 uint16_t http_server_port(const http_server *srv);
 
 /*
- * Stops accepting new connections (MHD_quiesce_daemon). Requests in
+ * Stops accepting new connections (MHD_quiesce_daemon) and closes the
+ * listening socket, so new clients are refused at once. Requests in
  * progress finish; their responses carry "Connection: close" so keep-alive
  * clients go away. Safe to call more than once.
  */

@@ -427,7 +427,7 @@ outbox_relay_start(uv_loop_t *loop, db *d, const outbox_options *o, outbox_relay
 	if (r->o.batch_max == 0)
 		r->o.batch_max = 2000;
 	if (r->o.poll_ms == 0)
-		r->o.poll_ms = 1000;
+		r->o.poll_ms = 200;
 	if (r->o.heartbeat_ms == 0)
 		r->o.heartbeat_ms = 1000;
 	if (r->o.replay_max == 0)

