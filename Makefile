@@ -72,7 +72,7 @@ $(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
 
 $(BUILD)/obj/%.o: %.c $(PROTO_H) | $(BUILD)/obj
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CPPFLAGS) $(addprefix -I,$(wildcard $(dir $<))) $(foreach s,$(SERVICES),$(if $(findstring test_$(subst -,_,$(s))_,$<),-Iservices/$(s))) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj:
 	@mkdir -p $@
@@ -107,6 +107,17 @@ $(BUILD)/gen/tool_%_sql.c: tools/embed-sql.sh $(wildcard tests/tools/sql/*/*.sql
 $(BUILD)/bin/trygg-%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/gen/tool_%_sql.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(filter %.o %.c,$^) $(LIB) $(LDFLAGS) $(PKG_LIBS) -o $@
+
+# A unit test of a service's own module is named test_<service>_<module>.c
+# and links that service's objects (all but main.o) and embedded SQL.
+define service_unit_rules
+$(BUILD)/tests/test_$(subst -,_,$(1))_%: $(BUILD)/obj/tests/unit/test_$(subst -,_,$(1))_%.o \
+    $$(patsubst %.c,$(BUILD)/obj/%.o,$$(filter-out services/$(1)/main.c,$$(wildcard services/$(1)/*.c))) \
+    $(BUILD)/gen/$(1)_sql.c $(LIB)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(CPPFLAGS) $$(CFLAGS) -Iservices/$(1) $$(filter %.o %.c,$$^) $(LIB) $$(LDFLAGS) $(PKG_LIBS) $$(shell pkg-config --libs cmocka) -o $$@
+endef
+$(foreach s,$(SERVICES),$(eval $(call service_unit_rules,$(s))))
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)

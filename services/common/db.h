@@ -34,12 +34,12 @@ typedef struct db db;
 typedef struct db_batch db_batch;
 
 typedef struct db_options {
-	const char *conninfo;     /* libpq connection string or URL */
-	const char *search_path;  /* schema(s), set at connect; NULL leaves it */
-	const char *name;         /* application_name and log tag */
-	unsigned backoff_min_ms;  /* first reconnect delay (default 100) */
-	unsigned backoff_max_ms;  /* cap for the doubling delay (default 5000) */
-	unsigned max_in_flight;   /* batches queued+sent before EBUSY (default 10000) */
+	const char *conninfo;    /* libpq connection string or URL */
+	const char *search_path; /* schema(s), set at connect; NULL leaves it */
+	const char *name;        /* application_name and log tag */
+	unsigned backoff_min_ms; /* first reconnect delay (default 100) */
+	unsigned backoff_max_ms; /* cap for the doubling delay (default 5000) */
+	unsigned max_in_flight;  /* batches queued+sent before EBUSY (default 10000) */
 } db_options;
 
 /* The outcome of one batch, valid only during the callback. */

@@ -20,8 +20,8 @@
 typedef struct db_pool db_pool;
 
 /* Opens `size` clients (1..64) with the same options. */
-int db_pool_new(uv_loop_t *loop, const db_options *opts, unsigned size, db_pool **out)
-    TRYGG_MUSTCHECK;
+int db_pool_new(uv_loop_t *loop, const db_options *opts, unsigned size,
+    db_pool **out) TRYGG_MUSTCHECK;
 
 /* Closes every client (see db_close). Accepts NULL. */
 void db_pool_close(db_pool *p);

@@ -48,7 +48,8 @@ on_readyz(http_request *req, void *arg)
 		ready = ready && ok;
 		json_object_set_new(checks, h->checks[i].name, json_boolean(ok));
 	}
-	json_t *body = json_pack("{s:s,s:o}", "status", ready ? "ok" : "unavailable", "checks", checks);
+	json_t *body =
+	    json_pack("{s:s,s:o}", "status", ready ? "ok" : "unavailable", "checks", checks);
 	if (h->draining)
 		json_object_set_new(body, "draining", json_true());
 	http_respond_json(req, ready ? 200 : 503, body);

@@ -47,8 +47,7 @@ void health_free(health *h);
  * the /readyz body. Returns TRYGG_EEXIST for a duplicate name, TRYGG_EINVAL
  * for a missing name or callback.
  */
-int health_add_check(health *h, const char *name, health_check_fn fn, void *arg)
-    TRYGG_MUSTCHECK;
+int health_add_check(health *h, const char *name, health_check_fn fn, void *arg) TRYGG_MUSTCHECK;
 
 /* While true, /readyz answers 503 whatever the checks say. */
 void health_set_draining(health *h, bool draining);

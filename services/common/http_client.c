@@ -53,8 +53,8 @@ struct http_client {
 	uv_timer_t timer;
 	transfer *xfers;
 	sock_ctx *socks;
-	int open_handles;  /* timer + socket polls not yet closed */
-	int dispatching;   /* depth of check_multi_info */
+	int open_handles; /* timer + socket polls not yet closed */
+	int dispatching;  /* depth of check_multi_info */
 	bool closing, close_pending;
 };
 
@@ -322,8 +322,7 @@ http_client_new(uv_loop_t *loop, http_client **out)
 
 /* Adds an easy handle to the multi handle; takes `headers` on success. */
 static int
-start_transfer(http_client *c, CURL *easy, struct curl_slist *headers, http_client_cb cb,
-    void *arg)
+start_transfer(http_client *c, CURL *easy, struct curl_slist *headers, http_client_cb cb, void *arg)
 {
 	if (c->closing)
 		return TRYGG_ECLOSED;
@@ -376,9 +375,8 @@ method_ok(const char *m)
 }
 
 int
-http_client_request(http_client *c, const char *method, const char *url,
-    const char *const *headers, const void *body, size_t len, unsigned timeout_ms,
-    http_client_cb cb, void *arg)
+http_client_request(http_client *c, const char *method, const char *url, const char *const *headers,
+    const void *body, size_t len, unsigned timeout_ms, http_client_cb cb, void *arg)
 {
 	if (c->closing)
 		return TRYGG_ECLOSED;
@@ -393,7 +391,8 @@ http_client_request(http_client *c, const char *method, const char *url,
 	curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms < 10000 ? timeout_ms : 10000));
+	curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
+	    (long)(timeout_ms < 10000 ? timeout_ms : 10000));
 	if (strcmp(method, "HEAD") == 0) {
 		curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
 	} else if (strcmp(method, "GET") != 0 || body != NULL) {
@@ -401,7 +400,8 @@ http_client_request(http_client *c, const char *method, const char *url,
 			curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, method);
 		if (body != NULL || strcmp(method, "POST") == 0) {
 			curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-			curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body ? (const char *)body : "");
+			curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS,
+			    body ? (const char *)body : "");
 		}
 	}
 	struct curl_slist *sl = NULL;

@@ -35,9 +35,9 @@ typedef struct http_client http_client;
  */
 typedef struct http_client_response {
 	int err;
-	const char *error;   /* curl's error text, "" when err == 0 */
-	long status;         /* HTTP status, 0 if none was received */
-	const char *body;    /* NUL-terminated, body_len bytes (may contain NULs) */
+	const char *error; /* curl's error text, "" when err == 0 */
+	long status;       /* HTTP status, 0 if none was received */
+	const char *body;  /* NUL-terminated, body_len bytes (may contain NULs) */
 	size_t body_len;
 	const char *headers; /* the final response's header block, raw "Name: value\r\n" lines */
 } http_client_response;
@@ -77,8 +77,7 @@ int http_client_request(http_client *c, const char *method, const char *url,
  * whatever the caller attached to it (slists, read state) must stay valid
  * until cb runs and may be freed there. On error the caller still owns it.
  */
-int http_client_submit(http_client *c, CURL *easy, http_client_cb cb, void *arg)
-    TRYGG_MUSTCHECK;
+int http_client_submit(http_client *c, CURL *easy, http_client_cb cb, void *arg) TRYGG_MUSTCHECK;
 
 /*
  * Looks a header up in a response's header block (case-insensitive) and

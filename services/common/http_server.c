@@ -52,9 +52,9 @@ typedef struct kvlist {
 } kvlist;
 
 typedef struct route {
-	char *pattern;  /* as registered, for logs */
+	char *pattern; /* as registered, for logs */
 	char *method;
-	char **segs;    /* literal text, or the parameter name */
+	char **segs; /* literal text, or the parameter name */
 	bool *is_param;
 	size_t nsegs;
 	size_t nparams;
@@ -68,8 +68,8 @@ struct http_server {
 	uv_poll_t poll;
 	uv_timer_t timer;
 	bool poll_inited;
-	int open_handles;         /* handles whose close callback is pending */
-	bool in_run;              /* inside MHD_run: defer kicks and close */
+	int open_handles; /* handles whose close callback is pending */
+	bool in_run;      /* inside MHD_run: defer kicks and close */
 	bool kick_pending;
 	bool stopping, closing, close_pending;
 	struct sockaddr_storage addr;
@@ -79,11 +79,11 @@ struct http_server {
 	uint16_t port;
 	route *routes;
 	size_t nroutes;
-	http_request *reqs;       /* live requests, doubly linked */
+	http_request *reqs; /* live requests, doubly linked */
 };
 
 struct http_request {
-	http_server *srv;         /* NULL once MHD has completed the request */
+	http_server *srv; /* NULL once MHD has completed the request */
 	struct MHD_Connection *conn;
 	http_request *prev, *next;
 	char *method;
@@ -93,9 +93,9 @@ struct http_request {
 	size_t body_len, body_cap;
 	char id[MAX_REQUEST_ID + 1];
 	char client[INET6_ADDRSTRLEN];
-	const route *route;       /* matched route, or NULL */
-	unsigned reject_status;   /* 404/405 decided at routing */
-	char allow[96];           /* Allow header for a 405 */
+	const route *route;     /* matched route, or NULL */
+	unsigned reject_status; /* 404/405 decided at routing */
+	char allow[96];         /* Allow header for a 405 */
 	struct MHD_Response *response;
 	unsigned status;
 	uint64_t start_ns;
@@ -228,7 +228,8 @@ route_matches_path(const route *r, int n, const char *starts[], const size_t len
 		if (r->is_param[i]) {
 			if (lens[i] == 0)
 				return false;
-		} else if (strlen(r->segs[i]) != lens[i] || memcmp(r->segs[i], starts[i], lens[i]) != 0) {
+		} else if (strlen(r->segs[i]) != lens[i] ||
+		    memcmp(r->segs[i], starts[i], lens[i]) != 0) {
 			return false;
 		}
 	}
@@ -307,8 +308,8 @@ request_id_ok(const char *s)
 	size_t n = 0;
 	for (; s[n]; n++) {
 		char c = s[n];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '_' || c == '.' || c == ':';
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' || c == ':';
 		if (!ok || n >= MAX_REQUEST_ID)
 			return false;
 	}
@@ -337,8 +338,8 @@ client_address(struct MHD_Connection *conn, char *buf, size_t len)
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, buf,
 		    (socklen_t)len);
 	else if (sa->sa_family == AF_INET6)
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, buf,
-		    (socklen_t)len);
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+		    buf, (socklen_t)len);
 }
 
 /* Creates the request for a connection's new request and links it in. */
@@ -525,7 +526,8 @@ http_respond(http_request *req, unsigned status, const char *content_type, const
 {
 	if (req->responded) {
 		char id[96];
-		log_warn("http_double_respond", "\"request_id\":%s", log_json_str(req->id, id, sizeof(id)));
+		log_warn("http_double_respond", "\"request_id\":%s",
+		    log_json_str(req->id, id, sizeof(id)));
 		return;
 	}
 	req->responded = true;
@@ -538,9 +540,8 @@ http_respond(http_request *req, unsigned status, const char *content_type, const
 		request_free(req);
 		return;
 	}
-	struct MHD_Response *resp =
-	    MHD_create_response_from_buffer(len, (void *)(uintptr_t)(body ? body : ""),
-		MHD_RESPMEM_MUST_COPY);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(len,
+	    (void *)(uintptr_t)(body ? body : ""), MHD_RESPMEM_MUST_COPY);
 	if (resp == NULL)
 		abort(); /* only on out of memory; see util.h */
 	if (content_type != NULL && header_text_ok(content_type, false))
@@ -730,8 +731,8 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		    "\"client\":%s,\"end\":\"%s\"",
 		    log_json_str(req->method, m, sizeof(m)), log_json_str(req->path, p, sizeof(p)),
 		    req->queued ? req->status : 0, (double)(trygg_now_ns() - req->start_ns) / 1e6,
-		    log_json_str(req->id, id, sizeof(id)), log_json_str(req->client, cl, sizeof(cl)),
-		    termination_name(toe));
+		    log_json_str(req->id, id, sizeof(id)),
+		    log_json_str(req->client, cl, sizeof(cl)), termination_name(toe));
 	}
 	request_unlink(req);
 	req->srv = NULL;
@@ -857,14 +858,11 @@ http_server_start(http_server *srv)
 		flags |= MHD_USE_IPv6;
 	/* The logger must be the first option to catch every message. */
 	struct MHD_Daemon *d = MHD_start_daemon(flags, srv->opts.port, NULL, NULL, on_access, srv,
-	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr,
-	    MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv->opts.max_header_bytes,
-	    MHD_OPTION_CONNECTION_LIMIT, srv->opts.max_connections,
-	    MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.idle_timeout_s,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
-	    MHD_OPTION_END);
+	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_SOCK_ADDR,
+	    (struct sockaddr *)&srv->addr, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    srv->opts.max_header_bytes, MHD_OPTION_CONNECTION_LIMIT, srv->opts.max_connections,
+	    MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
+	    on_completed, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
 	if (d == NULL) {
 		char a[96], nm[80];
 		log_error("http_start_failed", "\"server\":%s,\"address\":%s,\"port\":%u",

@@ -61,8 +61,8 @@ typedef struct http_server_options {
  * Creates a server on `loop` (not yet listening). The options are copied;
  * NULL means all defaults. Returns 0 or TRYGG_EINVAL for a bad bind address.
  */
-int http_server_new(uv_loop_t *loop, const http_server_options *opts, http_server **out)
-    TRYGG_MUSTCHECK;
+int http_server_new(uv_loop_t *loop, const http_server_options *opts,
+    http_server **out) TRYGG_MUSTCHECK;
 
 /*
  * Adds a route. `pattern` is "METHOD /literal/{name}/..."; a {name}
@@ -72,8 +72,8 @@ int http_server_new(uv_loop_t *loop, const http_server_options *opts, http_serve
  * /v1/reports/{id}); HEAD falls back to GET routes. Routes may be added
  * before or after start. Returns TRYGG_EINVAL for a malformed pattern.
  */
-int http_server_route(http_server *srv, const char *pattern, http_handler handler, void *arg)
-    TRYGG_MUSTCHECK;
+int http_server_route(http_server *srv, const char *pattern, http_handler handler,
+    void *arg) TRYGG_MUSTCHECK;
 
 /*
  * Binds, listens and starts serving on the loop. Returns 0, TRYGG_EIO if
@@ -127,8 +127,7 @@ bool http_request_is_gone(http_request *req);
  * response that will be given. Call before an http_respond* function.
  * Names or values with control characters are refused with TRYGG_EINVAL.
  */
-int http_response_header(http_request *req, const char *name, const char *value)
-    TRYGG_MUSTCHECK;
+int http_response_header(http_request *req, const char *name, const char *value) TRYGG_MUSTCHECK;
 
 /*
  * Gives the response, from inside the handler or later. The body is
@@ -136,8 +135,8 @@ int http_response_header(http_request *req, const char *name, const char *value)
  * the same request is a programming error: it is logged and ignored.
  * content_type may be NULL for no Content-Type.
  */
-void http_respond(http_request *req, unsigned status, const char *content_type,
-    const void *body, size_t len);
+void http_respond(http_request *req, unsigned status, const char *content_type, const void *body,
+    size_t len);
 
 /*
  * Responds with a JSON body. Steals the reference to `body` (so
@@ -151,7 +150,7 @@ void http_respond_json(http_request *req, unsigned status, json_t *body);
  *   {"error":{"code":..., "message":..., "field":..., "request_id":...}}
  * `field` may be NULL (encoded as null).
  */
-void http_respond_error(http_request *req, unsigned status, const char *code,
-    const char *message, const char *field);
+void http_respond_error(http_request *req, unsigned status, const char *code, const char *message,
+    const char *field);
 
 #endif

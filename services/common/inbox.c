@@ -27,12 +27,12 @@
 /* One queued event (owned copy), or a range skipped because the publisher
  * purged it (env.seq == 0, skip_to set). */
 typedef struct held_event {
-	uint64_t seq;      /* first seq covered */
-	uint64_t last;     /* last seq covered (== seq for an event) */
+	uint64_t seq;  /* first seq covered */
+	uint64_t last; /* last seq covered (== seq for an event) */
 	bool is_skip;
-	int stmt_first;    /* its statements in the current batch: */
-	int stmt_count;    /*   [stmt_first, stmt_first + stmt_count) */
-	char *poison;      /* set once its effect failed alone: record, skip */
+	int stmt_first; /* its statements in the current batch: */
+	int stmt_count; /*   [stmt_first, stmt_first + stmt_count) */
+	char *poison;   /* set once its effect failed alone: record, skip */
 	Trygg__Bus__Envelope env;
 } held_event;
 
@@ -52,9 +52,9 @@ struct inbox {
 	bool stopping;
 	uint64_t applied, held, known;
 
-	held_event **queue;    /* ring buffer of queue_max entries */
+	held_event **queue; /* ring buffer of queue_max entries */
 	size_t qhead, qlen;
-	size_t inflight;       /* entries at the head in the batch being committed */
+	size_t inflight; /* entries at the head in the batch being committed */
 	int db_pending;
 	inbox_stats st;
 };
@@ -176,7 +176,8 @@ on_frame(void *arg, nng_msg *msg)
 {
 	inbox *in = arg;
 	Trygg__Bus__Frame *f = NULL;
-	int rv = envelope_frame_unpack(nng_msg_body(msg), nng_msg_len(msg), ENVELOPE_UNPACK_CAP, &f);
+	int rv =
+	    envelope_frame_unpack(nng_msg_body(msg), nng_msg_len(msg), ENVELOPE_UNPACK_CAP, &f);
 	size_t len = nng_msg_len(msg);
 	nng_msg_free(msg);
 	if (rv != 0) {
@@ -196,7 +197,8 @@ on_frame(void *arg, nng_msg *msg)
 			log_warn("bus_frame_invalid",
 			    "\"publisher\":\"%s\",\"bytes\":%zu,\"error\":\"foreign publisher\","
 			    "\"from\":%s",
-			    in->publisher, len, log_json_str(f->event->publisher, name, sizeof(name)));
+			    in->publisher, len,
+			    log_json_str(f->event->publisher, name, sizeof(name)));
 		}
 	} else if (f->kind_case == TRYGG__BUS__FRAME__KIND_HEARTBEAT) {
 		if (f->heartbeat->last_seq > in->known)
@@ -246,8 +248,8 @@ on_replay_reply(void *arg, int err, nng_msg *msg)
 			h->last = first - 1;
 			h->is_skip = true;
 			log_error("inbox_events_purged",
-			    "\"publisher\":\"%s\",\"from\":%" PRIu64 ",\"to\":%" PRIu64, in->publisher,
-			    h->seq, h->last);
+			    "\"publisher\":\"%s\",\"from\":%" PRIu64 ",\"to\":%" PRIu64,
+			    in->publisher, h->seq, h->last);
 			queue_push(in, h);
 		}
 		for (size_t i = 0; i < rep->n_events; i++)
@@ -395,8 +397,9 @@ batch_done(void *arg, const db_reply *rep)
 		maybe_apply(in);
 		return;
 	}
-	reset(in, rep->err == TRYGG_EDB ? (rep->message ? rep->message : "batch failed")
-	                                : trygg_strerror(rep->err));
+	reset(in,
+	    rep->err == TRYGG_EDB ? (rep->message ? rep->message : "batch failed")
+	                          : trygg_strerror(rep->err));
 }
 
 /* Starts applying the next run of queued events, if nothing is in flight. */
@@ -420,7 +423,8 @@ maybe_apply(inbox *in)
 				/* The service refused it (e.g. undecodable). Its
 				 * statements so far would be a partial effect, so
 				 * start the batch again without them. */
-				h->poison = xasprintf("rejected by the service: %s", trygg_strerror(rv));
+				h->poison =
+				    xasprintf("rejected by the service: %s", trygg_strerror(rv));
 				db_batch_free(b);
 				maybe_apply(in);
 				return;
@@ -536,10 +540,10 @@ inbox_get_stats(const inbox *in, inbox_stats *out)
 	out->known_seq = in->known;
 }
 
-#define STAT_GAUGE(field)                                             \
-	static double stat_##field(void *arg)                         \
-	{                                                             \
-		return (double)((const inbox *)arg)->st.field;        \
+#define STAT_GAUGE(field) \
+	static double stat_##field(void *arg) \
+	{ \
+		return (double)((const inbox *)arg)->st.field; \
 	}
 STAT_GAUGE(applied)
 STAT_GAUGE(duplicates)
@@ -573,8 +577,8 @@ inbox_register_metrics(inbox *in, metrics *m)
 	    stat_applied, in);
 	metrics_gauge_fn(m, "trygg_inbox_duplicates_total", "Redelivered events skipped", l,
 	    stat_duplicates, in);
-	metrics_gauge_fn(m, "trygg_inbox_gaps_total", "Live events dropped for a gap", l,
-	    stat_gaps, in);
+	metrics_gauge_fn(m, "trygg_inbox_gaps_total", "Live events dropped for a gap", l, stat_gaps,
+	    in);
 	metrics_gauge_fn(m, "trygg_inbox_replays_total", "Replay requests sent", l, stat_replays,
 	    in);
 	metrics_gauge_fn(m, "trygg_inbox_invalid_total", "Malformed frames dropped", l,

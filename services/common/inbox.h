@@ -39,33 +39,33 @@ typedef struct inbox inbox;
 typedef int (*inbox_apply_fn)(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
 
 typedef struct inbox_options {
-	const char *publisher;       /* whose stream, e.g. "intake" */
-	const char *sub_url;         /* the publisher's pub socket */
-	const char *req_url;         /* the publisher's replay socket */
-	unsigned batch_max;          /* events per transaction (default 500) */
-	unsigned queue_max;          /* events held in memory (default 20000) */
-	unsigned replay_max;         /* events asked for per replay (default 1000) */
-	unsigned replay_timeout_ms;  /* default 2000 */
-	unsigned retry_ms;           /* delay after a failure (default 250) */
+	const char *publisher;      /* whose stream, e.g. "intake" */
+	const char *sub_url;        /* the publisher's pub socket */
+	const char *req_url;        /* the publisher's replay socket */
+	unsigned batch_max;         /* events per transaction (default 500) */
+	unsigned queue_max;         /* events held in memory (default 20000) */
+	unsigned replay_max;        /* events asked for per replay (default 1000) */
+	unsigned replay_timeout_ms; /* default 2000 */
+	unsigned retry_ms;          /* delay after a failure (default 250) */
 } inbox_options;
 
 /* Opens the sockets and starts following. Returns 0 or TRYGG_EBUS. */
-int inbox_start(uv_loop_t *loop, db *d, const inbox_options *o, inbox_apply_fn apply,
-    void *arg, inbox **out) TRYGG_MUSTCHECK;
+int inbox_start(uv_loop_t *loop, db *d, const inbox_options *o, inbox_apply_fn apply, void *arg,
+    inbox **out) TRYGG_MUSTCHECK;
 
 /* Stops, closes the sockets, frees from close callbacks. Accepts NULL. */
 void inbox_stop(inbox *in);
 
 typedef struct inbox_stats {
-	uint64_t applied_seq;    /* cursor as last committed */
-	uint64_t known_seq;      /* highest seq the publisher announced */
-	uint64_t applied;        /* events applied by this process */
-	uint64_t duplicates;     /* live events already held or applied */
-	uint64_t gaps;           /* live events dropped for a gap or a full queue */
-	uint64_t replays;        /* replay requests sent */
-	uint64_t invalid;        /* malformed frames dropped */
-	uint64_t failed;         /* poison events recorded in inbox_failed */
-	uint64_t batch_errors;   /* batches that failed and were retried */
+	uint64_t applied_seq;  /* cursor as last committed */
+	uint64_t known_seq;    /* highest seq the publisher announced */
+	uint64_t applied;      /* events applied by this process */
+	uint64_t duplicates;   /* live events already held or applied */
+	uint64_t gaps;         /* live events dropped for a gap or a full queue */
+	uint64_t replays;      /* replay requests sent */
+	uint64_t invalid;      /* malformed frames dropped */
+	uint64_t failed;       /* poison events recorded in inbox_failed */
+	uint64_t batch_errors; /* batches that failed and were retried */
 } inbox_stats;
 void inbox_get_stats(const inbox *in, inbox_stats *out);
 

@@ -87,7 +87,8 @@ tjson_parse(const char *buf, size_t len, size_t max_bytes, int max_depth, json_t
 		return TRYGG_ETOOBIG;
 	}
 	if (buf == NULL || len == 0)
-		return tjson_error_set(err, "invalid_json", NULL, "body is empty, expected a JSON object");
+		return tjson_error_set(err, "invalid_json", NULL,
+		    "body is empty, expected a JSON object");
 	if (scan_depth(buf, len, max_depth) > max_depth)
 		return tjson_error_set(err, "too_deep", NULL, "JSON nested deeper than %d levels",
 		    max_depth);
@@ -95,8 +96,8 @@ tjson_parse(const char *buf, size_t len, size_t max_bytes, int max_depth, json_t
 	json_error_t jerr;
 	json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (v == NULL)
-		return tjson_error_set(err, "invalid_json", NULL, "invalid JSON at line %d column %d: %s",
-		    jerr.line, jerr.column, jerr.text);
+		return tjson_error_set(err, "invalid_json", NULL,
+		    "invalid JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
 	if (!json_is_object(v)) {
 		json_decref(v);
 		return tjson_error_set(err, "not_object", NULL, "body must be a JSON object");
@@ -135,7 +136,8 @@ tjson_get_string(const json_t *obj, const char *field, bool required, size_t max
 	if (rv <= 0)
 		return rv;
 	if (!json_is_string(v))
-		return tjson_error_set(err, "wrong_type", field, "field '%s' must be a string", field);
+		return tjson_error_set(err, "wrong_type", field, "field '%s' must be a string",
+		    field);
 	if (max_len > 0 && json_string_length(v) > max_len)
 		return tjson_error_set(err, "too_long", field,
 		    "field '%s' must be at most %zu bytes long", field, max_len);
@@ -152,11 +154,13 @@ tjson_get_int(const json_t *obj, const char *field, bool required, int64_t min, 
 	if (rv <= 0)
 		return rv;
 	if (!json_is_integer(v))
-		return tjson_error_set(err, "wrong_type", field, "field '%s' must be an integer", field);
+		return tjson_error_set(err, "wrong_type", field, "field '%s' must be an integer",
+		    field);
 	int64_t x = (int64_t)json_integer_value(v);
 	if (x < min || x > max)
 		return tjson_error_set(err, "out_of_range", field,
-		    "field '%s' must be between %lld and %lld", field, (long long)min, (long long)max);
+		    "field '%s' must be between %lld and %lld", field, (long long)min,
+		    (long long)max);
 	*out = x;
 	return 0;
 }
@@ -170,12 +174,13 @@ tjson_get_double(const json_t *obj, const char *field, bool required, double min
 	if (rv <= 0)
 		return rv;
 	if (!json_is_number(v))
-		return tjson_error_set(err, "wrong_type", field, "field '%s' must be a number", field);
+		return tjson_error_set(err, "wrong_type", field, "field '%s' must be a number",
+		    field);
 	double x = json_number_value(v);
 	/* jansson refuses NaN and infinities in input, but be explicit. */
 	if (!isfinite(x) || x < min || x > max)
-		return tjson_error_set(err, "out_of_range", field, "field '%s' must be between %g and %g",
-		    field, min, max);
+		return tjson_error_set(err, "out_of_range", field,
+		    "field '%s' must be between %g and %g", field, min, max);
 	*out = x;
 	return 0;
 }
@@ -203,24 +208,26 @@ tjson_get_object(const json_t *obj, const char *field, bool required, json_t **o
 	if (rv <= 0)
 		return rv;
 	if (!json_is_object(v))
-		return tjson_error_set(err, "wrong_type", field, "field '%s' must be an object", field);
+		return tjson_error_set(err, "wrong_type", field, "field '%s' must be an object",
+		    field);
 	*out = v;
 	return 0;
 }
 
 int
-tjson_get_array(const json_t *obj, const char *field, bool required, size_t max_items,
-    json_t **out, tjson_error *err)
+tjson_get_array(const json_t *obj, const char *field, bool required, size_t max_items, json_t **out,
+    tjson_error *err)
 {
 	json_t *v;
 	int rv = lookup(obj, field, required, &v, err);
 	if (rv <= 0)
 		return rv;
 	if (!json_is_array(v))
-		return tjson_error_set(err, "wrong_type", field, "field '%s' must be an array", field);
+		return tjson_error_set(err, "wrong_type", field, "field '%s' must be an array",
+		    field);
 	if (max_items > 0 && json_array_size(v) > max_items)
-		return tjson_error_set(err, "too_long", field, "field '%s' must have at most %zu items",
-		    field, max_items);
+		return tjson_error_set(err, "too_long", field,
+		    "field '%s' must have at most %zu items", field, max_items);
 	*out = v;
 	return 0;
 }
@@ -236,7 +243,8 @@ tjson_check_fields(const json_t *obj, const char *const *allowed, tjson_error *e
 {
 	const char *key;
 	json_t *v;
-	json_object_foreach((json_t *)obj, key, v) {
+	json_object_foreach((json_t *)obj, key, v)
+	{
 		bool ok = false;
 		for (const char *const *a = allowed; a != NULL && *a != NULL; a++) {
 			if (strcmp(*a, key) == 0) {
@@ -245,7 +253,8 @@ tjson_check_fields(const json_t *obj, const char *const *allowed, tjson_error *e
 			}
 		}
 		if (!ok)
-			return tjson_error_set(err, "unknown_field", key, "unknown field '%s'", key);
+			return tjson_error_set(err, "unknown_field", key, "unknown field '%s'",
+			    key);
 	}
 	return 0;
 }

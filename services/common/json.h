@@ -81,12 +81,12 @@ int tjson_get_string(const json_t *obj, const char *field, bool required, size_t
     const char **out, tjson_error *err) TRYGG_MUSTCHECK;
 
 /* A JSON integer (no fraction, no exponent) in [min, max]. */
-int tjson_get_int(const json_t *obj, const char *field, bool required, int64_t min,
-    int64_t max, int64_t *out, tjson_error *err) TRYGG_MUSTCHECK;
+int tjson_get_int(const json_t *obj, const char *field, bool required, int64_t min, int64_t max,
+    int64_t *out, tjson_error *err) TRYGG_MUSTCHECK;
 
 /* Any JSON number (integer or real) in [min, max]. */
-int tjson_get_double(const json_t *obj, const char *field, bool required, double min,
-    double max, double *out, tjson_error *err) TRYGG_MUSTCHECK;
+int tjson_get_double(const json_t *obj, const char *field, bool required, double min, double max,
+    double *out, tjson_error *err) TRYGG_MUSTCHECK;
 
 /* true or false. */
 int tjson_get_bool(const json_t *obj, const char *field, bool required, bool *out,
@@ -108,16 +108,16 @@ bool tjson_has(const json_t *obj, const char *field);
  * not in the NULL-terminated list `allowed`. For APIs that want typos in
  * field names reported rather than silently ignored.
  */
-int tjson_check_fields(const json_t *obj, const char *const *allowed, tjson_error *err)
-    TRYGG_MUSTCHECK;
+int tjson_check_fields(const json_t *obj, const char *const *allowed,
+    tjson_error *err) TRYGG_MUSTCHECK;
 
 /*
  * Fills err by hand, for checks the getters cannot express (e.g. "ends
  * before starts"). Always returns TRYGG_EINVAL so it can be returned
  * directly. `field` may be NULL.
  */
-int tjson_error_set(tjson_error *err, const char *code, const char *field, const char *fmt,
-    ...) TRYGG_PRINTF(4, 5);
+int tjson_error_set(tjson_error *err, const char *code, const char *field, const char *fmt, ...)
+    TRYGG_PRINTF(4, 5);
 
 /*
  * Serialises any JSON value compactly into a malloc'd, NUL-terminated

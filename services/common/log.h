@@ -28,8 +28,7 @@ int log_parse_level(const char *s, enum log_level *out) TRYGG_MUSTCHECK;
  * Pass NULL for no fields. Strings from outside must go through
  * log_json_str() so they are escaped.
  */
-void log_msg(enum log_level lvl, const char *msg, const char *fields, ...)
-    TRYGG_PRINTF(3, 4);
+void log_msg(enum log_level lvl, const char *msg, const char *fields, ...) TRYGG_PRINTF(3, 4);
 
 /*
  * Escapes s as a JSON string (with quotes) into buf of size len, truncating
@@ -38,7 +37,10 @@ void log_msg(enum log_level lvl, const char *msg, const char *fields, ...)
 const char *log_json_str(const char *s, char *buf, size_t len);
 
 #define log_debug(msg, ...) \
-	do { if (log_get_level() <= LOG_DEBUG) log_msg(LOG_DEBUG, msg, __VA_ARGS__); } while (0)
+	do { \
+		if (log_get_level() <= LOG_DEBUG) \
+			log_msg(LOG_DEBUG, msg, __VA_ARGS__); \
+	} while (0)
 #define log_info(msg, ...) log_msg(LOG_INFO, msg, __VA_ARGS__)
 #define log_warn(msg, ...) log_msg(LOG_WARN, msg, __VA_ARGS__)
 #define log_error(msg, ...) log_msg(LOG_ERROR, msg, __VA_ARGS__)

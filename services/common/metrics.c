@@ -33,15 +33,15 @@ struct metric_gauge {
 
 struct metric_histogram {
 	double *bounds;
-	size_t n;                  /* finite buckets; counts has n + 1 slots */
-	_Atomic uint64_t *counts;  /* per bucket, not cumulative */
+	size_t n;                 /* finite buckets; counts has n + 1 slots */
+	_Atomic uint64_t *counts; /* per bucket, not cumulative */
 	_Atomic uint64_t sum_bits;
 };
 
 typedef struct series {
-	char *labels;              /* canonical 'a="x",b="y"', "" for none */
+	char *labels; /* canonical 'a="x",b="y"', "" for none */
 	struct series *next;
-	metric_counter counter;    /* only the member of the family's type is used */
+	metric_counter counter; /* only the member of the family's type is used */
 	metric_gauge gauge;
 	metric_histogram hist;
 } series;
@@ -217,8 +217,8 @@ labels_canon(const char *name, const char *const *labels, bool histogram)
  * the registry mutex held. *created tells the caller to initialise it.
  */
 static series *
-lookup(metrics *m, const char *name, const char *help, const char *const *labels,
-    enum mtype type, bool *created)
+lookup(metrics *m, const char *name, const char *help, const char *const *labels, enum mtype type,
+    bool *created)
 {
 	if (!name_ok(name, true))
 		bad_registration(name, "invalid metric name");
@@ -454,7 +454,8 @@ metrics_render(metrics *m, size_t *len)
 		for (const series *s = f->head; s != NULL; s = s->next) {
 			switch (f->type) {
 			case M_COUNTER:
-				snprintf(v, sizeof(v), "%llu", (unsigned long long)metric_counter_get(&s->counter));
+				snprintf(v, sizeof(v), "%llu",
+				    (unsigned long long)metric_counter_get(&s->counter));
 				put_sample(&b, f->name, "", s->labels, NULL, v);
 				break;
 			case M_GAUGE:
@@ -465,7 +466,8 @@ metrics_render(metrics *m, size_t *len)
 				const metric_histogram *h = &s->hist;
 				uint64_t cum = 0;
 				for (size_t i = 0; i <= h->n; i++) {
-					cum += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
+					cum += atomic_load_explicit(&h->counts[i],
+					    memory_order_relaxed);
 					if (i < h->n) {
 						char bound[40];
 						fmt_double(bound, sizeof(bound), h->bounds[i]);
@@ -478,7 +480,7 @@ metrics_render(metrics *m, size_t *len)
 				}
 				fmt_double(v, sizeof(v),
 				    bitsd(atomic_load_explicit(&((metric_histogram *)h)->sum_bits,
-					memory_order_relaxed)));
+				        memory_order_relaxed)));
 				put_sample(&b, f->name, "_sum", s->labels, NULL, v);
 				/* _count is the +Inf bucket, so the two always agree. */
 				snprintf(v, sizeof(v), "%llu", (unsigned long long)cum);

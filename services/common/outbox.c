@@ -28,13 +28,13 @@ struct outbox_relay {
 	char *publisher, *schema, *channel;
 	bus_sock *pub, *rep;
 	uv_timer_t poll_timer, heartbeat_timer;
-	int handles_open;     /* timers not yet closed */
-	int db_pending;       /* our batches in flight; the struct outlives them */
+	int handles_open; /* timers not yet closed */
+	int db_pending;   /* our batches in flight; the struct outlives them */
 
-	bool last_seq_known;  /* false until read, and after an unknown outcome */
-	bool loading;         /* a query for last_seq is in flight */
+	bool last_seq_known; /* false until read, and after an unknown outcome */
+	bool loading;        /* a query for last_seq is in flight */
 	bool round_running;
-	bool round_again;     /* a wakeup came during the round */
+	bool round_again; /* a wakeup came during the round */
 	bool replay_running;
 	bool stopping;
 	void (*flush_cb)(void *arg);
@@ -63,14 +63,12 @@ static const char SQL_LAST_SEQ[] = "SELECT last_seq FROM outbox_state";
 static const char SQL_REPLAY_HEAD[] =
     "SELECT (SELECT last_seq FROM outbox_state),"
     " coalesce((SELECT min(pub_seq) FROM outbox WHERE pub_seq IS NOT NULL), 0)";
-static const char SQL_REPLAY_ROWS[] =
-    "SELECT pub_seq, event_id::text, event_type, payload,"
-    "  (extract(epoch FROM occurred_at) * 1000000)::bigint"
-    " FROM outbox WHERE pub_seq >= $1 ORDER BY pub_seq LIMIT $2";
-static const char SQL_PURGE[] =
-    "DELETE FROM outbox WHERE pub_seq IS NOT NULL"
-    " AND occurred_at < now() - make_interval(secs => $1::bigint)"
-    " AND pub_seq < (SELECT last_seq FROM outbox_state)";
+static const char SQL_REPLAY_ROWS[] = "SELECT pub_seq, event_id::text, event_type, payload,"
+                                      "  (extract(epoch FROM occurred_at) * 1000000)::bigint"
+                                      " FROM outbox WHERE pub_seq >= $1 ORDER BY pub_seq LIMIT $2";
+static const char SQL_PURGE[] = "DELETE FROM outbox WHERE pub_seq IS NOT NULL"
+                                " AND occurred_at < now() - make_interval(secs => $1::bigint)"
+                                " AND pub_seq < (SELECT last_seq FROM outbox_state)";
 static const char SQL_INSERT[] = "INSERT INTO outbox (event_type, payload) VALUES ($1, $2)";
 
 static void start_round(outbox_relay *r);
@@ -111,8 +109,7 @@ row_to_envelope(const outbox_relay *r, const PGresult *res, int row, Trygg__Bus_
     unsigned char **payload_buf)
 {
 	size_t plen = 0;
-	unsigned char *p =
-	    PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 3), &plen);
+	unsigned char *p = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 3), &plen);
 	if (p == NULL)
 		return TRYGG_EPROTO;
 	trygg__bus__envelope__init(env);
@@ -378,8 +375,8 @@ on_replay_request(void *arg, nng_msg *msg)
 {
 	outbox_relay *r = arg;
 	Trygg__Bus__ReplayRequest *req = NULL;
-	int rv = envelope_replay_request_unpack(nng_msg_body(msg), nng_msg_len(msg),
-	    64 * 1024, &req);
+	int rv =
+	    envelope_replay_request_unpack(nng_msg_body(msg), nng_msg_len(msg), 64 * 1024, &req);
 	nng_msg_free(msg);
 	if (rv != 0 || strcmp(req->publisher, r->publisher) != 0) {
 		log_warn("outbox_replay_bad_request", "\"error\":\"%s\"",
@@ -448,8 +445,9 @@ outbox_relay_start(uv_loop_t *loop, db *d, const outbox_options *o, outbox_relay
 	r->handles_open = 2;
 	uv_timer_start(&r->poll_timer, on_poll, 0, r->o.poll_ms);
 	uv_timer_start(&r->heartbeat_timer, on_heartbeat, r->o.heartbeat_ms, r->o.heartbeat_ms);
-	log_info("outbox_relay_started", "\"publisher\":\"%s\",\"pub_url\":\"%s\",\"rep_url\":\"%s\"",
-	    r->publisher, o->pub_url, o->rep_url);
+	log_info("outbox_relay_started",
+	    "\"publisher\":\"%s\",\"pub_url\":\"%s\",\"rep_url\":\"%s\"", r->publisher, o->pub_url,
+	    o->rep_url);
 	*out = r;
 	return 0;
 
@@ -490,10 +488,10 @@ outbox_relay_publish_raw(outbox_relay *r, nng_msg *msg)
 	return bus_send(r->pub, msg);
 }
 
-#define STAT_GAUGE(field)                                                  \
-	static double stat_##field(void *arg)                              \
-	{                                                                  \
-		return (double)((const outbox_relay *)arg)->st.field;      \
+#define STAT_GAUGE(field) \
+	static double stat_##field(void *arg) \
+	{ \
+		return (double)((const outbox_relay *)arg)->st.field; \
 	}
 STAT_GAUGE(last_seq)
 STAT_GAUGE(published)
@@ -507,12 +505,12 @@ outbox_relay_register_metrics(outbox_relay *r, metrics *m)
 	const char *labels[] = {"publisher", r->publisher, NULL};
 	metrics_gauge_fn(m, "trygg_outbox_last_seq", "Highest event sequence number assigned",
 	    labels, stat_last_seq, r);
-	metrics_gauge_fn(m, "trygg_outbox_published_total", "Events published on the bus",
-	    labels, stat_published, r);
+	metrics_gauge_fn(m, "trygg_outbox_published_total", "Events published on the bus", labels,
+	    stat_published, r);
 	metrics_gauge_fn(m, "trygg_outbox_rounds_total", "Sequencing transactions committed",
 	    labels, stat_rounds, r);
-	metrics_gauge_fn(m, "trygg_outbox_replays_served_total", "Replay requests answered",
-	    labels, stat_replays_served, r);
+	metrics_gauge_fn(m, "trygg_outbox_replays_served_total", "Replay requests answered", labels,
+	    stat_replays_served, r);
 	metrics_gauge_fn(m, "trygg_outbox_errors_total",
 	    "Failed sequencing rounds, replays and sends", labels, stat_errors, r);
 }

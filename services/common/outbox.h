@@ -36,15 +36,15 @@
 typedef struct outbox_relay outbox_relay;
 
 typedef struct outbox_options {
-	const char *publisher;  /* name in every envelope, e.g. "intake" */
-	const char *schema;     /* the outbox's schema; NOTIFY channel "<schema>_outbox" */
-	const char *pub_url;    /* where subscribers dial for the live stream */
-	const char *rep_url;    /* where subscribers ask for replays */
-	unsigned batch_max;     /* rows sequenced per round (default 2000) */
-	unsigned poll_ms;       /* fallback scan period (default 200) */
-	unsigned heartbeat_ms;  /* heartbeat period (default 1000) */
-	unsigned replay_max;    /* events per replay reply (default 1000) */
-	unsigned retention_s;   /* keep sequenced rows this long (default 7 days) */
+	const char *publisher; /* name in every envelope, e.g. "intake" */
+	const char *schema;    /* the outbox's schema; NOTIFY channel "<schema>_outbox" */
+	const char *pub_url;   /* where subscribers dial for the live stream */
+	const char *rep_url;   /* where subscribers ask for replays */
+	unsigned batch_max;    /* rows sequenced per round (default 2000) */
+	unsigned poll_ms;      /* fallback scan period (default 200) */
+	unsigned heartbeat_ms; /* heartbeat period (default 1000) */
+	unsigned replay_max;   /* events per replay reply (default 1000) */
+	unsigned retention_s;  /* keep sequenced rows this long (default 7 days) */
 } outbox_options;
 
 /*
@@ -52,8 +52,8 @@ typedef struct outbox_options {
  * shares with the service; it does not own it). Returns 0, or TRYGG_EBUS
  * when a socket cannot listen (logged with the URL).
  */
-int outbox_relay_start(uv_loop_t *loop, db *d, const outbox_options *o, outbox_relay **out)
-    TRYGG_MUSTCHECK;
+int outbox_relay_start(uv_loop_t *loop, db *d, const outbox_options *o,
+    outbox_relay **out) TRYGG_MUSTCHECK;
 
 /*
  * Runs a sequencing round now, or right after the current one. Call it
@@ -82,11 +82,11 @@ void outbox_relay_register_metrics(outbox_relay *r, metrics *m);
 
 /* Counters for /metrics and tests. */
 typedef struct outbox_stats {
-	uint64_t last_seq;        /* highest sequence number assigned (0 if unknown) */
-	uint64_t published;       /* events sent on the pub socket */
-	uint64_t rounds;          /* sequencing transactions committed */
-	uint64_t replays_served;  /* replay requests answered */
-	uint64_t errors;          /* failed rounds, replays and sends */
+	uint64_t last_seq;       /* highest sequence number assigned (0 if unknown) */
+	uint64_t published;      /* events sent on the pub socket */
+	uint64_t rounds;         /* sequencing transactions committed */
+	uint64_t replays_served; /* replay requests answered */
+	uint64_t errors;         /* failed rounds, replays and sends */
 } outbox_stats;
 void outbox_relay_get_stats(const outbox_relay *r, outbox_stats *out);
 

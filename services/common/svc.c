@@ -25,12 +25,12 @@ gauge_db_connected(void *arg)
 	return db_is_connected(((svc *)arg)->db) ? 1.0 : 0.0;
 }
 
-#define DB_STAT(field)                                     \
-	static double gauge_db_##field(void *arg)          \
-	{                                                  \
-		db_stats st;                               \
+#define DB_STAT(field) \
+	static double gauge_db_##field(void *arg) \
+	{ \
+		db_stats st; \
 		db_pool_get_stats(((svc *)arg)->pool, &st); \
-		return (double)st.field;                   \
+		return (double)st.field; \
 	}
 DB_STAT(batches_ok)
 DB_STAT(batches_failed)
@@ -61,8 +61,8 @@ register_metrics(svc *s)
 	    gauge_db_connected, s);
 	metrics_gauge_fn(s->metrics, "trygg_db_batches_ok_total", "Database batches committed", l,
 	    gauge_db_batches_ok, s);
-	metrics_gauge_fn(s->metrics, "trygg_db_batches_failed_total", "Database batches failed",
-	    l, gauge_db_batches_failed, s);
+	metrics_gauge_fn(s->metrics, "trygg_db_batches_failed_total", "Database batches failed", l,
+	    gauge_db_batches_failed, s);
 	metrics_gauge_fn(s->metrics, "trygg_db_reconnects_total", "Postgres reconnections", l,
 	    gauge_db_reconnects, s);
 	metrics_gauge_fn(s->metrics, "trygg_db_in_flight", "Database batches in flight", l,
@@ -108,7 +108,8 @@ svc_init(svc *s, const svc_options *o)
 	for (int i = 1; i < o->argc; i++) {
 		if (strcmp(o->argv[i], "--help") == 0 || strcmp(o->argv[i], "-h") == 0) {
 			printf("trygg-%s: configured by environment variables "
-			       "(or a file named by TRYGG_CONFIG_FILE)\n\n", o->name);
+			       "(or a file named by TRYGG_CONFIG_FILE)\n\n",
+			    o->name);
 			config_print_help(o->options, stdout);
 			return TRYGG_ECLOSED;
 		}
@@ -130,8 +131,10 @@ svc_init(svc *s, const svc_options *o)
 	         (unsigned)c->db_wait_ms)) != 0)
 		goto fail_config;
 
-	loop_options lo = {.drain_timeout_ms = c->drain_timeout_ms, .on_drain = on_loop_drain,
-	    .on_reload = on_loop_reload, .arg = s};
+	loop_options lo = {.drain_timeout_ms = c->drain_timeout_ms,
+	    .on_drain = on_loop_drain,
+	    .on_reload = on_loop_reload,
+	    .arg = s};
 	if ((rv = loop_init(&s->loop, &lo)) != 0)
 		goto fail_config;
 	db_options dbo = {.conninfo = c->database_url, .search_path = o->schema, .name = o->name};
@@ -140,9 +143,11 @@ svc_init(svc *s, const svc_options *o)
 	s->db = db_pool_primary(s->pool);
 	s->metrics = metrics_new();
 	register_metrics(s);
-	http_server_options ho = {.bind_address = c->http_addr, .port = (uint16_t)c->http_port,
+	http_server_options ho = {.bind_address = c->http_addr,
+	    .port = (uint16_t)c->http_port,
 	    .max_body_bytes = c->http_max_body,
-	    .max_connections = (unsigned)c->http_max_connections, .name = o->name};
+	    .max_connections = (unsigned)c->http_max_connections,
+	    .name = o->name};
 	if ((rv = http_server_new(loop_uv(&s->loop), &ho, &s->http)) != 0)
 		goto fail;
 	if ((rv = health_new(s->http, s->metrics, &s->health)) != 0 ||
@@ -153,8 +158,8 @@ svc_init(svc *s, const svc_options *o)
 		    c->http_port);
 		goto fail;
 	}
-	log_info("listening", "\"service\":\"%s\",\"http\":\"http://%s:%u\"", o->name,
-	    c->http_addr, http_server_port(s->http));
+	log_info("listening", "\"service\":\"%s\",\"http\":\"http://%s:%u\"", o->name, c->http_addr,
+	    http_server_port(s->http));
 	return 0;
 
 fail:

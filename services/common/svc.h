@@ -49,35 +49,35 @@ typedef struct svc_config {
 } svc_config;
 
 /* The table rows for svc_config; `port` is the default HTTP port string. */
-#define SVC_CONFIG_OPTIONS(st, port)                                                       \
-	CONFIG_OPT_URL("database_url", st, common.database_url, NULL,                     \
-	    CONFIG_REQUIRED | CONFIG_SECRET, "Postgres URL of this service's role"),      \
-	    CONFIG_OPT_STRING("http_addr", st, common.http_addr, "127.0.0.1", 0,          \
-		"address the HTTP port binds to (0.0.0.0 in containers)"),                \
-	    CONFIG_OPT_INT("http_port", st, common.http_port, port, 1, 65535, 0,          \
-		"HTTP port: API, /metrics, /healthz, /readyz"),                           \
-	    CONFIG_OPT_LOGLEVEL("log_level", st, common.log_level, "info",                \
-		CONFIG_RELOADABLE, "debug, info, warn or error"),                         \
-	    CONFIG_OPT_DURATION("drain_timeout", st, common.drain_timeout_ms, "10s", 100, \
-		600000, 0, "how long SIGTERM waits for in-flight work"),                  \
-	    CONFIG_OPT_DURATION("db_wait", st, common.db_wait_ms, "60s", 0, 3600000, 0,   \
-		"how long start-up waits for Postgres"),                                  \
-	    CONFIG_OPT_SIZE("http_max_body", st, common.http_max_body, "1M", 1024,        \
-		64 * 1024 * 1024, 0, "largest request body accepted (413 above)"),        \
-	    CONFIG_OPT_INT("http_max_connections", st, common.http_max_connections,       \
-		"1000", 1, 100000, 0, "concurrent HTTP connections"),                     \
-	    CONFIG_OPT_INT("db_connections", st, common.db_connections, "8", 1, 64, 0,    \
-		"Postgres connections; concurrent transactions commit together")
+#define SVC_CONFIG_OPTIONS(st, port) \
+	CONFIG_OPT_URL("database_url", st, common.database_url, NULL, \
+	    CONFIG_REQUIRED | CONFIG_SECRET, "Postgres URL of this service's role"), \
+	    CONFIG_OPT_STRING("http_addr", st, common.http_addr, "127.0.0.1", 0, \
+	        "address the HTTP port binds to (0.0.0.0 in containers)"), \
+	    CONFIG_OPT_INT("http_port", st, common.http_port, port, 1, 65535, 0, \
+	        "HTTP port: API, /metrics, /healthz, /readyz"), \
+	    CONFIG_OPT_LOGLEVEL("log_level", st, common.log_level, "info", CONFIG_RELOADABLE, \
+	        "debug, info, warn or error"), \
+	    CONFIG_OPT_DURATION("drain_timeout", st, common.drain_timeout_ms, "10s", 100, 600000, \
+	        0, "how long SIGTERM waits for in-flight work"), \
+	    CONFIG_OPT_DURATION("db_wait", st, common.db_wait_ms, "60s", 0, 3600000, 0, \
+	        "how long start-up waits for Postgres"), \
+	    CONFIG_OPT_SIZE("http_max_body", st, common.http_max_body, "1M", 1024, \
+	        64 * 1024 * 1024, 0, "largest request body accepted (413 above)"), \
+	    CONFIG_OPT_INT("http_max_connections", st, common.http_max_connections, "1000", 1, \
+	        100000, 0, "concurrent HTTP connections"), \
+	    CONFIG_OPT_INT("db_connections", st, common.db_connections, "8", 1, 64, 0, \
+	        "Postgres connections; concurrent transactions commit together")
 
 typedef struct svc svc;
 typedef void (*svc_drain_cb)(svc *s, void *arg);
 
 typedef struct svc_options {
-	const char *name;                  /* service name in logs and metrics */
-	const char *schema;                /* its Postgres schema */
-	const config_option *options;      /* the whole table, CONFIG_END-terminated */
-	void *config;                      /* the struct the table fills */
-	svc_config *common;                /* its svc_config member */
+	const char *name;                   /* service name in logs and metrics */
+	const char *schema;                 /* its Postgres schema */
+	const config_option *options;       /* the whole table, CONFIG_END-terminated */
+	void *config;                       /* the struct the table fills */
+	svc_config *common;                 /* its svc_config member */
 	const struct migration *migrations; /* its own, NULL-terminated; may be NULL */
 	int argc;
 	char **argv;
@@ -87,8 +87,8 @@ struct svc {
 	svc_options o;
 	config cfg;
 	loop loop;
-	db_pool *pool;  /* for independent transactions (requests) */
-	db *db;         /* the pool's first client: LISTEN, relay, inbox (in order) */
+	db_pool *pool; /* for independent transactions (requests) */
+	db *db;        /* the pool's first client: LISTEN, relay, inbox (in order) */
 	http_server *http;
 	metrics *metrics;
 	health *health;

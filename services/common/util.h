@@ -25,20 +25,20 @@
 /* The one error enum. Keep trygg_strerror() in util.c in step. */
 enum trygg_err {
 	TRYGG_OK = 0,
-	TRYGG_EINVAL = -1,    /* bad argument or input */
-	TRYGG_ENOMEM = -2,    /* a bounded allocator refused */
-	TRYGG_ENOENT = -3,    /* not found */
-	TRYGG_EEXIST = -4,    /* already exists */
-	TRYGG_ETOOBIG = -5,   /* over a configured limit */
-	TRYGG_EIO = -6,       /* system call or socket failed */
-	TRYGG_EDB = -7,       /* Postgres reported an error */
-	TRYGG_EDBCONN = -8,   /* no Postgres connection; outcome unknown */
-	TRYGG_EBUS = -9,      /* nng failed */
+	TRYGG_EINVAL = -1,  /* bad argument or input */
+	TRYGG_ENOMEM = -2,  /* a bounded allocator refused */
+	TRYGG_ENOENT = -3,  /* not found */
+	TRYGG_EEXIST = -4,  /* already exists */
+	TRYGG_ETOOBIG = -5, /* over a configured limit */
+	TRYGG_EIO = -6,     /* system call or socket failed */
+	TRYGG_EDB = -7,     /* Postgres reported an error */
+	TRYGG_EDBCONN = -8, /* no Postgres connection; outcome unknown */
+	TRYGG_EBUS = -9,    /* nng failed */
 	TRYGG_ETIMEDOUT = -10,
-	TRYGG_ECLOSED = -11,  /* object is shutting down */
-	TRYGG_EPROTO = -12,   /* malformed message from a peer */
-	TRYGG_EBUSY = -13,    /* try again later */
-	TRYGG_ECONFIG = -14,  /* invalid configuration */
+	TRYGG_ECLOSED = -11, /* object is shutting down */
+	TRYGG_EPROTO = -12,  /* malformed message from a peer */
+	TRYGG_EBUSY = -13,   /* try again later */
+	TRYGG_ECONFIG = -14, /* invalid configuration */
 };
 
 const char *trygg_strerror(int err);

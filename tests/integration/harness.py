@@ -19,6 +19,7 @@ SUPER_URL = os.environ.get("TRYGG_TEST_DATABASE_URL", "")
 PGDIR = os.environ.get("TRYGG_TEST_PGDIR", "")
 PGBIN = "/usr/lib/postgresql/15/bin"
 TMP = os.environ.get("TRYGG_TEST_TMP") or tempfile.mkdtemp(prefix="trygg-it.")
+os.chmod(TMP, 0o755)  # the postgres user must reach clusters made below it
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
 
 

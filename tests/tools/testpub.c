@@ -39,13 +39,13 @@ typedef struct testpub_config {
 static const config_option options[] = {
     SVC_CONFIG_OPTIONS(testpub_config, "8090"),
     CONFIG_OPT_URL("bus_pub_url", testpub_config, bus_pub_url, "tcp://127.0.0.1:5560", 0,
-	"where the event stream is published"),
+        "where the event stream is published"),
     CONFIG_OPT_URL("bus_rep_url", testpub_config, bus_rep_url, "tcp://127.0.0.1:5561", 0,
-	"where replays are served"),
+        "where replays are served"),
     CONFIG_OPT_STRING("publisher", testpub_config, publisher, "testpub", 0,
-	"publisher name on the envelopes"),
+        "publisher name on the envelopes"),
     CONFIG_OPT_BOOL("allow_inject", testpub_config, allow_inject, "false", 0,
-	"enable POST /debug/inject (tests only)"),
+        "enable POST /debug/inject (tests only)"),
     CONFIG_END,
 };
 
@@ -58,14 +58,14 @@ typedef struct producer {
 	outbox_relay *relay;
 	bool running, stopping;
 	bool next_known, loading;
-	uint64_t next_n;      /* next event number to write */
-	uint64_t remaining;   /* events not yet started */
+	uint64_t next_n;    /* next event number to write */
+	uint64_t remaining; /* events not yet started */
 	uint64_t done, retried;
 	unsigned concurrency, in_flight;
-	unsigned rate;        /* per second; 0 = unlimited */
+	unsigned rate; /* per second; 0 = unlimited */
 	double tokens;
 	uint64_t last_tick_ms, started_ms, finished_ms;
-	uint64_t *retry;      /* numbers whose transaction failed: write again */
+	uint64_t *retry; /* numbers whose transaction failed: write again */
 	size_t nretry, capretry;
 	uv_timer_t tick;
 } producer;
@@ -188,15 +188,15 @@ pump(producer *p)
 	}
 	/* When draining, numbers still to retry are simply not written: the
 	 * produced table is the record of what exists. */
-	bool finished = p->in_flight == 0 &&
-	    (p->stopping || (p->nretry == 0 && p->remaining == 0));
+	bool finished = p->in_flight == 0 && (p->stopping || (p->nretry == 0 && p->remaining == 0));
 	if (finished) {
 		p->running = false;
 		p->finished_ms = trygg_now_ms();
 		if (!p->stopping)
 			uv_timer_stop(&p->tick);
-		log_info("produce_finished", "\"done\":%" PRIu64 ",\"retried\":%" PRIu64
-		    ",\"ms\":%" PRIu64, p->done, p->retried, p->finished_ms - p->started_ms);
+		log_info("produce_finished",
+		    "\"done\":%" PRIu64 ",\"retried\":%" PRIu64 ",\"ms\":%" PRIu64, p->done,
+		    p->retried, p->finished_ms - p->started_ms);
 		if (p->stopping)
 			producer_stopped(p->owner);
 	}
@@ -379,14 +379,21 @@ int
 main(int argc, char **argv)
 {
 	static testpub tp;
-	svc_options so = {.name = "testpub", .schema = "testpub", .options = options,
-	    .config = &tp.cfg, .common = &tp.cfg.common, .migrations = testpub_migrations,
-	    .argc = argc, .argv = argv};
+	svc_options so = {.name = "testpub",
+	    .schema = "testpub",
+	    .options = options,
+	    .config = &tp.cfg,
+	    .common = &tp.cfg.common,
+	    .migrations = testpub_migrations,
+	    .argc = argc,
+	    .argv = argv};
 	int rv = svc_init(&tp.svc, &so);
 	if (rv != 0)
 		return rv == TRYGG_ECLOSED ? 0 : 1;
-	outbox_options oo = {.publisher = tp.cfg.publisher, .schema = "testpub",
-	    .pub_url = tp.cfg.bus_pub_url, .rep_url = tp.cfg.bus_rep_url};
+	outbox_options oo = {.publisher = tp.cfg.publisher,
+	    .schema = "testpub",
+	    .pub_url = tp.cfg.bus_pub_url,
+	    .rep_url = tp.cfg.bus_rep_url};
 	if (outbox_relay_start(svc_uv(&tp.svc), tp.svc.db, &oo, &tp.relay) != 0)
 		return svc_abort(&tp.svc);
 	outbox_relay_register_metrics(tp.relay, tp.svc.metrics);

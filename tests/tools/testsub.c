@@ -32,15 +32,15 @@ typedef struct testsub_config {
 static const config_option options[] = {
     SVC_CONFIG_OPTIONS(testsub_config, "8091"),
     CONFIG_OPT_URL("bus_sub_url", testsub_config, bus_sub_url, "tcp://127.0.0.1:5560", 0,
-	"the publisher's event stream"),
+        "the publisher's event stream"),
     CONFIG_OPT_URL("bus_req_url", testsub_config, bus_req_url, "tcp://127.0.0.1:5561", 0,
-	"the publisher's replay socket"),
+        "the publisher's replay socket"),
     CONFIG_OPT_STRING("publisher", testsub_config, publisher, "testpub", 0,
-	"whose stream to follow"),
+        "whose stream to follow"),
     CONFIG_OPT_INT("batch_max", testsub_config, batch_max, "500", 1, 10000, 0,
-	"events applied per transaction"),
+        "events applied per transaction"),
     CONFIG_OPT_INT("fail_on_n", testsub_config, fail_on_n, "0", 0, 2147483647, 0,
-	"make the effect of event n fail (tests only; 0: never)"),
+        "make the effect of event n fail (tests only; 0: never)"),
     CONFIG_END,
 };
 
@@ -93,14 +93,21 @@ int
 main(int argc, char **argv)
 {
 	static testsub ts;
-	svc_options so = {.name = "testsub", .schema = "testsub", .options = options,
-	    .config = &ts.cfg, .common = &ts.cfg.common, .migrations = testsub_migrations,
-	    .argc = argc, .argv = argv};
+	svc_options so = {.name = "testsub",
+	    .schema = "testsub",
+	    .options = options,
+	    .config = &ts.cfg,
+	    .common = &ts.cfg.common,
+	    .migrations = testsub_migrations,
+	    .argc = argc,
+	    .argv = argv};
 	int rv = svc_init(&ts.svc, &so);
 	if (rv != 0)
 		return rv == TRYGG_ECLOSED ? 0 : 1;
-	inbox_options io = {.publisher = ts.cfg.publisher, .sub_url = ts.cfg.bus_sub_url,
-	    .req_url = ts.cfg.bus_req_url, .batch_max = (unsigned)ts.cfg.batch_max};
+	inbox_options io = {.publisher = ts.cfg.publisher,
+	    .sub_url = ts.cfg.bus_sub_url,
+	    .req_url = ts.cfg.bus_req_url,
+	    .batch_max = (unsigned)ts.cfg.batch_max};
 	if (inbox_start(svc_uv(&ts.svc), ts.svc.db, &io, apply_event, &ts, &ts.inbox) != 0)
 		return svc_abort(&ts.svc);
 	inbox_register_metrics(ts.inbox, ts.svc.metrics);

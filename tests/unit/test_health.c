@@ -56,7 +56,8 @@ get(fx *f, const char *path, reply *r)
 	char url[128];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", http_server_port(f->srv), path);
 	memset(r, 0, sizeof(*r));
-	assert_int_equal(http_client_request(f->cli, "GET", url, NULL, NULL, 0, 5000, on_reply, r), 0);
+	assert_int_equal(http_client_request(f->cli, "GET", url, NULL, NULL, 0, 5000, on_reply, r),
+	    0);
 	while (!r->done) {
 		uv_run(&f->loop, UV_RUN_NOWAIT);
 		usleep(200);
@@ -96,7 +97,8 @@ test_health_endpoints(void **state)
 	f.db_up = true;
 	get(&f, "/readyz", &r);
 	assert_int_equal(r.status, 200);
-	assert_string_equal(r.body, "{\"status\":\"ok\",\"checks\":{\"postgres\":true,\"bus\":true}}");
+	assert_string_equal(r.body,
+	    "{\"status\":\"ok\",\"checks\":{\"postgres\":true,\"bus\":true}}");
 
 	health_set_draining(f.health, true);
 	get(&f, "/readyz", &r);
@@ -107,9 +109,10 @@ test_health_endpoints(void **state)
 	get(&f, "/metrics", &r);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.ctype, "text/plain; version=0.0.4; charset=utf-8");
-	assert_string_equal(r.body, "# HELP trygg_test_total A test counter.\n"
-				    "# TYPE trygg_test_total counter\n"
-				    "trygg_test_total 5\n");
+	assert_string_equal(r.body,
+	    "# HELP trygg_test_total A test counter.\n"
+	    "# TYPE trygg_test_total counter\n"
+	    "trygg_test_total 5\n");
 
 	http_server_close(f.srv);
 	http_client_close(f.cli);
@@ -124,7 +127,7 @@ main(void)
 {
 	log_init("test", LOG_WARN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_health_endpoints),
+	    cmocka_unit_test(test_health_endpoints),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

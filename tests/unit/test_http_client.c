@@ -144,7 +144,8 @@ test_success(void **state)
 	reply r = {0};
 	url(f, u, sizeof(u), "/echo");
 	const char *h[] = {"Content-Type: text/plain", NULL};
-	assert_int_equal(http_client_request(f->cli, "POST", u, h, "hello", 5, 2000, on_reply, &r), 0);
+	assert_int_equal(http_client_request(f->cli, "POST", u, h, "hello", 5, 2000, on_reply, &r),
+	    0);
 	wait_for(f, &r);
 	assert_int_equal(r.err, 0);
 	assert_int_equal(r.status, 200);
@@ -152,7 +153,8 @@ test_success(void **state)
 	assert_string_equal(r.hdr, "POST");
 
 	memset(&r, 0, sizeof(r));
-	assert_int_equal(http_client_request(f->cli, "PATCH", u, NULL, "x", 1, 2000, on_reply, &r), 0);
+	assert_int_equal(http_client_request(f->cli, "PATCH", u, NULL, "x", 1, 2000, on_reply, &r),
+	    0);
 	wait_for(f, &r);
 	assert_int_equal(r.status, 200);
 	assert_string_equal(r.hdr, "PATCH");
@@ -160,7 +162,8 @@ test_success(void **state)
 	/* An HTTP error status is not a transport error. */
 	memset(&r, 0, sizeof(r));
 	url(f, u, sizeof(u), "/nope");
-	assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 2000, on_reply, &r), 0);
+	assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 2000, on_reply, &r),
+	    0);
 	wait_for(f, &r);
 	assert_int_equal(r.err, 0);
 	assert_int_equal(r.status, 404);
@@ -180,20 +183,23 @@ test_errors(void **state)
 	reply r = {0};
 
 	url(f, u, sizeof(u), "/park");
-	assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 200, on_reply, &r), 0);
+	assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 200, on_reply, &r),
+	    0);
 	wait_for(f, &r);
 	assert_int_equal(r.err, TRYGG_ETIMEDOUT);
 
 	memset(&r, 0, sizeof(r));
 	url(f, u, sizeof(u), "/huge");
-	assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 5000, on_reply, &r), 0);
+	assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 5000, on_reply, &r),
+	    0);
 	wait_for(f, &r);
 	assert_int_equal(r.err, TRYGG_ETOOBIG);
 
 	/* Nothing listens on port 1. */
 	memset(&r, 0, sizeof(r));
 	assert_int_equal(http_client_request(f->cli, "GET", "http://127.0.0.1:1/", NULL, NULL, 0,
-	    2000, on_reply, &r), 0);
+	                     2000, on_reply, &r),
+	    0);
 	wait_for(f, &r);
 	assert_int_equal(r.err, TRYGG_EIO);
 	assert_int_equal(r.status, 0);
@@ -201,7 +207,8 @@ test_errors(void **state)
 	/* Only http and https. */
 	memset(&r, 0, sizeof(r));
 	assert_int_equal(http_client_request(f->cli, "GET", "file:///etc/passwd", NULL, NULL, 0,
-	    2000, on_reply, &r), 0);
+	                     2000, on_reply, &r),
+	    0);
 	wait_for(f, &r);
 	assert_int_equal(r.err, TRYGG_EIO);
 }
@@ -232,8 +239,9 @@ test_close_in_flight(void **state)
 	url(f, u, sizeof(u), "/park");
 	for (int i = 0; i < 3; i++) {
 		r[i].f = f;
-		assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 5000, on_reply,
-		    &r[i]), 0);
+		assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 5000,
+		                     on_reply, &r[i]),
+		    0);
 	}
 	while (f->nparked < 3) {
 		uv_run(&f->loop, UV_RUN_NOWAIT);
@@ -256,9 +264,11 @@ test_close_from_callback(void **state)
 	char u[160];
 	reply a = {.f = f, .close_in_cb = true}, b = {.f = f};
 	url(f, u, sizeof(u), "/park");
-	assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 5000, on_reply, &b), 0);
+	assert_int_equal(http_client_request(f->cli, "GET", u, NULL, NULL, 0, 5000, on_reply, &b),
+	    0);
 	url(f, u, sizeof(u), "/echo");
-	assert_int_equal(http_client_request(f->cli, "POST", u, NULL, "a", 1, 5000, on_reply, &a), 0);
+	assert_int_equal(http_client_request(f->cli, "POST", u, NULL, "a", 1, 5000, on_reply, &a),
+	    0);
 	wait_for(f, &a);
 	assert_int_equal(a.err, 0);
 	assert_true(b.done);
@@ -270,11 +280,11 @@ main(void)
 {
 	log_init("test", LOG_WARN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_success, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_submit_easy, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_close_in_flight, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_success, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_submit_easy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_close_in_flight, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_close_from_callback, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,8 +30,8 @@ typedef struct fx {
 	http_server *srv;
 	http_client *cli;
 	uint16_t port;
-	http_request *parked;  /* a request whose handler never answered */
-	int gone_seen;         /* http_request_is_gone() result in a delayed reply, -1 unset */
+	http_request *parked; /* a request whose handler never answered */
+	int gone_seen;        /* http_request_is_gone() result in a delayed reply, -1 unset */
 	int delayed_done;
 } fx;
 
@@ -42,9 +42,9 @@ h_report(http_request *req, void *arg)
 {
 	(void)arg;
 	const char *x = http_request_query(req, "x");
-	http_respond_json(req, 200, json_pack("{s:s,s:s?,s:s,s:s}", "id",
-	    http_request_param(req, "id"), "q", x, "rid", http_request_id(req), "client",
-	    http_request_client_addr(req)));
+	http_respond_json(req, 200,
+	    json_pack("{s:s,s:s?,s:s,s:s}", "id", http_request_param(req, "id"), "q", x, "rid",
+	        http_request_id(req), "client", http_request_client_addr(req)));
 }
 
 static void
@@ -63,8 +63,8 @@ h_post(http_request *req, void *arg)
 	const char *t = http_request_header(req, "x-test");
 	assert_int_equal(http_response_header(req, "Location", "/v1/reports/1"), 0);
 	assert_int_equal(http_response_header(req, "Bad\nName", "x"), TRYGG_EINVAL);
-	http_respond_json(req, 201, json_pack("{s:i,s:s%,s:s?}", "len", (json_int_t)len, "body",
-	    body, len, "xtest", t));
+	http_respond_json(req, 201,
+	    json_pack("{s:i,s:s%,s:s?}", "len", (json_int_t)len, "body", body, len, "xtest", t));
 }
 
 typedef struct delayed {
@@ -134,8 +134,12 @@ setup(void **state)
 	fx *f = calloc(1, sizeof(*f));
 	f->gone_seen = -1;
 	assert_int_equal(uv_loop_init(&f->loop), 0);
-	http_server_options o = {.bind_address = "127.0.0.1", .port = 0, .max_body_bytes = 1024,
-	    .max_header_bytes = 8192, .idle_timeout_s = 5, .name = "test"};
+	http_server_options o = {.bind_address = "127.0.0.1",
+	    .port = 0,
+	    .max_body_bytes = 1024,
+	    .max_header_bytes = 8192,
+	    .idle_timeout_s = 5,
+	    .name = "test"};
 	assert_int_equal(http_server_new(&f->loop, &o, &f->srv), 0);
 	assert_int_equal(http_server_route(f->srv, "GET /v1/reports/{id}", h_report, f), 0);
 	assert_int_equal(http_server_route(f->srv, "GET /v1/reports/search", h_search, f), 0);
@@ -210,7 +214,8 @@ on_reply(void *arg, const http_client_response *resp)
 	snprintf(r->body, sizeof(r->body), "%s", resp->body);
 	snprintf(r->error, sizeof(r->error), "%s", resp->error);
 	if (getenv("TEST_VERBOSE"))
-		print_message("reply err=%d status=%ld error=%s\n", resp->err, resp->status, resp->error);
+		print_message("reply err=%d status=%ld error=%s\n", resp->err, resp->status,
+		    resp->error);
 	if (!http_client_response_header(resp, "x-request-id", r->hdr_rid, sizeof(r->hdr_rid)))
 		r->hdr_rid[0] = '\0';
 	if (!http_client_response_header(resp, "Allow", r->hdr_allow, sizeof(r->hdr_allow)))
@@ -229,7 +234,9 @@ request(fx *f, reply *r, const char *method, const char *path, const char *const
 	const char *want = r->want_header;
 	memset(r, 0, sizeof(*r));
 	r->want_header = want;
-	assert_int_equal(http_client_request(f->cli, method, url, headers, body, len, 5000, on_reply, r), 0);
+	assert_int_equal(http_client_request(f->cli, method, url, headers, body, len, 5000,
+	                     on_reply, r),
+	    0);
 	run_until(f, &r->done, 6000);
 	assert_true(r->done);
 }
@@ -404,7 +411,8 @@ test_body_cap_raw(void **state)
 
 	/* Content-Length over the cap is refused before any body is sent. */
 	int fd = raw_connect(f);
-	const char *req = "POST /v1/reports HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n";
+	const char *req =
+	    "POST /v1/reports HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n";
 	raw_send(fd, req, strlen(req));
 	ssize_t n = raw_read_response(f, fd, buf, sizeof(buf));
 	assert_true(n > 0);
@@ -455,8 +463,9 @@ test_delayed_response(void **state)
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u/slow", f->port);
 	for (int i = 0; i < 5; i++) {
 		memset(&rs[i], 0, sizeof(rs[i]));
-		assert_int_equal(http_client_request(f->cli, "GET", url, NULL, NULL, 0, 5000, on_reply,
-		    &rs[i]), 0);
+		assert_int_equal(http_client_request(f->cli, "GET", url, NULL, NULL, 0, 5000,
+		                     on_reply, &rs[i]),
+		    0);
 	}
 	run_until(f, &rs[4].done, 5000);
 	run_until(f, &rs[0].done, 5000);
@@ -608,8 +617,10 @@ test_limits_and_garbage(void **state)
 
 	/* Garbage request lines. */
 	const char *junk[] = {"\x00\x01\x02 garbage\r\n\r\n", "GET\r\n\r\n",
-	    "GET /v1/reports/1 HTTP/9.9\r\n\r\n", "POST /v1/reports HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
-	    "POST /v1/reports HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+	    "GET /v1/reports/1 HTTP/9.9\r\n\r\n",
+	    "POST /v1/reports HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+	    "POST /v1/reports HTTP/1.1\r\nHost: x\r\nContent-Length: "
+	    "99999999999999999999999\r\n\r\n",
 	    "GET /%00%ff/../.. HTTP/1.1\r\nHost: x\r\n\r\n"};
 	for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++) {
 		fd = raw_connect(f);
@@ -675,17 +686,18 @@ main(void)
 {
 	log_init("test", LOG_WARN);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_body_and_headers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_body_cap_raw, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_delayed_response, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_request_id, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_client_gone_before_delayed_response, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_close_with_parked_request, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_limits_and_garbage, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_close_from_handler_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_routing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_body_and_headers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_body_cap_raw, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delayed_response, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_request_id, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_client_gone_before_delayed_response, setup,
+	        teardown),
+	    cmocka_unit_test_setup_teardown(test_close_with_parked_request, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_limits_and_garbage, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_close_from_handler_path, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

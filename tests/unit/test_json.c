@@ -62,7 +62,9 @@ test_invalid_utf8_rejected(void **state)
 	/* An escaped NUL would truncate C strings: jansson refuses it by default. */
 	parse_fails("{\"a\":\"x\\u0000y\"}", 0, 0, TRYGG_EINVAL, "invalid_json");
 	/* Valid multi-byte UTF-8 is fine. */
-	json_decref(parse_ok("{\"a\":\"bl\xc3\xa5" "b\xc3\xa6" "r\"}"));
+	json_decref(parse_ok("{\"a\":\"bl\xc3\xa5"
+	                     "b\xc3\xa6"
+	                     "r\"}"));
 }
 
 static void
@@ -279,18 +281,18 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse_valid),
-		cmocka_unit_test(test_duplicates_rejected),
-		cmocka_unit_test(test_invalid_utf8_rejected),
-		cmocka_unit_test(test_syntax_and_type),
-		cmocka_unit_test(test_size_cap),
-		cmocka_unit_test(test_depth_cap),
-		cmocka_unit_test(test_get_string),
-		cmocka_unit_test(test_get_int),
-		cmocka_unit_test(test_get_double),
-		cmocka_unit_test(test_get_bool_object_array),
-		cmocka_unit_test(test_check_fields),
-		cmocka_unit_test(test_dump),
+	    cmocka_unit_test(test_parse_valid),
+	    cmocka_unit_test(test_duplicates_rejected),
+	    cmocka_unit_test(test_invalid_utf8_rejected),
+	    cmocka_unit_test(test_syntax_and_type),
+	    cmocka_unit_test(test_size_cap),
+	    cmocka_unit_test(test_depth_cap),
+	    cmocka_unit_test(test_get_string),
+	    cmocka_unit_test(test_get_int),
+	    cmocka_unit_test(test_get_double),
+	    cmocka_unit_test(test_get_bool_object_array),
+	    cmocka_unit_test(test_check_fields),
+	    cmocka_unit_test(test_dump),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,42 +42,42 @@ test_render_exact(void **state)
 	metric_gauge_set(conn, 7);
 	metric_gauge_add(conn, -2);
 	metric_histogram_observe(lat, 0.05);
-	metric_histogram_observe(lat, 0.1);  /* le is inclusive */
+	metric_histogram_observe(lat, 0.1); /* le is inclusive */
 	metric_histogram_observe(lat, 0.75);
 	metric_histogram_observe(lat, 3);
 	metric_histogram_observe(plain, 0.25);
 
 	/* Same name and labels: same series. */
-	assert_ptr_equal(pub, metrics_counter(m, "trygg_published_total", "x",
-	    (const char *[]){"publisher", "intake", NULL}));
+	assert_ptr_equal(pub,
+	    metrics_counter(m, "trygg_published_total", "x",
+	        (const char *[]){"publisher", "intake", NULL}));
 
 	size_t len = 0;
 	char *text = metrics_render(m, &len);
-	const char *want =
-	    "# HELP trygg_published_total Messages published.\n"
-	    "# TYPE trygg_published_total counter\n"
-	    "trygg_published_total{publisher=\"intake\"} 3\n"
-	    "trygg_published_total{publisher=\"dispatch\"} 1\n"
-	    "# HELP trygg_connections Open connections.\n"
-	    "# TYPE trygg_connections gauge\n"
-	    "trygg_connections 5\n"
-	    "# HELP trygg_queue_depth Queue depth.\\nSecond \\\\ line.\n"
-	    "# TYPE trygg_queue_depth gauge\n"
-	    "trygg_queue_depth{q=\"a\\\"b\\\\c\\nd\"} 2.5\n"
-	    "# HELP trygg_latency_seconds Latency.\n"
-	    "# TYPE trygg_latency_seconds histogram\n"
-	    "trygg_latency_seconds_bucket{route=\"GET /x\",le=\"0.1\"} 2\n"
-	    "trygg_latency_seconds_bucket{route=\"GET /x\",le=\"0.5\"} 2\n"
-	    "trygg_latency_seconds_bucket{route=\"GET /x\",le=\"1\"} 3\n"
-	    "trygg_latency_seconds_bucket{route=\"GET /x\",le=\"+Inf\"} 4\n"
-	    "trygg_latency_seconds_sum{route=\"GET /x\"} 3.9\n"
-	    "trygg_latency_seconds_count{route=\"GET /x\"} 4\n"
-	    "# HELP trygg_plain_seconds Plain.\n"
-	    "# TYPE trygg_plain_seconds histogram\n"
-	    "trygg_plain_seconds_bucket{le=\"0.1\"} 0\n"
-	    "trygg_plain_seconds_bucket{le=\"+Inf\"} 1\n"
-	    "trygg_plain_seconds_sum 0.25\n"
-	    "trygg_plain_seconds_count 1\n";
+	const char *want = "# HELP trygg_published_total Messages published.\n"
+	                   "# TYPE trygg_published_total counter\n"
+	                   "trygg_published_total{publisher=\"intake\"} 3\n"
+	                   "trygg_published_total{publisher=\"dispatch\"} 1\n"
+	                   "# HELP trygg_connections Open connections.\n"
+	                   "# TYPE trygg_connections gauge\n"
+	                   "trygg_connections 5\n"
+	                   "# HELP trygg_queue_depth Queue depth.\\nSecond \\\\ line.\n"
+	                   "# TYPE trygg_queue_depth gauge\n"
+	                   "trygg_queue_depth{q=\"a\\\"b\\\\c\\nd\"} 2.5\n"
+	                   "# HELP trygg_latency_seconds Latency.\n"
+	                   "# TYPE trygg_latency_seconds histogram\n"
+	                   "trygg_latency_seconds_bucket{route=\"GET /x\",le=\"0.1\"} 2\n"
+	                   "trygg_latency_seconds_bucket{route=\"GET /x\",le=\"0.5\"} 2\n"
+	                   "trygg_latency_seconds_bucket{route=\"GET /x\",le=\"1\"} 3\n"
+	                   "trygg_latency_seconds_bucket{route=\"GET /x\",le=\"+Inf\"} 4\n"
+	                   "trygg_latency_seconds_sum{route=\"GET /x\"} 3.9\n"
+	                   "trygg_latency_seconds_count{route=\"GET /x\"} 4\n"
+	                   "# HELP trygg_plain_seconds Plain.\n"
+	                   "# TYPE trygg_plain_seconds histogram\n"
+	                   "trygg_plain_seconds_bucket{le=\"0.1\"} 0\n"
+	                   "trygg_plain_seconds_bucket{le=\"+Inf\"} 1\n"
+	                   "trygg_plain_seconds_sum 0.25\n"
+	                   "trygg_plain_seconds_count 1\n";
 	assert_string_equal(text, want);
 	assert_int_equal(len, strlen(want));
 	free(text);
@@ -139,9 +139,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_render_exact),
-		cmocka_unit_test(test_null_updates_are_noops),
-		cmocka_unit_test(test_threads),
+	    cmocka_unit_test(test_render_exact),
+	    cmocka_unit_test(test_null_updates_are_noops),
+	    cmocka_unit_test(test_threads),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

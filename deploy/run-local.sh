@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# run-local.sh: `make run`. Starts the whole system on this machine.
+#
+# Without DATABASE_URL it starts a Postgres 15 cluster under var/pg (unix
+# socket only, a free port; data kept between runs), creates one role and
+# one schema per service, starts every service that has been built, loads
+# the demo data, prints where everything listens, and waits. Ctrl-C (or
+# SIGTERM) drains the services and stops Postgres; nothing is left running.
+#
+# With DATABASE_URL set, that database is used instead (its user must be
+# able to create schemas); every service then connects as that user, each
+# to its own schema.
+#
+# Environment: TRYGG_VAR_DIR (default ./var) holds the cluster, logs, bus
+# sockets and var/demo-keys.json. BACKBONE=1 also starts the backbone demo
+# (test publisher + subscriber, producing a trickle of events).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=${BUILD:-build}
+BIN=$ROOT/$BUILD/bin
+VAR=${TRYGG_VAR_DIR:-$ROOT/var}
+mkdir -p "$VAR/log" "$VAR/run"
+VAR=$(cd "$VAR" && pwd)
+chmod 755 "$VAR" 2>/dev/null || true
+
+pids=()
+names=()
+own_cluster=""
+stopping=""
+stop_all() {
+  [ -n "$stopping" ] && return
+  stopping=1
+  echo
+  echo "stopping..."
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [ -n "$own_cluster" ]; then deploy/pg-cluster.sh stop "$VAR/pg"; fi
+  echo "stopped."
+}
+trap stop_all EXIT
+trap 'exit 0' INT TERM
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  deploy/pg-cluster.sh start "$VAR/pg"
+  own_cluster=1
+  SUPER=$(deploy/pg-cluster.sh url "$VAR/pg")
+  deploy/pg-cluster.sh bootstrap "$VAR/pg" intake notifier walks reporting testpub testsub
+  db_url() { echo "${SUPER/trygg@/$1@}"; }
+else
+  db_url() { echo "$DATABASE_URL"; }
+fi
+
+# start NAME SCHEMA PORT [VAR=VALUE...]: one service, logging JSON lines to
+# var/log/NAME.log; waits until /readyz answers.
+start() {
+  local name=$1 schema=$2 port=$3; shift 3
+  env -i PATH="$PATH" HOME="${HOME:-/}" DATABASE_URL="$(db_url "$schema")" \
+    TRYGG_HTTP_PORT="$port" "$@" "$BIN/trygg-$name" >>"$VAR/log/$name.log" 2>&1 &
+  pids+=($!)
+  names+=("$name")
+  local i
+  for i in $(seq 1 300); do
+    if curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; then
+      printf '  %-14s http://127.0.0.1:%s   (log: %s)\n' "$name" "$port" "${VAR#$ROOT/}/log/$name.log"
+      return 0
+    fi
+    if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+      echo "$name failed to start; last lines of its log:" >&2
+      tail -20 "$VAR/log/$name.log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "$name did not become ready in 30 s; see $VAR/log/$name.log" >&2
+  exit 1
+}
+
+BUS=ipc://$VAR/run
+started=0
+echo "services:"
+# The real services, each once it exists. (Ports: intake 8080, notifier
+# 8081, walk-planner 8082, reporting 8083.)
+if [ -x "$BIN/trygg-intake" ]; then
+  start intake intake "${INTAKE_PORT:-8080}" \
+    TRYGG_BUS_PUB_URL="$BUS/intake.pub" TRYGG_BUS_REP_URL="$BUS/intake.rep"
+  if [ -x deploy/demo/seed-intake.sh ]; then
+    deploy/demo/seed-intake.sh "$(db_url intake)" "$VAR/demo-keys.json"
+  fi
+  started=$((started + 1))
+fi
+if [ "${BACKBONE:-}" = 1 ] || [ "$started" -eq 0 ]; then
+  # The reliable-events backbone on its own: a publisher writing events
+  # through its outbox and a subscriber applying them through its inbox.
+  start testpub testpub "${TESTPUB_PORT:-8090}" \
+    TRYGG_BUS_PUB_URL="$BUS/testpub.pub" TRYGG_BUS_REP_URL="$BUS/testpub.rep"
+  start testsub testsub "${TESTSUB_PORT:-8091}" \
+    TRYGG_BUS_SUB_URL="$BUS/testpub.pub" TRYGG_BUS_REQ_URL="$BUS/testpub.rep"
+  curl -fsS -X POST -H 'Content-Type: application/json' \
+    -d '{"count": 1000, "concurrency": 4, "rate": 50}' \
+    "http://127.0.0.1:${TESTPUB_PORT:-8090}/produce" >/dev/null
+  echo "  backbone demo: testpub produces 50 events/s; watch them arrive with"
+  echo "    curl -s http://127.0.0.1:${TESTSUB_PORT:-8091}/metrics | grep trygg_inbox_applied_seq"
+fi
+if [ -n "$own_cluster" ]; then
+  echo "postgres:"
+  echo "  psql '$SUPER'"
+fi
+echo "bus sockets: $VAR/run/"
+echo "ready. Ctrl-C stops everything."
+# Wait for Ctrl-C; a service that dies on its own is reported.
+while :; do
+  for i in "${!pids[@]}"; do
+    if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+      echo "${names[$i]} exited; see $VAR/log/${names[$i]}.log" >&2
+      exit 1
+    fi
+  done
+  sleep 1
+done
