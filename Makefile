@@ -39,11 +39,15 @@ BINS        := $(addprefix $(BUILD)/bin/trygg-,$(SERVICES) $(TOOLS))
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps-check help run test unit integration bench fuzz format check-format clean compose-check
-all: deps-check $(BINS) $(UNIT_BINS)
+.PHONY: all binaries deps-check help run test unit integration bench fuzz format check-format clean compose-check
+# The build runs in a sub-make so that flags found by pkg-config are read
+# after deps-check has installed anything that was missing.
+all: deps-check
+	@$(MAKE) --no-print-directory binaries
+binaries: $(BINS) $(UNIT_BINS)
 
 help:
-	@echo "make            build everything into $(BUILD)/"
+	@echo "make            build everything into $(BUILD)/ (installs missing packages first)"
 	@echo "make run        start Postgres (local, under var/) and all services"
 	@echo "make test       unit + integration tests on a throwaway Postgres"
 	@echo "make bench      backbone benchmarks; see BENCHMARKS.md"
@@ -52,16 +56,22 @@ help:
 	@echo "make format / check-format"
 	@echo "deploy/install-deps.sh installs every package (Debian 12)"
 
-# Tell a new user plainly what is missing instead of a wall of compiler errors.
+# On a fresh machine, install what is missing (as root, or through sudo);
+# otherwise say plainly what is missing instead of a wall of compiler errors.
 deps-check:
 	@missing=""; \
 	for p in $(REQUIRED_PKGS); do pkg-config --exists $$p 2>/dev/null || missing="$$missing $$p"; done; \
 	[ -f /usr/include/nng/nng.h ] || missing="$$missing nng(libnng-dev)"; \
 	command -v protoc-c >/dev/null || missing="$$missing protoc-c(protobuf-c-compiler)"; \
 	[ -x /usr/lib/postgresql/15/bin/initdb ] || missing="$$missing postgresql-15"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	[ -x /usr/bin/python3 ] || missing="$$missing python3"; \
 	if [ -n "$$missing" ]; then \
-	  echo "Missing build dependencies:$$missing"; \
-	  echo "Install them with: sudo deploy/install-deps.sh"; exit 1; fi
+	  echo "Missing dependencies:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then deploy/install-deps.sh || exit 1; \
+	  elif command -v sudo >/dev/null && [ -z "$(NO_INSTALL)" ]; then \
+	    echo "Installing them with: sudo deploy/install-deps.sh"; sudo deploy/install-deps.sh || exit 1; \
+	  else echo "Install them with: sudo deploy/install-deps.sh"; exit 1; fi; fi
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: proto/%.proto
 	@mkdir -p $(dir $@)

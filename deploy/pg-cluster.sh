@@ -7,6 +7,7 @@
 # cluster is owned by the unprivileged `postgres` user, since initdb and
 # postgres refuse to run as root.
 #
+# PG_EXTRA_OPTS adds server options at start (e.g. "-c track_commit_timestamp=on").
 # `start` prints nothing but progress on stderr; `url` prints the libpq URL
 # of the superuser `trygg`. `bootstrap` creates one role and one schema per
 # name, the role owning its schema with search_path set to it.
@@ -53,7 +54,7 @@ start)
   echo "$port" > "$dir/port"
   [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir/port"
   as_pg "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" -w -t 30 \
-    -o "-k $dir/sock -c listen_addresses='' -p $port -c max_connections=200 -c fsync=${PG_FSYNC:-on}" start >/dev/null
+    -o "-k $dir/sock -c listen_addresses='' -p $port -c max_connections=200 -c fsync=${PG_FSYNC:-on} ${PG_EXTRA_OPTS:-}" start >/dev/null
   echo "postgres: $(url)" >&2
   ;;
 stop)
