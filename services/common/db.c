@@ -39,6 +39,9 @@
  */
 #include "db.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,7 +132,11 @@ struct db {
 	uv_poll_t *poll; /* NULL when no socket is watched */
 	int poll_fd;
 	int poll_events;
-	unsigned nhandles; /* open handles; free the db when the last closes */
+	unsigned nhandles; /* open handles (and a pending DNS request); free at 0 */
+	char *dns_host;    /* a host name libpq would resolve with a blocking call */
+	char *hostaddr;    /* its address, resolved on the loop before each connect */
+	bool resolving;
+	uv_getaddrinfo_t gai;
 
 	unsigned backoff;
 	uint32_t rng;
@@ -363,6 +370,8 @@ maybe_free(db *d)
 	free(d->conninfo);
 	free(d->name);
 	free(d->options);
+	free(d->dns_host);
+	free(d->hostaddr);
 	free(d);
 }
 
@@ -892,19 +901,86 @@ connect_step(db *d)
 	}
 }
 
+static void start_connect_resolved(db *d);
+
 /*
- * Starts a connection attempt with PQconnectStartParams. The URL or
- * conninfo goes in as an expanded "dbname"; our application_name and
- * options come after it and so take precedence.
+ * The host name was resolved (or not) on libuv's thread pool. The first
+ * address goes to libpq as hostaddr, next to the name (which stays in use
+ * for TLS and .pgpass), so PQconnectStartParams does no lookup itself.
+ */
+static void
+on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	db *d = req->data;
+	d->resolving = false;
+	d->nhandles--;
+	if (d->closing) {
+		uv_freeaddrinfo(res);
+		maybe_free(d);
+		return;
+	}
+	char ip[INET6_ADDRSTRLEN] = "";
+	if (status == 0 && res != NULL) {
+		if (res->ai_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
+		else
+			uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+	}
+	uv_freeaddrinfo(res);
+	if (ip[0] == '\0') {
+		char why[300];
+		snprintf(why, sizeof(why), "cannot resolve host %s: %s", d->dns_host,
+		    status < 0 ? uv_strerror(status) : "no address");
+		d->state = ST_CONNECTING;
+		connect_failed(d, why);
+		return;
+	}
+	free(d->hostaddr);
+	d->hostaddr = xstrdup(ip);
+	start_connect_resolved(d);
+}
+
+/*
+ * Starts a connection attempt: first resolves the host name on the thread
+ * pool if the conninfo has one (libpq would block the loop on it), then
+ * start_connect_resolved().
  */
 static void
 start_connect(db *d)
 {
-	const char *keys[4] = {"dbname", "application_name", NULL, NULL};
-	const char *vals[4] = {d->conninfo, d->name, NULL, NULL};
+	if (d->dns_host == NULL) {
+		start_connect_resolved(d);
+		return;
+	}
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+	d->state = ST_CONNECTING;
+	d->gai.data = d;
+	if (uv_getaddrinfo(d->loop, &d->gai, on_resolved, d->dns_host, NULL, &hints) != 0) {
+		connect_failed(d, "cannot start host name resolution");
+		return;
+	}
+	d->resolving = true;
+	d->nhandles++;
+}
+
+/*
+ * Starts a connection attempt with PQconnectStartParams. The URL or
+ * conninfo goes in as an expanded "dbname"; our application_name, options
+ * and resolved hostaddr come after it and so take precedence.
+ */
+static void
+start_connect_resolved(db *d)
+{
+	const char *keys[5] = {"dbname", "application_name", NULL, NULL, NULL};
+	const char *vals[5] = {d->conninfo, d->name, NULL, NULL, NULL};
+	int k = 2;
 	if (d->options != NULL) {
-		keys[2] = "options";
-		vals[2] = d->options;
+		keys[k] = "options";
+		vals[k++] = d->options;
+	}
+	if (d->hostaddr != NULL) {
+		keys[k] = "hostaddr";
+		vals[k++] = d->hostaddr;
 	}
 	d->state = ST_CONNECTING;
 	d->conn = PQconnectStartParams(keys, vals, 1);
@@ -1020,6 +1096,24 @@ make_options(const char *user_opts, const char *search_path)
 	return r;
 }
 
+/*
+ * True for a single host *name* without a hostaddr: the case where libpq
+ * would call getaddrinfo synchronously. Unix socket paths, IP literals and
+ * multi-host lists (left to libpq) are not.
+ */
+static bool
+needs_dns(const char *host, const char *hostaddr)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+	if (host == NULL || host[0] == '\0' || host[0] == '/' || host[0] == '@')
+		return false;
+	if (hostaddr != NULL && hostaddr[0] != '\0')
+		return false;
+	if (strchr(host, ',') != NULL)
+		return false;
+	return inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1;
+}
+
 int
 db_new(uv_loop_t *loop, const db_options *opts, db **out)
 {
@@ -1035,10 +1129,15 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 		PQfreemem(err);
 		return TRYGG_EINVAL;
 	}
-	const char *user_opts = NULL;
-	for (PQconninfoOption *o = ci; o->keyword != NULL; o++)
+	const char *user_opts = NULL, *host = NULL, *hostaddr = NULL;
+	for (PQconninfoOption *o = ci; o->keyword != NULL; o++) {
 		if (strcmp(o->keyword, "options") == 0)
 			user_opts = o->val;
+		else if (strcmp(o->keyword, "host") == 0)
+			host = o->val;
+		else if (strcmp(o->keyword, "hostaddr") == 0)
+			hostaddr = o->val;
+	}
 
 	db *d = xcalloc(1, sizeof(*d));
 	d->loop = loop;
@@ -1046,6 +1145,8 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 	d->name = xstrdup(opts->name && *opts->name ? opts->name : "trygg");
 	if (opts->search_path != NULL && *opts->search_path)
 		d->options = make_options(user_opts, opts->search_path);
+	if (needs_dns(host, hostaddr))
+		d->dns_host = xstrdup(host);
 	PQconninfoFree(ci);
 	d->backoff_min = opts->backoff_min_ms ? opts->backoff_min_ms : DB_DEFAULT_BACKOFF_MIN;
 	d->backoff_max = opts->backoff_max_ms ? opts->backoff_max_ms : DB_DEFAULT_BACKOFF_MAX;
@@ -1069,6 +1170,8 @@ db_close(db *d)
 	if (d == NULL || d->closing)
 		return;
 	d->closing = true;
+	if (d->resolving)
+		uv_cancel((uv_req_t *)&d->gai); /* on_resolved still runs, and frees */
 	fail_all(d, TRYGG_ECLOSED, "database client closed");
 	conn_teardown(d);
 	uv_timer_stop(&d->timer);

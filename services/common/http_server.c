@@ -514,7 +514,9 @@ log_5xx(const http_request *req, unsigned status, const void *body, size_t len)
 	size_t n = body ? (len < sizeof(tmp) - 1 ? len : sizeof(tmp) - 1) : 0;
 	memcpy(tmp, body ? body : "", n);
 	tmp[n] = '\0';
-	log_error("http_server_error",
+	/* 503 is an expected answer while a dependency is down (readiness
+	 * probes, Postgres restarting): a warning, not an error. */
+	log_msg(status == 503 ? LOG_WARN : LOG_ERROR, "http_server_error",
 	    "\"status\":%u,\"method\":%s,\"path\":%s,\"request_id\":%s,\"body\":%s", status,
 	    log_json_str(req->method, m, sizeof(m)), log_json_str(req->path, p, sizeof(p)),
 	    log_json_str(req->id, id, sizeof(id)), log_json_str(tmp, b, sizeof(b)));

@@ -74,8 +74,15 @@ log_json_str(const char *s, char *buf, size_t len)
 			esc[0] = (char)*p;
 			n = 1;
 		}
-		if (o + n + 2 > len)
+		if (o + n + 2 > len) {
+			/* Truncate at a character boundary: never leave half of a
+			 * UTF-8 sequence, which would make the line invalid. */
+			while (o > 1 && ((unsigned char)buf[o - 1] & 0xc0) == 0x80)
+				o--;
+			if (o > 1 && ((unsigned char)buf[o - 1] & 0xc0) == 0xc0)
+				o--;
 			break;
+		}
 		memcpy(buf + o, esc, n);
 		o += n;
 	}
@@ -99,15 +106,22 @@ log_msg(enum log_level lvl, const char *msg, const char *fields, ...)
 		return;
 	size_t o = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
 	if (fields != NULL && fields[0] != '\0' && o + 2 < sizeof(line)) {
+		size_t start = o;
 		line[o++] = ',';
 		va_list ap;
 		va_start(ap, fields);
 		int m = vsnprintf(line + o, sizeof(line) - o, fields, ap);
 		va_end(ap);
-		if (m > 0)
-			o += (size_t)m < sizeof(line) - o ? (size_t)m : sizeof(line) - o - 1;
+		if (m < 0 || (size_t)m + 3 > sizeof(line) - o) {
+			/* The fields do not fit: a cut inside a string would make
+			 * the line invalid JSON, so drop them and say so. */
+			static const char cut[] = ",\"fields_truncated\":true";
+			memcpy(line + start, cut, sizeof(cut) - 1);
+			o = start + sizeof(cut) - 1;
+		} else {
+			o += (size_t)m;
+		}
 	}
-	/* Always close the object, even when the fields were truncated. */
 	if (o > sizeof(line) - 3)
 		o = sizeof(line) - 3;
 	line[o++] = '}';

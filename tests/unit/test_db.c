@@ -617,6 +617,36 @@ on_closed_reply(void *arg, const db_reply *r)
 	c->done++;
 }
 
+/* A host *name* is resolved on libuv's thread pool, not by libpq on the
+ * loop; an unresolvable one fails, retries, and closes cleanly, also while
+ * a lookup is pending. */
+static void
+test_host_name_resolved_off_loop(void **state)
+{
+	(void)state;
+	struct ctx c;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(uv_loop_init(&c.loop), 0);
+	db_options o = {.conninfo = "postgresql://trygg@no-such-host.invalid:5432/postgres",
+	    .name = "tdb_dns",
+	    .backoff_min_ms = 5,
+	    .backoff_max_ms = 20};
+	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
+	db_set_state_cb(c.d, on_state, &c);
+	int never = 0;
+	assert_false(run_until(&c.loop, &never, 1, 200));
+	assert_false(db_is_connected(c.d));
+	assert_int_equal(db_query(c.d, "SELECT 1", 0, NULL, on_reply, &c), TRYGG_EDBCONN);
+	assert_int_equal(c.up + c.down, 0);
+	ctx_finish(&c);
+
+	/* closed immediately, with the first lookup still pending */
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(uv_loop_init(&c.loop), 0);
+	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
+	ctx_finish(&c);
+}
+
 static void
 test_close_with_pending(void **state)
 {
@@ -725,6 +755,7 @@ main(void)
 	    cmocka_unit_test(test_listen_notify),
 	    cmocka_unit_test(test_connection_killed),
 	    cmocka_unit_test(test_submit_while_disconnected),
+	    cmocka_unit_test(test_host_name_resolved_off_loop),
 	    cmocka_unit_test(test_close_with_pending),
 	    cmocka_unit_test(test_close_from_callback_and_busy),
 	    cmocka_unit_test(test_close_while_connecting),

@@ -164,6 +164,39 @@ test_json_str_truncation(void **state)
 }
 
 static void
+test_truncation_keeps_utf8_and_lines_valid(void **state)
+{
+	(void)state;
+	/* "å" is two bytes: no buffer size may split it (jansson rejects
+	 * invalid UTF-8, so a split would fail to parse). */
+	const char *in = "åäöåäöåäö";
+	for (size_t len = 3; len < 24; len++) {
+		char buf[24];
+		log_json_str(in, buf, len);
+		json_error_t err;
+		json_t *j = json_loads(buf, JSON_DECODE_ANY, &err);
+		if (j == NULL)
+			fail_msg("len %zu: %s is not JSON (%s)", len, buf, err.text);
+		json_decref(j);
+	}
+	/* Fields longer than a line are dropped, never cut mid-string. */
+	char *big = malloc(6000);
+	memset(big, 'x', 5999);
+	big[5999] = '\0';
+	struct capture cap;
+	capture_start(&cap);
+	log_msg(LOG_ERROR, "too_long", "\"detail\":\"%s\"", big);
+	char *out = capture_end(&cap);
+	json_t *lines[4];
+	assert_int_equal(parse_lines(out, lines, 4), 1);
+	assert_true(json_is_true(json_object_get(lines[0], "fields_truncated")));
+	assert_string_equal(get_str(lines[0], "msg"), "too_long");
+	json_decref(lines[0]);
+	free(out);
+	free(big);
+}
+
+static void
 test_level_filtering(void **state)
 {
 	(void)state;
@@ -218,6 +251,7 @@ main(void)
 	    cmocka_unit_test(test_lines_are_json),
 	    cmocka_unit_test(test_json_str_escaping),
 	    cmocka_unit_test(test_json_str_truncation),
+	    cmocka_unit_test(test_truncation_keeps_utf8_and_lines_valid),
 	    cmocka_unit_test(test_level_filtering),
 	    cmocka_unit_test(test_parse_level),
 	};
