@@ -60,6 +60,8 @@ typedef struct route {
 	size_t nparams;
 	http_handler handler;
 	void *arg;
+	metric_counter *responses[5]; /* by status class 1xx..5xx; NULL without metrics */
+	metric_histogram *latency;    /* seconds from request to response */
 } route;
 
 struct http_server {
@@ -79,6 +81,7 @@ struct http_server {
 	uint16_t port;
 	route *routes;
 	size_t nroutes;
+	route unmatched;    /* metrics for requests no route took (404, 405, 413...) */
 	http_request *reqs; /* live requests, doubly linked */
 };
 
@@ -182,6 +185,27 @@ split_path(const char *path, const char *starts[], size_t lens[])
 	return n;
 }
 
+/* Registers a route's response counters and latency histogram, labelled
+ * with its pattern, when the server has a metrics registry. */
+static void
+route_metrics(http_server *srv, route *r, const char *pattern)
+{
+	static const char *const classes[5] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+	metrics *m = srv->opts.metrics;
+	if (m == NULL)
+		return;
+	for (int i = 0; i < 5; i++) {
+		const char *labels[] = {"server", srv->name, "route", pattern, "code", classes[i],
+		    NULL};
+		r->responses[i] = metrics_counter(m, "trygg_http_responses_total",
+		    "HTTP responses by route and status class", labels);
+	}
+	const char *labels[] = {"server", srv->name, "route", pattern, NULL};
+	r->latency = metrics_histogram(m, "trygg_http_request_duration_seconds",
+	    "Time from request to response, by route", labels, metrics_latency_buckets,
+	    metrics_latency_nbuckets);
+}
+
 int
 http_server_route(http_server *srv, const char *pattern, http_handler handler, void *arg)
 {
@@ -214,6 +238,7 @@ http_server_route(http_server *srv, const char *pattern, http_handler handler, v
 			r.segs[i] = xstrndup(starts[i], lens[i]);
 		}
 	}
+	route_metrics(srv, &r, pattern);
 	srv->routes = xrealloc(srv->routes, (srv->nroutes + 1) * sizeof(route));
 	srv->routes[srv->nroutes++] = r;
 	return 0;
@@ -533,8 +558,14 @@ http_respond(http_request *req, unsigned status, const char *content_type, const
 		return;
 	}
 	req->responded = true;
-	if (status < 100 || status > 999)
+	if (status < 100 || status > 599)
 		status = 500;
+	if (req->srv != NULL) {
+		route *r = req->route ? (route *)req->route : &req->srv->unmatched;
+		metric_counter_inc(r->responses[status / 100 - 1]);
+		metric_histogram_observe(r->latency,
+		    (double)(trygg_now_ns() - req->start_ns) / 1e9);
+	}
 	if (status >= 500)
 		log_5xx(req, status, body, len);
 	if (req->completed) {
@@ -843,6 +874,7 @@ http_server_new(uv_loop_t *loop, const http_server_options *opts, http_server **
 	o.bind_address = srv->bind_address;
 	o.name = srv->name;
 	srv->opts = o;
+	route_metrics(srv, &srv->unmatched, "(unmatched)");
 	uv_timer_init(loop, &srv->timer);
 	srv->timer.data = srv;
 	srv->open_handles = 1;

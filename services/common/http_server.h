@@ -34,6 +34,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "metrics.h"
 #include "util.h"
 
 typedef struct http_server http_server;
@@ -55,6 +56,7 @@ typedef struct http_server_options {
 	unsigned max_connections; /* default 1000 */
 	unsigned idle_timeout_s;  /* idle keep-alive / slow client timeout, default 30 */
 	const char *name;         /* tag in log lines, default "http" */
+	metrics *metrics;         /* optional: per-route response counts and latency */
 } http_server_options;
 
 /*

@@ -147,7 +147,8 @@ svc_init(svc *s, const svc_options *o)
 	    .port = (uint16_t)c->http_port,
 	    .max_body_bytes = c->http_max_body,
 	    .max_connections = (unsigned)c->http_max_connections,
-	    .name = o->name};
+	    .name = o->name,
+	    .metrics = s->metrics};
 	if ((rv = http_server_new(loop_uv(&s->loop), &ho, &s->http)) != 0)
 		goto fail;
 	if ((rv = health_new(s->http, s->metrics, &s->health)) != 0 ||
