@@ -1,0 +1,153 @@
+/*
+ * trygg-intake: the gateway partners post reports to (issue 4).
+ *
+ * main only wires the parts together: the config table, the outbox relay
+ * (ReportReceived events), the directory (partners, keys, categories,
+ * places), the group-committing store, both APIs' routes, and the task
+ * event inbox with the purge timer. `trygg-intake admin ...` is the
+ * operator's command line instead (admin.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "intake.h"
+#include "log.h"
+
+extern const struct migration intake_migrations[];
+
+static const config_option options[] = {
+    SVC_CONFIG_OPTIONS(intake_config, "8080"),
+    CONFIG_OPT_URL("bus_pub_url", intake_config, bus_pub_url, "tcp://127.0.0.1:5570", 0,
+        "where intake publishes its events (ReportReceived)"),
+    CONFIG_OPT_URL("bus_rep_url", intake_config, bus_rep_url, "tcp://127.0.0.1:5571", 0,
+        "where intake serves replays of its events"),
+    CONFIG_OPT_URL("notifier_sub_url", intake_config, notifier_sub_url, NULL, 0,
+        "the notifier's event stream (task events move report status); unset: none"),
+    CONFIG_OPT_URL("notifier_req_url", intake_config, notifier_req_url, NULL, 0,
+        "the notifier's replay socket"),
+    CONFIG_OPT_STRING("district_box", intake_config, district_box, "59.326,18.020,59.357,18.085", 0,
+        "min_lat,min_long,max_lat,max_long: the district when no boundary polygon is loaded"),
+    CONFIG_OPT_DURATION("directory_refresh", intake_config, directory_refresh_ms, "10s", 100,
+        3600000, 0, "how often partners, keys, categories and places are reloaded"),
+    CONFIG_OPT_DURATION("contact_retention", intake_config, contact_retention_ms, "2160h", 1000,
+        INT64_C(315360000000), 0, "how long reporters' contact details are kept (90 days)"),
+    CONFIG_OPT_DURATION("idempotency_retention", intake_config, idempotency_retention_ms, "168h",
+        1000, INT64_C(315360000000), 0, "how long Idempotency-Keys are remembered"),
+    CONFIG_OPT_DURATION("purge_interval", intake_config, purge_interval_ms, "1h", 100, 86400000, 0,
+        "how often expired contact details and keys are deleted"),
+    CONFIG_OPT_INT("commit_batch_max", intake_config, commit_batch_max, "500", 1, 10000, 0,
+        "most reports written in one transaction"),
+    CONFIG_OPT_INT("commit_parallel", intake_config, commit_parallel, "4", 1, 64, 0,
+        "report transactions in flight at once (at most db_connections)"),
+    CONFIG_OPT_INT("list_limit_max", intake_config, list_limit_max, "1000", 1, 10000, 0,
+        "largest page of GET /v1/reports"),
+    CONFIG_END,
+};
+
+static bool
+check_directory(void *arg)
+{
+	intake *in = arg;
+	return in->dir != NULL && directory_loaded(in->dir);
+}
+
+static int
+parse_box(intake *in)
+{
+	double *b = in->district_box;
+	char extra;
+	if (in->cfg.district_box == NULL || in->cfg.district_box[0] == '\0')
+		return 0;
+	if (sscanf(in->cfg.district_box, "%lf,%lf,%lf,%lf%c", &b[0], &b[1], &b[2], &b[3], &extra) !=
+	        4 ||
+	    b[0] >= b[2] || b[1] >= b[3] || b[0] < -90 || b[2] > 90 || b[1] < -180 || b[3] > 180) {
+		log_error("config_invalid",
+		    "\"option\":\"district_box\",\"error\":\"expected "
+		    "min_lat,min_long,max_lat,max_long\"");
+		return TRYGG_ECONFIG;
+	}
+	in->has_district_box = true;
+	return 0;
+}
+
+static void
+on_flushed(void *arg)
+{
+	intake *in = arg;
+	outbox_relay_stop(in->relay);
+	in->relay = NULL;
+	directory_free(in->dir);
+	in->dir = NULL;
+	store_free(in->store);
+	in->store = NULL;
+	svc_drain_done(&in->svc);
+}
+
+/* Every accepted report has its answer: stop following the notifier and
+ * publish what is left in the outbox. */
+static void
+on_store_drained(void *arg)
+{
+	intake *in = arg;
+	status_stop(in);
+	outbox_relay_flush(in->relay, on_flushed, in);
+}
+
+static void
+on_drain(svc *s, void *arg)
+{
+	intake *in = arg;
+	(void)s;
+	store_drain(in->store, on_store_drained, in);
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "admin") == 0)
+		return admin_main(argc - 2, argv + 2);
+	static intake in;
+	svc_options so = {.name = "intake",
+	    .schema = "intake",
+	    .options = options,
+	    .config = &in.cfg,
+	    .common = &in.cfg.common,
+	    .migrations = intake_migrations,
+	    .argc = argc,
+	    .argv = argv};
+	int rv = svc_init(&in.svc, &so);
+	if (rv != 0)
+		return rv == TRYGG_ECLOSED ? 0 : 1;
+	if (parse_box(&in) != 0)
+		return svc_abort(&in.svc);
+	in.m_rejected = metrics_counter(in.svc.metrics, "trygg_intake_rejected_total",
+	    "Requests refused for a client mistake (4xx).", NULL);
+	in.m_rate_limited = metrics_counter(in.svc.metrics, "trygg_intake_rate_limited_total",
+	    "Requests refused by a partner's rate limit.", NULL);
+	outbox_options oo = {.publisher = "intake",
+	    .schema = "intake",
+	    .pub_url = in.cfg.bus_pub_url,
+	    .rep_url = in.cfg.bus_rep_url};
+	if (outbox_relay_start(svc_uv(&in.svc), in.svc.db, &oo, &in.relay) != 0)
+		return svc_abort(&in.svc);
+	outbox_relay_register_metrics(in.relay, in.svc.metrics);
+	unsigned parallel = (unsigned)in.cfg.commit_parallel;
+	if (parallel > (unsigned)in.cfg.common.db_connections)
+		parallel = (unsigned)in.cfg.common.db_connections;
+	store_options sto = {.batch_max = (unsigned)in.cfg.commit_batch_max, .parallel = parallel};
+	if (directory_new(svc_uv(&in.svc), in.svc.db, (unsigned)in.cfg.directory_refresh_ms,
+	        &in.dir) != 0 ||
+	    store_new(svc_uv(&in.svc), in.svc.pool, in.relay, in.svc.metrics, &sto, &in.store) !=
+	        0 ||
+	    health_add_check(in.svc.health, "directory", check_directory, &in) != 0 ||
+	    api_register(&in) != 0 || open311_register(&in) != 0 || status_start(&in) != 0) {
+		status_stop(&in);
+		outbox_relay_stop(in.relay);
+		directory_free(in.dir);
+		store_free(in.store);
+		return svc_abort(&in.svc);
+	}
+	svc_set_drain(&in.svc, on_drain, &in);
+	return svc_run(&in.svc);
+}

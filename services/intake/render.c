@@ -1,0 +1,417 @@
+/*
+ * render.c: output documents (see render.h).
+ */
+#include "render.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query.h"
+
+void
+sb_append(strbuf *b, const char *s)
+{
+	size_t n = strlen(s);
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		b->s = xrealloc(b->s, cap);
+		b->cap = cap;
+	}
+	memcpy(b->s + b->len, s, n + 1);
+	b->len += n;
+}
+
+void
+sb_appendf(strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *s;
+	if (vasprintf(&s, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	sb_append(b, s);
+	free(s);
+}
+
+void
+sb_append_xml(strbuf *b, const char *s)
+{
+	char chunk[256];
+	size_t n = 0;
+	for (; *s; s++) {
+		const char *rep = NULL;
+		switch (*s) {
+		case '&': rep = "&amp;"; break;
+		case '<': rep = "&lt;"; break;
+		case '>': rep = "&gt;"; break;
+		case '"': rep = "&quot;"; break;
+		case '\'': rep = "&apos;"; break;
+		default: break;
+		}
+		if (n + 8 >= sizeof(chunk)) {
+			chunk[n] = '\0';
+			sb_append(b, chunk);
+			n = 0;
+		}
+		if (rep) {
+			memcpy(chunk + n, rep, strlen(rep));
+			n += strlen(rep);
+		} else {
+			chunk[n++] = *s;
+		}
+	}
+	chunk[n] = '\0';
+	sb_append(b, chunk);
+}
+
+void
+sb_xml_elem(strbuf *b, const char *tag, const char *text)
+{
+	if (text == NULL) {
+		sb_appendf(b, "<%s/>", tag);
+		return;
+	}
+	sb_appendf(b, "<%s>", tag);
+	sb_append_xml(b, text);
+	sb_appendf(b, "</%s>", tag);
+}
+
+void
+sb_free(strbuf *b)
+{
+	free(b->s);
+	memset(b, 0, sizeof(*b));
+}
+
+bool
+render_description_visible(bool sensitive, const partner *viewer)
+{
+	return !sensitive || (viewer != NULL && viewer->staff);
+}
+
+void
+render_time(int64_t us, char *buf, size_t len)
+{
+	trygg_format_iso8601(us, buf, len);
+}
+
+/* A column's text, or NULL for SQL NULL. */
+static const char *
+col(const PGresult *res, int row, int c)
+{
+	return PQgetisnull(res, row, c) ? NULL : PQgetvalue(res, row, c);
+}
+
+static json_t *
+str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static json_t *
+places_array(const char *csv)
+{
+	json_t *a = json_array();
+	while (csv && *csv) {
+		const char *comma = strchr(csv, ',');
+		size_t n = comma ? (size_t)(comma - csv) : strlen(csv);
+		json_array_append_new(a, json_stringn(csv, n));
+		csv += n + (comma ? 1 : 0);
+	}
+	return a;
+}
+
+static int64_t
+expected_us(const category *c, int64_t created_us)
+{
+	return created_us + (int64_t)(c ? c->response_target_min : 0) * 60 * 1000000;
+}
+
+json_t *
+render_report_row(const PGresult *res, int row, int c0, const partner *viewer, directory *dir)
+{
+	const char *code = col(res, row, c0 + RC_CATEGORY);
+	const category *c = categories_find(directory_categories(dir), code);
+	bool sensitive = col(res, row, c0 + RC_SENSITIVE)[0] == 't';
+	const partner *owner = directory_partner(dir, atoi(col(res, row, c0 + RC_PARTNER_ID)));
+	int64_t created = strtoll(col(res, row, c0 + RC_CREATED_US), NULL, 10);
+	int64_t updated = strtoll(col(res, row, c0 + RC_UPDATED_US), NULL, 10);
+	char tc[32], tu[32], te[32];
+	render_time(created, tc, sizeof(tc));
+	render_time(updated, tu, sizeof(tu));
+	render_time(expected_us(c, created), te, sizeof(te));
+	json_error_t jerr;
+	json_t *attrs = json_loads(col(res, row, c0 + RC_ATTRIBUTES), 0, &jerr);
+	const char *lat = col(res, row, c0 + RC_LAT), *lon = col(res, row, c0 + RC_LONG);
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(col(res, row, c0 + RC_ID)));
+	json_object_set_new(o, "service_request_id", json_string(col(res, row, c0 + RC_SRID)));
+	json_object_set_new(o, "category", json_string(code));
+	json_object_set_new(o, "category_name", str_or_null(c ? c->name : NULL));
+	json_object_set_new(o, "focus_area", str_or_null(c ? c->focus_area : NULL));
+	json_object_set_new(o, "severity", json_integer(atoi(col(res, row, c0 + RC_SEVERITY))));
+	json_object_set_new(o, "sensitive", json_boolean(sensitive));
+	json_object_set_new(o, "status", json_string(col(res, row, c0 + RC_STATUS)));
+	json_object_set_new(o, "close_reason", str_or_null(col(res, row, c0 + RC_CLOSE_REASON)));
+	json_object_set_new(o, "status_notes", str_or_null(col(res, row, c0 + RC_STATUS_NOTES)));
+	json_object_set_new(o, "lat", lat ? json_real(strtod(lat, NULL)) : json_null());
+	json_object_set_new(o, "long", lon ? json_real(strtod(lon, NULL)) : json_null());
+	json_object_set_new(o, "address_string", str_or_null(col(res, row, c0 + RC_ADDRESS)));
+	json_object_set_new(o, "description",
+	    render_description_visible(sensitive, viewer)
+	        ? str_or_null(col(res, row, c0 + RC_DESCRIPTION))
+	        : json_null());
+	json_object_set_new(o, "media_url", str_or_null(col(res, row, c0 + RC_MEDIA_URL)));
+	json_object_set_new(o, "attributes", attrs ? attrs : json_object());
+	json_object_set_new(o, "places", places_array(col(res, row, c0 + RC_PLACES)));
+	json_object_set_new(o, "partner", str_or_null(owner ? owner->name : NULL));
+	json_object_set_new(o, "created_at", json_string(tc));
+	json_object_set_new(o, "updated_at", json_string(tu));
+	json_object_set_new(o, "expected_at", json_string(te));
+	return o;
+}
+
+json_t *
+render_report_new(const report_in *r, int64_t srid, const partner *viewer, directory *dir)
+{
+	const category *c = categories_find(directory_categories(dir), r->category);
+	char tc[32], te[32], srid_s[24];
+	render_time(r->created_us, tc, sizeof(tc));
+	render_time(r->created_us + (int64_t)r->response_target_min * 60 * 1000000, te, sizeof(te));
+	snprintf(srid_s, sizeof(srid_s), "%lld", (long long)srid);
+	json_t *places = json_array();
+	for (size_t i = 0; i < r->nplaces; i++)
+		json_array_append_new(places, json_string(r->place_slugs[i]));
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(r->id));
+	json_object_set_new(o, "service_request_id", json_string(srid_s));
+	json_object_set_new(o, "category", json_string(r->category));
+	json_object_set_new(o, "category_name", str_or_null(c ? c->name : NULL));
+	json_object_set_new(o, "focus_area", json_string(r->focus_area));
+	json_object_set_new(o, "severity", json_integer(r->severity));
+	json_object_set_new(o, "sensitive", json_boolean(r->sensitive));
+	json_object_set_new(o, "status", json_string("open"));
+	json_object_set_new(o, "close_reason", json_null());
+	json_object_set_new(o, "status_notes", json_null());
+	json_object_set_new(o, "lat", r->has_position ? json_real(r->lat) : json_null());
+	json_object_set_new(o, "long", r->has_position ? json_real(r->lon) : json_null());
+	json_object_set_new(o, "address_string", str_or_null(r->address));
+	json_object_set_new(o, "description",
+	    render_description_visible(r->sensitive, viewer) ? str_or_null(r->description)
+	                                                     : json_null());
+	json_object_set_new(o, "media_url", str_or_null(r->media_url));
+	json_object_set_new(o, "attributes", json_deep_copy(r->attributes));
+	json_object_set_new(o, "places", places);
+	json_object_set_new(o, "partner", str_or_null(r->partner ? r->partner->name : NULL));
+	json_object_set_new(o, "created_at", json_string(tc));
+	json_object_set_new(o, "updated_at", json_string(tc));
+	json_object_set_new(o, "expected_at", json_string(te));
+	return o;
+}
+
+/* The Open311 fields of a row, as name/value text pairs (NULL value = none). */
+typedef struct o311 {
+	const char *srid, *status, *notes, *service_name, *code, *description, *address, *lat, *lon,
+	    *media;
+	char requested[32], updated[32], expected[32];
+} o311;
+
+static void
+open311_fields(const PGresult *res, int row, const partner *viewer, directory *dir, o311 *f)
+{
+	f->code = col(res, row, RC_CATEGORY);
+	const category *c = categories_find(directory_categories(dir), f->code);
+	bool sensitive = col(res, row, RC_SENSITIVE)[0] == 't';
+	f->srid = col(res, row, RC_SRID);
+	f->status = strcmp(col(res, row, RC_STATUS), "closed") == 0 ? "closed" : "open";
+	f->notes = col(res, row, RC_STATUS_NOTES);
+	f->service_name = c ? c->name : f->code;
+	f->description =
+	    render_description_visible(sensitive, viewer) ? col(res, row, RC_DESCRIPTION) : NULL;
+	f->address = col(res, row, RC_ADDRESS);
+	f->lat = col(res, row, RC_LAT);
+	f->lon = col(res, row, RC_LONG);
+	f->media = col(res, row, RC_MEDIA_URL);
+	int64_t created = strtoll(col(res, row, RC_CREATED_US), NULL, 10);
+	render_time(created, f->requested, sizeof(f->requested));
+	render_time(strtoll(col(res, row, RC_UPDATED_US), NULL, 10), f->updated,
+	    sizeof(f->updated));
+	render_time(expected_us(c, created), f->expected, sizeof(f->expected));
+}
+
+#define AGENCY "Norrmalm district administration"
+
+json_t *
+render_open311_row_json(const PGresult *res, int row, const partner *viewer, directory *dir)
+{
+	o311 f;
+	open311_fields(res, row, viewer, dir, &f);
+	json_t *o = json_object();
+	json_object_set_new(o, "service_request_id", json_string(f.srid));
+	json_object_set_new(o, "status", json_string(f.status));
+	json_object_set_new(o, "status_notes", str_or_null(f.notes));
+	json_object_set_new(o, "service_name", json_string(f.service_name));
+	json_object_set_new(o, "service_code", json_string(f.code));
+	json_object_set_new(o, "description", str_or_null(f.description));
+	json_object_set_new(o, "agency_responsible", json_string(AGENCY));
+	json_object_set_new(o, "service_notice", json_null());
+	json_object_set_new(o, "requested_datetime", json_string(f.requested));
+	json_object_set_new(o, "updated_datetime", json_string(f.updated));
+	json_object_set_new(o, "expected_datetime", json_string(f.expected));
+	json_object_set_new(o, "address", str_or_null(f.address));
+	json_object_set_new(o, "address_id", json_null());
+	json_object_set_new(o, "zipcode", json_null());
+	json_object_set_new(o, "lat", f.lat ? json_real(strtod(f.lat, NULL)) : json_null());
+	json_object_set_new(o, "long", f.lon ? json_real(strtod(f.lon, NULL)) : json_null());
+	json_object_set_new(o, "media_url", str_or_null(f.media));
+	return o;
+}
+
+void
+render_open311_row_xml(strbuf *b, const PGresult *res, int row, const partner *viewer,
+    directory *dir)
+{
+	o311 f;
+	open311_fields(res, row, viewer, dir, &f);
+	sb_append(b, "<request>");
+	sb_xml_elem(b, "service_request_id", f.srid);
+	sb_xml_elem(b, "status", f.status);
+	sb_xml_elem(b, "status_notes", f.notes);
+	sb_xml_elem(b, "service_name", f.service_name);
+	sb_xml_elem(b, "service_code", f.code);
+	sb_xml_elem(b, "description", f.description);
+	sb_xml_elem(b, "agency_responsible", AGENCY);
+	sb_xml_elem(b, "service_notice", NULL);
+	sb_xml_elem(b, "requested_datetime", f.requested);
+	sb_xml_elem(b, "updated_datetime", f.updated);
+	sb_xml_elem(b, "expected_datetime", f.expected);
+	sb_xml_elem(b, "address", f.address);
+	sb_xml_elem(b, "address_id", NULL);
+	sb_xml_elem(b, "zipcode", NULL);
+	sb_xml_elem(b, "lat", f.lat);
+	sb_xml_elem(b, "long", f.lon);
+	sb_xml_elem(b, "media_url", f.media);
+	sb_append(b, "</request>");
+}
+
+static const char *
+group_of(const category *c)
+{
+	return c->focus_area;
+}
+
+json_t *
+render_services_json(const category_set *cats)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < cats->n; i++) {
+		const category *c = &cats->items[i];
+		json_array_append_new(a,
+		    json_pack("{s:s, s:s, s:s, s:b, s:s, s:s, s:s}", "service_code", c->code,
+		        "service_name", c->name, "description", c->description, "metadata",
+		        c->nattrs > 0, "type", "realtime", "keywords", c->keywords, "group",
+		        group_of(c)));
+	}
+	return a;
+}
+
+void
+render_services_xml(strbuf *b, const category_set *cats)
+{
+	sb_append(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><services>");
+	for (size_t i = 0; i < cats->n; i++) {
+		const category *c = &cats->items[i];
+		sb_append(b, "<service>");
+		sb_xml_elem(b, "service_code", c->code);
+		sb_xml_elem(b, "service_name", c->name);
+		sb_xml_elem(b, "description", c->description);
+		sb_xml_elem(b, "metadata", c->nattrs > 0 ? "true" : "false");
+		sb_xml_elem(b, "type", "realtime");
+		sb_xml_elem(b, "keywords", c->keywords);
+		sb_xml_elem(b, "group", group_of(c));
+		sb_append(b, "</service>");
+	}
+	sb_append(b, "</services>");
+}
+
+json_t *
+render_definition_json(const category *c)
+{
+	json_t *attrs = json_array();
+	for (size_t i = 0; i < c->nattrs; i++) {
+		const category_attr *a = &c->attrs[i];
+		json_t *o = json_pack("{s:b, s:s, s:s, s:b, s:s, s:i, s:s}", "variable", true,
+		    "code", a->code, "datatype", attr_type_name(a->type), "required", a->required,
+		    "datatype_description", "", "order", a->order ? a->order : (int)i + 1,
+		    "description", a->description);
+		if (a->nvalues > 0) {
+			json_t *vals = json_array();
+			for (size_t j = 0; j < a->nvalues; j++)
+				json_array_append_new(vals,
+				    json_pack("{s:s, s:s}", "key", a->keys[j], "name",
+				        a->names[j]));
+			json_object_set_new(o, "values", vals);
+		}
+		json_array_append_new(attrs, o);
+	}
+	return json_pack("{s:s, s:o}", "service_code", c->code, "attributes", attrs);
+}
+
+void
+render_definition_xml(strbuf *b, const category *c)
+{
+	sb_append(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><service_definition>");
+	sb_xml_elem(b, "service_code", c->code);
+	sb_append(b, "<attributes>");
+	for (size_t i = 0; i < c->nattrs; i++) {
+		const category_attr *a = &c->attrs[i];
+		char order[16];
+		snprintf(order, sizeof(order), "%d", a->order ? a->order : (int)i + 1);
+		sb_append(b, "<attribute>");
+		sb_xml_elem(b, "variable", "true");
+		sb_xml_elem(b, "code", a->code);
+		sb_xml_elem(b, "datatype", attr_type_name(a->type));
+		sb_xml_elem(b, "required", a->required ? "true" : "false");
+		sb_xml_elem(b, "datatype_description", NULL);
+		sb_xml_elem(b, "order", order);
+		sb_xml_elem(b, "description", a->description);
+		if (a->nvalues > 0) {
+			sb_append(b, "<values>");
+			for (size_t j = 0; j < a->nvalues; j++) {
+				sb_append(b, "<value>");
+				sb_xml_elem(b, "key", a->keys[j]);
+				sb_xml_elem(b, "name", a->names[j]);
+				sb_append(b, "</value>");
+			}
+			sb_append(b, "</values>");
+		}
+		sb_append(b, "</attribute>");
+	}
+	sb_append(b, "</attributes></service_definition>");
+}
+
+char *
+render_open311_error(bool xml, unsigned code, const char *description, size_t *len)
+{
+	if (xml) {
+		strbuf b = {0};
+		char c[16];
+		snprintf(c, sizeof(c), "%u", code);
+		sb_append(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><errors><error>");
+		sb_xml_elem(&b, "code", c);
+		sb_xml_elem(&b, "description", description);
+		sb_append(&b, "</error></errors>");
+		*len = b.len;
+		return b.s;
+	}
+	json_t *a = json_pack("[{s:i, s:s}]", "code", (int)code, "description", description);
+	char *s = json_dumps(a, JSON_COMPACT);
+	json_decref(a);
+	*len = strlen(s);
+	return s;
+}

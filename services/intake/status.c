@@ -1,0 +1,211 @@
+/*
+ * status.c: report status from the notifier's task events, and the purge
+ * of personal data after its retention period.
+ *
+ * The notifier publishes the life of each task (TaskOpened ...
+ * TaskCompleted); a task names the reports it covers. intake follows that
+ * stream through an inbox, so each event changes status exactly once, in
+ * the same transaction as the inbox cursor:
+ *   TaskAcknowledged  open|in_progress -> acknowledged
+ *   TaskCompleted     -> closed, close_reason fixed, status_notes = note
+ *   TaskDeclined      -> closed, close_reason not_ours|duplicate|no_action
+ * A closed report stays closed (a late acknowledgement does not reopen
+ * it). Other task events have no effect on reports.
+ *
+ * The purge timer deletes contact details (report_contacts) older than
+ * contact_retention and idempotency keys older than idempotency_retention,
+ * in bounded rounds so no single transaction grows large.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "intake.h"
+#include "log.h"
+#include "query.h"
+#include "render.h"
+#include "trygg/events.pb-c.h"
+
+#define EVENT_CAP (256u * 1024)
+#define MAX_IDS 1000
+
+static const char SQL_ACK[] = "UPDATE reports SET status = 'acknowledged', updated_at = now(),"
+                              " status_notes = coalesce(nullif($2, ''), status_notes)"
+                              " WHERE id = ANY($1::uuid[]) AND status IN ('open', 'in_progress')";
+static const char SQL_CLOSE[] =
+    "UPDATE reports SET status = 'closed', close_reason = $2, updated_at = now(),"
+    " status_notes = nullif($3, '')"
+    " WHERE id = ANY($1::uuid[]) AND status <> 'closed'";
+
+/* Builds a Postgres array literal of the ids that are UUIDs; returns NULL
+ * if there are none (nothing to do). */
+static char *
+uuid_array(char **ids, size_t n)
+{
+	strbuf b = {0};
+	size_t used = 0;
+	sb_append(&b, "{");
+	for (size_t i = 0; i < n && i < MAX_IDS; i++) {
+		if (ids[i] == NULL || !query_is_uuid(ids[i]))
+			continue;
+		sb_appendf(&b, "%s%s", used ? "," : "", ids[i]);
+		used++;
+	}
+	sb_append(&b, "}");
+	if (used == 0) {
+		sb_free(&b);
+		return NULL;
+	}
+	return b.s;
+}
+
+/* Notes come from another service but end up in public Open311 output:
+ * keep them short and printable. */
+static void
+clean_note(const char *in, char *out, size_t len)
+{
+	size_t o = 0;
+	for (const char *p = in ? in : ""; *p && o + 1 < len; p++)
+		out[o++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? ' ' : *p;
+	/* Do not cut a UTF-8 sequence in half. */
+	while (o > 0 && o + 1 >= len && ((unsigned char)out[o - 1] & 0xc0) == 0x80)
+		o--;
+	if (o > 0 && o + 1 >= len && (unsigned char)out[o - 1] >= 0xc0)
+		o--;
+	out[o] = '\0';
+}
+
+int
+status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
+{
+	(void)arg;
+	const ProtobufCMessageDescriptor *desc;
+	if (strcmp(ev->type, "trygg.events.TaskAcknowledged") == 0)
+		desc = &trygg__events__task_acknowledged__descriptor;
+	else if (strcmp(ev->type, "trygg.events.TaskCompleted") == 0)
+		desc = &trygg__events__task_completed__descriptor;
+	else if (strcmp(ev->type, "trygg.events.TaskDeclined") == 0)
+		desc = &trygg__events__task_declined__descriptor;
+	else
+		return 0; /* not a status change: the cursor still moves */
+	ProtobufCMessage *m;
+	int rv = envelope_message_unpack(desc, ev->payload.data, ev->payload.len, EVENT_CAP, &m);
+	if (rv != 0)
+		return rv;
+	char note[1001];
+	char *ids = NULL;
+	if (desc == &trygg__events__task_acknowledged__descriptor) {
+		Trygg__Events__TaskAcknowledged *t = (Trygg__Events__TaskAcknowledged *)m;
+		ids = uuid_array(t->report_ids, t->n_report_ids);
+		clean_note(t->note, note, sizeof(note));
+		const char *v[2] = {ids, note};
+		if (ids)
+			db_batch_add(b, SQL_ACK, 2, v);
+	} else if (desc == &trygg__events__task_completed__descriptor) {
+		Trygg__Events__TaskCompleted *t = (Trygg__Events__TaskCompleted *)m;
+		ids = uuid_array(t->report_ids, t->n_report_ids);
+		clean_note(t->note, note, sizeof(note));
+		const char *v[3] = {ids, "fixed", note};
+		if (ids)
+			db_batch_add(b, SQL_CLOSE, 3, v);
+	} else {
+		Trygg__Events__TaskDeclined *t = (Trygg__Events__TaskDeclined *)m;
+		ids = uuid_array(t->report_ids, t->n_report_ids);
+		clean_note(t->note, note, sizeof(note));
+		const char *reason = t->reason == TRYGG__EVENTS__TASK_DECLINED__REASON__NOT_OURS
+		    ? "not_ours"
+		    : t->reason == TRYGG__EVENTS__TASK_DECLINED__REASON__DUPLICATE ? "duplicate"
+		                                                                   : "no_action";
+		const char *v[3] = {ids, reason, note};
+		if (ids)
+			db_batch_add(b, SQL_CLOSE, 3, v);
+	}
+	free(ids);
+	envelope_message_free(m);
+	return 0;
+}
+
+/* ---- purge ---- */
+
+static const char SQL_PURGE_CONTACTS[] =
+    "DELETE FROM report_contacts WHERE report_id IN (SELECT report_id FROM report_contacts"
+    " WHERE created_at < now() - $1::bigint * interval '1 millisecond' LIMIT 5000)";
+static const char SQL_PURGE_IDEM[] =
+    "DELETE FROM idempotency WHERE (partner_id, idem_key) IN (SELECT partner_id, idem_key"
+    " FROM idempotency WHERE created_at < now() - $1::bigint * interval '1 millisecond'"
+    " LIMIT 5000)";
+
+static void purge_round(intake *in);
+
+static void
+purged(void *arg, const db_reply *rep)
+{
+	intake *in = arg;
+	in->purge_running = false;
+	if (rep->err != 0 || in->svc.draining)
+		return; /* the timer tries again */
+	long contacts = atol(PQcmdTuples(rep->results[0]));
+	long keys = atol(PQcmdTuples(rep->results[1]));
+	if (contacts > 0 || keys > 0)
+		log_info("purged", "\"contacts\":%ld,\"idempotency_keys\":%ld", contacts, keys);
+	if (contacts == 5000 || keys == 5000)
+		purge_round(in); /* more to do */
+}
+
+static void
+purge_round(intake *in)
+{
+	if (in->purge_running)
+		return;
+	char c[24], k[24];
+	snprintf(c, sizeof(c), "%" PRIu64, in->cfg.contact_retention_ms);
+	snprintf(k, sizeof(k), "%" PRIu64, in->cfg.idempotency_retention_ms);
+	const char *vc[1] = {c}, *vk[1] = {k};
+	db_batch *b = db_batch_new();
+	db_batch_add(b, SQL_PURGE_CONTACTS, 1, vc);
+	db_batch_add(b, SQL_PURGE_IDEM, 1, vk);
+	if (db_pool_submit(in->svc.pool, b, purged, in) != 0) {
+		db_batch_free(b);
+		return;
+	}
+	in->purge_running = true;
+}
+
+static void
+on_purge_timer(uv_timer_t *t)
+{
+	purge_round(t->data);
+}
+
+int
+status_start(intake *in)
+{
+	uv_timer_init(svc_uv(&in->svc), &in->purge_timer);
+	in->purge_timer.data = in;
+	uv_timer_start(&in->purge_timer, on_purge_timer, in->cfg.purge_interval_ms,
+	    in->cfg.purge_interval_ms);
+	if (in->cfg.notifier_sub_url == NULL || in->cfg.notifier_req_url == NULL) {
+		log_info("status_inbox_off",
+		    "\"reason\":\"notifier_sub_url or notifier_req_url unset\"");
+		return 0;
+	}
+	inbox_options io = {.publisher = "notifier",
+	    .sub_url = in->cfg.notifier_sub_url,
+	    .req_url = in->cfg.notifier_req_url};
+	int rv = inbox_start(svc_uv(&in->svc), in->svc.db, &io, status_apply, in, &in->inbox);
+	if (rv != 0)
+		return rv;
+	inbox_register_metrics(in->inbox, in->svc.metrics);
+	return 0;
+}
+
+void
+status_stop(intake *in)
+{
+	inbox_stop(in->inbox);
+	in->inbox = NULL;
+	if (in->purge_timer.data != NULL && !uv_is_closing((uv_handle_t *)&in->purge_timer))
+		uv_close((uv_handle_t *)&in->purge_timer, NULL);
+}
