@@ -61,7 +61,7 @@ read_ring(const json_t *arr, geo_ring *r, geometry *g, char *err, size_t errlen)
 			g->max_lat = y;
 	}
 	/* Drop an explicit closing position: the ring is closed implicitly. */
-	if (r->n > 3 && r->xy[0] == r->xy[2 * (r->n - 1)] && r->xy[1] == r->xy[2 * (r->n - 1) + 1])
+	if (r->n > 1 && r->xy[0] == r->xy[2 * (r->n - 1)] && r->xy[1] == r->xy[2 * (r->n - 1) + 1])
 		r->n--;
 	if (r->n < 3)
 		return fail(err, errlen, "a ring needs at least 3 distinct positions");

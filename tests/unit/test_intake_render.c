@@ -1,0 +1,185 @@
+/*
+ * test_intake_render.c: Open311 XML and JSON documents (render.c): XML
+ * escaping, the service list and definitions, error documents, and the
+ * date parser and list-query builder they rely on (query.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "query.h"
+#include "render.h"
+
+static void
+test_xml_escape(void **state)
+{
+	(void)state;
+	strbuf b = {0};
+	sb_xml_elem(&b, "d", "<a href=\"x\">Tom & Jerry's</a>");
+	assert_string_equal(b.s,
+	    "<d>&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&apos;s&lt;/a&gt;</d>");
+	sb_free(&b);
+	sb_xml_elem(&b, "empty", NULL);
+	assert_string_equal(b.s, "<empty/>");
+	sb_free(&b);
+	/* Long text crosses the escaper's internal chunks intact. */
+	char big[3001];
+	memset(big, '&', 3000);
+	big[3000] = '\0';
+	sb_append_xml(&b, big);
+	assert_int_equal(b.len, 3000 * 5);
+	sb_free(&b);
+}
+
+static category_set
+sample_categories(void)
+{
+	category_set s = {0};
+	char err[200];
+	assert_int_equal(
+	    categories_add(&s, "graffiti", "Graffiti & tags", "Paint <on> walls",
+	        "physical_environment", "graffiti", 2, 1440, false,
+	        "[{\"code\":\"surface\",\"datatype\":\"singlevaluelist\",\"required\":true,"
+	        "\"order\":1,\"description\":\"What\",\"values\":[{\"key\":\"wall\","
+	        "\"name\":\"Wall\"}]}]",
+	        err, sizeof(err)),
+	    0);
+	assert_int_equal(categories_add(&s, "litter", "Litter", "", "physical_environment", "", 2,
+	                     1440, false, "[]", err, sizeof(err)),
+	    0);
+	return s;
+}
+
+static void
+test_services(void **state)
+{
+	(void)state;
+	category_set s = sample_categories();
+	strbuf b = {0};
+	render_services_xml(&b, &s);
+	assert_non_null(strstr(b.s,
+	    "<?xml version=\"1.0\" encoding=\"utf-8\"?><services><service>"
+	    "<service_code>graffiti</service_code>"
+	    "<service_name>Graffiti &amp; tags</service_name>"
+	    "<description>Paint &lt;on&gt; walls</description>"
+	    "<metadata>true</metadata><type>realtime</type>"));
+	assert_non_null(strstr(b.s, "<service_code>litter</service_code>"));
+	assert_non_null(strstr(b.s, "<metadata>false</metadata>"));
+	sb_free(&b);
+	json_t *j = render_services_json(&s);
+	assert_int_equal(json_array_size(j), 2);
+	json_t *g = json_array_get(j, 0);
+	assert_string_equal(json_string_value(json_object_get(g, "service_code")), "graffiti");
+	assert_true(json_is_true(json_object_get(g, "metadata")));
+	json_decref(j);
+
+	render_definition_xml(&b, &s.items[0]);
+	assert_non_null(strstr(b.s,
+	    "<service_definition><service_code>graffiti</service_code>"
+	    "<attributes><attribute><variable>true</variable><code>surface</code>"
+	    "<datatype>singlevaluelist</datatype><required>true</required>"));
+	assert_non_null(strstr(b.s, "<values><value><key>wall</key><name>Wall</name></value>"));
+	sb_free(&b);
+	j = render_definition_json(&s.items[0]);
+	json_t *attr = json_array_get(json_object_get(j, "attributes"), 0);
+	assert_string_equal(json_string_value(json_object_get(attr, "datatype")),
+	    "singlevaluelist");
+	assert_int_equal(json_array_size(json_object_get(attr, "values")), 1);
+	json_decref(j);
+	categories_fini(&s);
+}
+
+static void
+test_errors(void **state)
+{
+	(void)state;
+	size_t len;
+	char *x = render_open311_error(true, 400, "lat: out of <range>", &len);
+	assert_string_equal(x,
+	    "<?xml version=\"1.0\" encoding=\"utf-8\"?><errors><error><code>400"
+	    "</code><description>lat: out of &lt;range&gt;</description></error>"
+	    "</errors>");
+	assert_int_equal(len, strlen(x));
+	free(x);
+	char *j = render_open311_error(false, 403, "bad key", &len);
+	assert_string_equal(j, "[{\"code\":403,\"description\":\"bad key\"}]");
+	free(j);
+}
+
+static void
+test_visibility(void **state)
+{
+	(void)state;
+	partner staff = {.staff = true}, police = {.staff = false};
+	assert_true(render_description_visible(false, NULL));
+	assert_false(render_description_visible(true, NULL));
+	assert_false(render_description_visible(true, &police));
+	assert_true(render_description_visible(true, &staff));
+}
+
+static void
+test_parse_time(void **state)
+{
+	(void)state;
+	int64_t us;
+	assert_int_equal(query_parse_time("1970-01-01", &us), 0);
+	assert_int_equal(us, 0);
+	assert_int_equal(query_parse_time("2026-11-25T12:00:00Z", &us), 0);
+	assert_int_equal(us, INT64_C(1795608000) * 1000000);
+	assert_int_equal(query_parse_time("2026-11-25T13:00:00+01:00", &us), 0);
+	assert_int_equal(us, INT64_C(1795608000) * 1000000);
+	assert_int_equal(query_parse_time("2026-11-25T06:30:00.25-05:30", &us), 0);
+	assert_int_equal(us, INT64_C(1795608000) * 1000000 + 250000);
+	assert_int_equal(query_parse_time("2026-11-25T12:00", &us), 0);
+	assert_int_equal(query_parse_time("2024-02-29", &us), 0);
+	assert_int_equal(query_parse_time("2026-02-29", &us), TRYGG_EINVAL);
+	assert_int_equal(query_parse_time("2026-13-01", &us), TRYGG_EINVAL);
+	assert_int_equal(query_parse_time("2026-11-25T25:00Z", &us), TRYGG_EINVAL);
+	assert_int_equal(query_parse_time("yesterday", &us), TRYGG_EINVAL);
+	assert_int_equal(query_parse_time("2026-11-25Tx", &us), TRYGG_EINVAL);
+	assert_int_equal(query_parse_time("2026-11-25T12:00:00Zjunk", &us), TRYGG_EINVAL);
+}
+
+static void
+test_query_builder(void **state)
+{
+	(void)state;
+	query q;
+	query_init(&q);
+	assert_int_equal(query_where(&q, "r.partner_id = $?", "7"), 0);
+	assert_int_equal(query_where(&q, "r.category = ANY($?::text[])", "{litter}"), 0);
+	query_where_const(&q, "NOT r.sensitive");
+	query_finish(&q, 50);
+	assert_non_null(strstr(q.sql,
+	    " AND r.partner_id = $1 AND r.category = ANY($2::text[])"
+	    " AND NOT r.sensitive ORDER BY r.service_request_id DESC LIMIT 50"));
+	assert_int_equal(q.n, 2);
+	assert_string_equal(q.values[1], "{litter}");
+	assert_true(query_is_uuid("1cda07ec-88de-44a8-a472-2dd729a3f2ff"));
+	assert_false(query_is_uuid("1cda07ec-88de-44a8-a472-2dd729a3f2f"));
+	assert_false(query_is_uuid("1cda07ec088de-44a8-a472-2dd729a3f2ff"));
+	int64_t n;
+	assert_int_equal(query_parse_srid("42", &n), 0);
+	assert_int_equal(n, 42);
+	assert_int_equal(query_parse_srid("0", &n), TRYGG_EINVAL);
+	assert_int_equal(query_parse_srid("4x", &n), TRYGG_EINVAL);
+	assert_int_equal(query_parse_srid("1234567890123456789", &n), TRYGG_EINVAL);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_xml_escape),
+	    cmocka_unit_test(test_services),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_visibility),
+	    cmocka_unit_test(test_parse_time),
+	    cmocka_unit_test(test_query_builder),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
