@@ -1,0 +1,220 @@
+"""intake's Open311 GeoReport v2 endpoint (issue 4, parts 1 and 7), in
+JSON and XML, black-box: what an unmodified Open311 client sees.
+"""
+import json
+import time
+import urllib.parse
+import xml.etree.ElementTree as ET
+
+from harness import check, http, http_json, psql1
+from intake_support import (APP, GAMLA_STAN, POLICE, SCHOOL, SERGELS, STAFF, VASAPARKEN,
+                            form_post, start_intake)
+
+O = "/open311/v2"
+
+
+def get_xml(svc, path):
+    status, hdrs, body = http("GET", svc.base + O + path)
+    check(hdrs.get("Content-Type", "").startswith("text/xml"), "%s: type %r" % (path, hdrs))
+    return status, ET.fromstring(body)
+
+
+def get_json(svc, path):
+    return http_json("GET", svc.base + O + path)
+
+
+def xml_error(body):
+    root = ET.fromstring(body)
+    check(root.tag == "errors", "not an Open311 error document: %r" % body)
+    e = root.find("error")
+    return int(e.findtext("code")), e.findtext("description")
+
+
+def json_error(body):
+    doc = json.loads(body)
+    check(isinstance(doc, list) and "code" in doc[0] and "description" in doc[0],
+          "not an Open311 error document: %r" % body)
+    return doc[0]["code"], doc[0]["description"]
+
+
+def fields(key, code="litter", pos=SERGELS, **kw):
+    f = {"api_key": key, "service_code": code}
+    if pos is not None:
+        f.update({"lat": str(pos[0]), "long": str(pos[1])})
+    f.update(kw)
+    return f
+
+
+def test_intake_open311_discovery_and_services():
+    svc, keys = start_intake()
+    status, d = get_json(svc, "/discovery.json")
+    check(status == 200 and d["endpoints"][0]["url"].endswith("/open311/v2"), "discovery %r" % d)
+    check("text/xml" in d["endpoints"][0]["formats"], "formats")
+    status, root = get_xml(svc, "/discovery.xml")
+    check(status == 200 and root.tag == "discovery" and root.find("endpoints/endpoint/url")
+          is not None, "discovery.xml")
+    status, services = get_json(svc, "/services.json")
+    codes = {s["service_code"]: s for s in services}
+    for c in ("litter", "graffiti", "graffiti_offensive", "vandalism", "lighting", "vegetation",
+              "traffic", "sleeping_outdoors", "drug_dealing", "school_incident", "youth_at_risk",
+              "vulnerable_victim", "other"):
+        check(c in codes, "service %s missing" % c)
+    check(codes["graffiti"]["metadata"] is True and codes["litter"]["metadata"] is False, "metadata")
+    check(codes["litter"]["type"] == "realtime", "type")
+    status, root = get_xml(svc, "/services.xml")
+    check(root.tag == "services" and len(root.findall("service")) == len(services), "services.xml")
+    status, definition = get_json(svc, "/services/graffiti.json")
+    attr = definition["attributes"][0]
+    check(status == 200 and attr["code"] == "surface" and attr["datatype"] == "singlevaluelist"
+          and attr["variable"] is True and attr["values"][0]["key"] == "wall", "definition %r" % definition)
+    status, root = get_xml(svc, "/services/graffiti.xml")
+    check(root.tag == "service_definition" and root.findtext("attributes/attribute/code") == "surface",
+          "definition xml")
+    status, _, body = http("GET", svc.base + O + "/services/unicorns.xml")
+    check(status == 404 and xml_error(body)[0] == 404, "unknown service xml")
+    status, _, body = http("GET", svc.base + O + "/services/unicorns.json")
+    check(status == 404 and json_error(body)[0] == 404, "unknown service json")
+    # The database's target for offensive graffiti is "at once".
+    check(psql1("SELECT response_target_min FROM intake.categories WHERE service_code ="
+                " 'graffiti_offensive'") == "0", "offensive graffiti target")
+    svc.stop()
+
+
+def test_intake_open311_post_both_formats():
+    svc, keys = start_intake()
+    status, hdrs, body = form_post(svc, "json", fields(
+        keys[APP], "graffiti", VASAPARKEN, description="Tag on the wall",
+        **{"attribute[surface]": "wall", "email": "a@example.se", "first_name": "Anna",
+           "phone": "070-1234567"}))
+    check(status == 201, "POST json: %s %r" % (status, body))
+    doc = json.loads(body)
+    srid, token = doc[0]["service_request_id"], doc[0]["token"]
+    check(srid and token and "service_notice" in doc[0], "response %r" % doc)
+    status, hdrs, body = form_post(svc, "xml", fields(keys[APP], "litter", None,
+                                                      address_string="Sveavägen 20"))
+    check(status == 201, "POST xml: %s %r" % (status, body))
+    root = ET.fromstring(body)
+    check(root.tag == "service_requests" and root.findtext("request/service_request_id"), "xml %r" % body)
+    srid2 = root.findtext("request/service_request_id")
+    # GET one, both formats; contact details never appear.
+    status, one = get_json(svc, "/requests/%s.json" % srid)
+    r = one[0]
+    check(status == 200 and r["service_code"] == "graffiti" and r["status"] == "open", "%r" % one)
+    check(r["description"] == "Tag on the wall" and abs(r["lat"] - VASAPARKEN[0]) < 1e-9, "%r" % r)
+    check(r["requested_datetime"].endswith("Z") and "T" in r["requested_datetime"], "dates %r" % r)
+    for k in ("service_request_id", "status", "status_notes", "service_name", "service_code",
+              "description", "agency_responsible", "service_notice", "requested_datetime",
+              "updated_datetime", "expected_datetime", "address", "address_id", "zipcode", "lat",
+              "long", "media_url"):
+        check(k in r, "field %s missing" % k)
+    text = json.dumps(one)
+    check("example.se" not in text and "Anna" not in text and "070" not in text, "contact leaked")
+    status, root = get_xml(svc, "/requests/%s.xml" % srid2)
+    check(status == 200 and root.findtext("request/address") == "Sveavägen 20", "xml one")
+    check(root.find("request/lat").text is None, "no position")
+    # Tokens.
+    status, t = get_json(svc, "/tokens/%s.json" % token)
+    check(status == 200 and t[0]["service_request_id"] == srid, "token %r" % t)
+    status, root = get_xml(svc, "/tokens/%s.xml" % token)
+    check(root.findtext("request/service_request_id") == srid, "token xml")
+    check(get_json(svc, "/tokens/00000000-0000-4000-8000-000000000000.json")[0] == 404, "token 404")
+    check(get_json(svc, "/requests/999999.json")[0] == 404, "request 404")
+    # Idempotency works here too.
+    f = fields(keys[APP], "litter", description="once")
+    s1, _, b1 = form_post(svc, "json", f, headers={"Idempotency-Key": "o311-1"})
+    s2, _, b2 = form_post(svc, "json", f, headers={"Idempotency-Key": "o311-1"})
+    check(s1 == s2 == 201 and json.loads(b1)[0]["service_request_id"] ==
+          json.loads(b2)[0]["service_request_id"], "idempotent retry")
+    svc.stop()
+
+
+def test_intake_open311_errors():
+    svc, keys = start_intake()
+    cases = [
+        (fields("", "litter"), 403, "api_key"),
+        (fields("tk_" + "B" * 43, "litter"), 403, "api_key"),
+        (fields(keys[APP], "unicorns"), 400, "service_code"),
+        (fields(keys[APP], "youth_at_risk"), 403, "service_code"),
+        (fields(keys[APP], "litter", GAMLA_STAN), 400, "outside the district"),
+        (fields(keys[APP], "litter", (59.33, 200)), 400, "long"),
+        ({"api_key": keys[APP], "service_code": "litter"}, 400, "lat"),
+        (fields(keys[APP], "litter", media_url="not a url"), 400, "media_url"),
+        (fields(keys[APP], "litter", description="x" * 4001), 400, "description"),
+        (fields(keys[APP], "graffiti", **{"attribute[surface]": "roof"}), 400, "attribute[surface]"),
+        (fields(keys[APP], "litter", bogus="1"), 400, "bogus"),
+    ]
+    for fmt in ("json", "xml"):
+        for f, want, text in cases:
+            status, hdrs, body = form_post(svc, fmt, f)
+            code, desc = (xml_error if fmt == "xml" else json_error)(body)
+            check(status == want and code == want, "%s %r: %s %r" % (fmt, f, status, body))
+            check(text in desc, "%s: %r does not mention %r" % (fmt, desc, text))
+    status, _, body = form_post(svc, "json", None, raw=b"api_key=x&lat=%ZZ")
+    check(status == 400 and json_error(body)[0] == 400, "bad escape: %s" % status)
+    status, _, body = form_post(svc, "xml", None, raw=b"service_code=litter&lat=1&lat=2")
+    check(status == 400 and "appears twice" in xml_error(body)[1], "duplicate field %r" % body)
+    status, _, body = form_post(svc, "json", None, raw=b"description=%C3%28")
+    check(status == 400, "invalid UTF-8: %s" % status)
+    status, _, body = http("POST", svc.base + O + "/requests.xml", b'{"a":1}',
+                           {"Content-Type": "application/json"})
+    check(status == 415 and xml_error(body)[0] == 415, "415: %s %r" % (status, body))
+    status, _, body = http("GET", svc.base + O + "/requests.json?start_date=2020-01-01T00:00:00Z"
+                           "&end_date=2020-06-01T00:00:00Z")
+    check(status == 400 and "90 days" in json_error(body)[1], "window over 90 days: %s" % status)
+    status, _, body = http("GET", svc.base + O + "/requests.xml?start_date=soon")
+    check(status == 400 and xml_error(body)[0] == 400, "bad date")
+    status, _, body = http("GET", svc.base + O + "/requests/abc.json")
+    check(status == 404, "bad id %s" % status)
+    status, _, body = http("GET", svc.base + O + "/services.csv")
+    check(status == 404, "unknown format %s" % status)
+    check(int(psql1("SELECT count(*) FROM intake.reports")) == 0, "an invalid request was stored")
+    svc.stop()
+
+
+def test_intake_open311_list_filters_and_privacy():
+    svc, keys = start_intake()
+    posted = []
+    for key, code, kw in ((APP, "litter", {}), (APP, "graffiti", {"attribute[surface]": "wall"}),
+                          (POLICE, "drug_dealing", {"description": "Dealing at the stairs"}),
+                          (SCHOOL, "youth_at_risk", {"description": "Pupil alone at night"}),
+                          (APP, "lighting", {})):
+        status, _, body = form_post(svc, "json", fields(keys[key], code, **kw))
+        check(status == 201, "post %s: %s %r" % (code, status, body))
+        posted.append(json.loads(body)[0]["service_request_id"])
+    # Public: sensitive categories never appear, in either format.
+    status, public = get_json(svc, "/requests.json")
+    codes = sorted(r["service_code"] for r in public)
+    check(codes == ["graffiti", "lighting", "litter"], "public list %r" % codes)
+    status, root = get_xml(svc, "/requests.xml")
+    check(sorted(r.findtext("service_code") for r in root.findall("request")) == codes, "xml list")
+    check(get_json(svc, "/requests/%s.json" % posted[2])[0] == 404, "sensitive GET one is public")
+    status, _, body = http("GET", svc.base + O + "/requests.json?service_code=drug_dealing")
+    check(json.loads(body) == [], "sensitive via filter")
+    # A non-staff partner's key does not unlock them; a staff key does.
+    status, lst = get_json(svc, "/requests.json?api_key=" + keys[POLICE])
+    check(len(lst) == 3, "police sees %d" % len(lst))
+    status, lst = get_json(svc, "/requests.json?api_key=" + keys[STAFF])
+    check(len(lst) == 5, "staff sees %d" % len(lst))
+    by = {r["service_code"]: r for r in lst}
+    check(by["drug_dealing"]["description"] == "Dealing at the stairs", "staff description")
+    status, one = get_json(svc, "/requests/%s.json?api_key=%s" % (posted[3], keys[STAFF]))
+    check(status == 200 and one[0]["description"] == "Pupil alone at night", "staff one")
+    check(get_json(svc, "/requests.json?api_key=tk_" + "C" * 43)[0] == 403, "bad key on GET")
+    # Filters.
+    status, lst = get_json(svc, "/requests.json?service_request_id=%s,%s" % (posted[0], posted[4]))
+    check(sorted(r["service_request_id"] for r in lst) == sorted([posted[0], posted[4]]), "ids")
+    status, lst = get_json(svc, "/requests.json?service_code=litter,lighting")
+    check(sorted(r["service_code"] for r in lst) == ["lighting", "litter"], "codes")
+    status, lst = get_json(svc, "/requests.json?status=closed")
+    check(lst == [], "closed")
+    status, lst = get_json(svc, "/requests.json?status=open,closed")
+    check(len(lst) == 3, "open,closed")
+    now = time.time()
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600))
+    end = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(now + 3600))
+    status, lst = get_json(svc, "/requests.json?start_date=%s&end_date=%s" % (
+        start, urllib.parse.quote(end)))
+    check(status == 200 and len(lst) == 3, "date range %s %r" % (status, lst))
+    status, lst = get_json(svc, "/requests.json?end_date=2001-01-01T00:00:00Z")
+    check(lst == [], "old window")
+    svc.stop()
