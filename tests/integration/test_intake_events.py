@@ -1,0 +1,207 @@
+"""intake's events, status flow, privacy purge and faults (issue 4, parts
+5, 6 and 7), black-box.
+
+ReportReceived must leave through the outbox and the real bus; task
+events published by a real outbox (trygg-testpub standing in for the
+notifier) must move report status exactly once; with Postgres stopped the
+answer is 503 with Retry-After and never a 201.
+"""
+import json
+import struct
+import time
+
+from harness import (Service, check, free_port, fresh_schemas, http, pg_start, pg_stop, psql,
+                     psql1, role_url, wait_for)
+from intake_support import (APP, POLICE, SCHOOL, SERGELS, STAFF, bearer, form_post, get,
+                            outbox_events, pb_fields, pb_string, pb_varint, post, report,
+                            report_count, start_intake)
+
+
+def test_intake_report_received_event():
+    svc, keys = start_intake()
+    s, _, b = post(svc, keys[POLICE], report("drug_dealing", description="Stairs",
+                                             contact={"first_name": "Sven", "last_name": "Svensson",
+                                                      "email": "sven@example.se",
+                                                      "phone": "+46701234567"}))
+    check(s == 201, "post %s %r" % (s, b))
+    events = outbox_events()
+    check(len(events) == 1 and events[0][0] == "trygg.events.ReportReceived", "events %r" % events)
+    payload = events[0][1]
+    for secret in (b"Sven", b"Svensson", b"sven@example.se", b"+46701234567", b"Stairs"):
+        check(secret not in payload, "event carries %r" % secret)
+    f = pb_fields(payload)
+    check(f[1][0].decode() == b["id"], "report_id")
+    check(f[3][0] == POLICE.encode() and f[4][0] == b"police", "partner")
+    check(f[5][0] == b"drug_dealing" and f[6][0] == b"crime", "category and focus area")
+    check(f[7][0] == 1, "has_position")
+    lat = struct.unpack("<d", f[8][0])[0]
+    lon = struct.unpack("<d", f[9][0])[0]
+    check(abs(lat - SERGELS[0]) < 1e-9 and abs(lon - SERGELS[1]) < 1e-9, "position")
+    check(f[10] == [b"sergels-torg"], "places %r" % f.get(10))
+    check(f[11][0] == 4 and f[12][0] == 1, "severity and sensitive")
+    check(f[13][0] > 1.7e15, "occurred_at_us")
+    svc.stop()
+
+
+def test_intake_events_on_the_bus():
+    """A real subscriber follows intake's stream: every event, in order."""
+    svc, keys = start_intake()
+    fresh_schemas("testsub")
+    sub = Service("testsub", "trygg-testsub", {
+        "DATABASE_URL": role_url("testsub"), "TRYGG_HTTP_PORT": free_port(),
+        "TRYGG_PUBLISHER": "intake", "TRYGG_BUS_SUB_URL": svc.env["TRYGG_BUS_PUB_URL"],
+        "TRYGG_BUS_REQ_URL": svc.env["TRYGG_BUS_REP_URL"]})
+    for i in range(20):
+        check(post(svc, keys[APP], report(description="n%d" % i))[0] == 201, "post")
+    sub.start()  # late: the first 20 come by replay
+    for i in range(20):
+        check(post(svc, keys[APP], report(description="m%d" % i))[0] == 201, "post")
+    wait_for(lambda: psql1("SELECT last_seq FROM testsub.inbox_cursor WHERE publisher = 'intake'")
+             == "40", 20, "subscriber to reach seq 40")
+    seqs = sorted(e[2] for e in outbox_events())
+    check(seqs == list(range(1, 41)), "sequence numbers %r" % seqs[:5])
+    sub.stop()
+    svc.stop()
+
+
+NOTIFIER = "testpub"  # a real outbox relay publishing as "notifier"
+
+
+def start_notifier():
+    fresh_schemas(NOTIFIER)
+    pub = Service("notifier", "trygg-testpub", {
+        "DATABASE_URL": role_url(NOTIFIER), "TRYGG_HTTP_PORT": free_port(),
+        "TRYGG_PUBLISHER": "notifier",
+        "TRYGG_BUS_PUB_URL": "tcp://127.0.0.1:%d" % free_port(),
+        "TRYGG_BUS_REP_URL": "tcp://127.0.0.1:%d" % free_port()})
+    pub.start()
+    return pub
+
+
+def publish(event_type, payload):
+    """Writes one task event into the stand-in notifier's outbox."""
+    psql("INSERT INTO %s.outbox (event_type, payload) VALUES ('%s', '\\x%s'::bytea)"
+         % (NOTIFIER, event_type, payload.hex()))
+
+
+def task(report_ids, note=None, reason=None, unit=False):
+    msg = pb_string(1, "task-1")
+    for r in report_ids:
+        msg += pb_string(2, r)
+    if unit:
+        msg += pb_string(3, "crew-7")
+        if note:
+            msg += pb_string(4, note)
+        return msg
+    if reason is not None:
+        msg += pb_varint(3, reason)
+        if note:
+            msg += pb_string(4, note)
+        return msg
+    if note:
+        msg += pb_string(3, note)
+    return msg
+
+
+def test_intake_status_from_task_events():
+    pub = start_notifier()
+    svc, keys = start_intake({"TRYGG_NOTIFIER_SUB_URL": pub.env["TRYGG_BUS_PUB_URL"],
+                              "TRYGG_NOTIFIER_REQ_URL": pub.env["TRYGG_BUS_REP_URL"]})
+    ids = []
+    for i in range(4):
+        s, _, b = post(svc, keys[APP], report(description="r%d" % i))
+        check(s == 201, "post")
+        ids.append(b["id"])
+
+    def status_of(i):
+        return get(svc, "/v1/reports/" + ids[i], keys[APP])[1]
+
+    publish("trygg.events.TaskOpened", task(ids[:2]))
+    publish("trygg.events.TaskAcknowledged", task(ids[:2], note="On our way", unit=True))
+    wait_for(lambda: status_of(0)["status"] == "acknowledged", 15, "acknowledged")
+    check(status_of(1)["status"] == "acknowledged" and status_of(2)["status"] == "open", "scope")
+    publish("trygg.events.TaskCompleted", task(ids[:1], note="Bin emptied"))
+    wait_for(lambda: status_of(0)["status"] == "closed", 15, "completed")
+    r0 = status_of(0)
+    check(r0["close_reason"] == "fixed" and r0["status_notes"] == "Bin emptied", "fixed %r" % r0)
+    publish("trygg.events.TaskDeclined", task(ids[1:2], reason=1, note="Private property"))
+    publish("trygg.events.TaskDeclined", task(ids[2:3], reason=2))
+    wait_for(lambda: status_of(2)["status"] == "closed", 15, "declined")
+    check(status_of(1)["close_reason"] == "not_ours" and
+          status_of(1)["status_notes"] == "Private property", "not ours %r" % status_of(1))
+    check(status_of(2)["close_reason"] == "duplicate", "duplicate")
+    # A poison event is recorded and skipped; a late acknowledgement does
+    # not reopen a closed report; a bogus id is ignored.
+    publish("trygg.events.TaskCompleted", b"\xff\xff\xff")
+    publish("trygg.events.TaskAcknowledged", task(ids[:1] + ["not-a-uuid"], unit=True))
+    publish("trygg.events.TaskCompleted", task(ids[3:4], note="Done"))
+    wait_for(lambda: status_of(3)["status"] == "closed", 15, "after the poison event")
+    check(status_of(0)["status"] == "closed", "closed report reopened")
+    check(psql1("SELECT count(*) FROM intake.inbox_failed") == "1", "poison event recorded")
+    # Open311 shows closed with the notes.
+    status, o = get(svc, "/open311/v2/requests/%s.json" % status_of(0)["service_request_id"])
+    check(o[0]["status"] == "closed" and o[0]["status_notes"] == "Bin emptied", "open311 %r" % o)
+    # Exactly once: restart intake; nothing is applied twice.
+    svc.stop()
+    svc.start()
+    check(psql1("SELECT last_seq FROM intake.inbox_cursor WHERE publisher = 'notifier'") == "8",
+          "cursor")
+    svc.stop()
+    pub.stop()
+
+
+def test_intake_postgres_down_503():
+    svc, keys = start_intake()
+    check(post(svc, keys[APP], report())[0] == 201, "post before")
+    pg_stop()
+    try:
+        time.sleep(0.5)
+        for body in (report(), report("graffiti", attributes={"surface": "wall"})):
+            s, h, b = post(svc, keys[APP], body)
+            check(s == 503, "POST with Postgres down: %s %r" % (s, b))
+            check(int(h.get("Retry-After", "0")) >= 1, "Retry-After %r" % h)
+        s, h, _ = form_post(svc, "xml", {"api_key": keys[APP], "service_code": "litter",
+                                         "lat": "59.3324", "long": "18.0637"})
+        check(s == 503 and h.get("Retry-After"), "Open311 POST %s" % s)
+        check(get(svc, "/v1/reports", keys[APP])[0] == 503, "GET list")
+        check(get(svc, "/open311/v2/requests.json")[0] == 503, "Open311 GET")
+        # A key never seen before cannot be checked: 503, not 401.
+        check(post(svc, "tk_" + "D" * 43, report())[0] == 503, "unknown key while down")
+        # Client mistakes are still 4xx.
+        s, _, b = post(svc, keys[APP], None, raw=b"{bad")
+        check(s == 400, "malformed JSON while down: %s" % s)
+        check(http("GET", svc.base + "/readyz")[0] == 503, "ready while Postgres is down")
+        check(svc.alive(), "intake died")
+    finally:
+        pg_start()
+    wait_for(lambda: post(svc, keys[APP], report())[0] == 201, 30, "recovery")
+    check(report_count() == 2, "exactly the 201s were stored: %d" % report_count())
+    svc.stop()
+
+
+def test_intake_contact_purge_and_drain():
+    svc, keys = start_intake({"TRYGG_CONTACT_RETENTION": "1s", "TRYGG_PURGE_INTERVAL": "200ms"})
+    s, _, b = post(svc, keys[APP], report(contact={"email": "x@example.se"}))
+    check(s == 201, "post")
+    wait_for(lambda: psql1("SELECT count(*) FROM intake.report_contacts") == "0", 15, "purge")
+    check(report_count() == 1, "the report itself stays")
+    # SIGTERM under load: every answered 201 is stored, the exit is clean.
+    import threading
+    results = []
+
+    def worker():
+        for _ in range(30):
+            try:
+                results.append(post(svc, keys[STAFF], report(), timeout=5)[0])
+            except Exception:
+                results.append(None)
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(0.1)
+    rc = svc.stop()
+    for t in threads:
+        t.join()
+    check(rc == 0, "exit code %s; log:\n%s" % (rc, svc.tail()))
+    created = results.count(201)
+    check(report_count() >= 1 + created, "201s not stored: %d > %d" % (1 + created, report_count()))
