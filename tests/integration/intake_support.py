@@ -160,3 +160,9 @@ def outbox_events():
     rows = psql("SELECT event_type, encode(payload, 'hex'), coalesce(pub_seq, 0)"
                 " FROM intake.outbox ORDER BY id")
     return [(t, bytes.fromhex(p), int(s)) for t, p, s in rows]
+
+
+def stop(svc):
+    """SIGTERM; the drain must end with exit code 0 (and, under ASan, no leak)."""
+    rc = svc.stop()
+    check(rc == 0, "%s exited %s; log:\n%s" % (svc.name, rc, svc.tail()))

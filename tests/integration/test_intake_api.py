@@ -9,7 +9,7 @@ import time
 import urllib.parse
 
 from harness import check, http, psql, psql1, wait_for
-from intake_support import (APP, GAMLA_STAN, HOUSING, POLICE, SCHOOL, SERGELS, STAFF, VASAPARKEN,
+from intake_support import (stop, APP, GAMLA_STAN, HOUSING, POLICE, SCHOOL, SERGELS, STAFF, VASAPARKEN,
                             admin, bearer, error_code, get, post, report, report_count,
                             start_intake)
 
@@ -45,7 +45,7 @@ def test_intake_post_and_get():
     status, _, body = post(svc, keys[APP], {"category": "litter",
                                             "address_string": "Drottninggatan 53"})
     check(status == 201 and body["lat"] is None and body["places"] == [], "address only %r" % body)
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_list_filters_and_pagination():
@@ -84,7 +84,7 @@ def test_intake_list_filters_and_pagination():
                      ("category=Bad%20Code", "category")):
         status, body = get(svc, "/v1/reports?" + q, keys[APP])
         check(status == 400 and error_code(body)[1] == field, "%s: %s %r" % (q, status, body))
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_idempotency():
@@ -125,7 +125,7 @@ def test_intake_idempotency():
                     " ON p.id = r.partner_id WHERE p.name = '%s'" % POLICE)) == 1, "police reports")
     s, _, b = post(svc, keys[APP], body, idem="has space")
     check(s == 400 and error_code(b)[1] == "Idempotency-Key", "bad key %s %r" % (s, b))
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_auth_and_permissions():
@@ -169,7 +169,7 @@ def test_intake_auth_and_permissions():
     check(rc == 1, "bad partner name accepted")
     rc, _, err = admin("partner", "add", "x", "--role", "pirate", check_rc=False)
     check(rc == 1, "bad role accepted")
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_bad_input_classes():
@@ -217,7 +217,7 @@ def test_intake_bad_input_classes():
     check(svc.metric("trygg_intake_rejected_total") >= 15, "rejections counted")
     # The service answered everything and is still healthy.
     check(http("GET", svc.base + "/readyz")[0] == 200, "not ready after bad input")
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_rate_limit():
@@ -234,7 +234,7 @@ def test_intake_rate_limit():
     check(statuses.count(201) >= 9 and statuses[-1] == 429, "statuses %r" % statuses)
     # Other partners are not affected.
     check(post(svc, keys[HOUSING], report())[0] == 201, "housing limited too")
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_group_commit_burst():
@@ -266,4 +266,4 @@ def test_intake_group_commit_burst():
     # The relay sequenced every event.
     wait_for(lambda: psql1("SELECT count(*) FROM intake.outbox WHERE pub_seq IS NULL") == "0",
              10, "relay to sequence")
-    svc.stop()
+    stop(svc)

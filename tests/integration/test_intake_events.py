@@ -12,7 +12,7 @@ import time
 
 from harness import (Service, check, free_port, fresh_schemas, http, pg_start, pg_stop, psql,
                      psql1, role_url, wait_for)
-from intake_support import (APP, POLICE, SCHOOL, SERGELS, STAFF, bearer, form_post, get,
+from intake_support import (stop, APP, POLICE, SCHOOL, SERGELS, STAFF, bearer, form_post, get,
                             outbox_events, pb_fields, pb_string, pb_varint, post, report,
                             report_count, start_intake)
 
@@ -40,7 +40,7 @@ def test_intake_report_received_event():
     check(f[10] == [b"sergels-torg"], "places %r" % f.get(10))
     check(f[11][0] == 4 and f[12][0] == 1, "severity and sensitive")
     check(f[13][0] > 1.7e15, "occurred_at_us")
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_events_on_the_bus():
@@ -60,8 +60,8 @@ def test_intake_events_on_the_bus():
              == "40", 20, "subscriber to reach seq 40")
     seqs = sorted(e[2] for e in outbox_events())
     check(seqs == list(range(1, 41)), "sequence numbers %r" % seqs[:5])
-    sub.stop()
-    svc.stop()
+    stop(sub)
+    stop(svc)
 
 
 NOTIFIER = "testpub"  # a real outbox relay publishing as "notifier"
@@ -142,12 +142,12 @@ def test_intake_status_from_task_events():
     status, o = get(svc, "/open311/v2/requests/%s.json" % status_of(0)["service_request_id"])
     check(o[0]["status"] == "closed" and o[0]["status_notes"] == "Bin emptied", "open311 %r" % o)
     # Exactly once: restart intake; nothing is applied twice.
-    svc.stop()
+    stop(svc)
     svc.start()
     check(psql1("SELECT last_seq FROM intake.inbox_cursor WHERE publisher = 'notifier'") == "8",
           "cursor")
-    svc.stop()
-    pub.stop()
+    stop(svc)
+    stop(pub)
 
 
 def test_intake_postgres_down_503():
@@ -176,7 +176,7 @@ def test_intake_postgres_down_503():
         pg_start()
     wait_for(lambda: post(svc, keys[APP], report())[0] == 201, 30, "recovery")
     check(report_count() == 2, "exactly the 201s were stored: %d" % report_count())
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_contact_purge_and_drain():

@@ -7,7 +7,7 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 
 from harness import check, http, http_json, psql1
-from intake_support import (APP, GAMLA_STAN, POLICE, SCHOOL, SERGELS, STAFF, VASAPARKEN,
+from intake_support import (stop, APP, GAMLA_STAN, POLICE, SCHOOL, SERGELS, STAFF, VASAPARKEN,
                             form_post, start_intake)
 
 O = "/open311/v2"
@@ -77,7 +77,7 @@ def test_intake_open311_discovery_and_services():
     # The database's target for offensive graffiti is "at once".
     check(psql1("SELECT response_target_min FROM intake.categories WHERE service_code ="
                 " 'graffiti_offensive'") == "0", "offensive graffiti target")
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_open311_post_both_formats():
@@ -125,7 +125,7 @@ def test_intake_open311_post_both_formats():
     s2, _, b2 = form_post(svc, "json", f, headers={"Idempotency-Key": "o311-1"})
     check(s1 == s2 == 201 and json.loads(b1)[0]["service_request_id"] ==
           json.loads(b2)[0]["service_request_id"], "idempotent retry")
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_open311_errors():
@@ -168,7 +168,7 @@ def test_intake_open311_errors():
     status, _, body = http("GET", svc.base + O + "/services.csv")
     check(status == 404, "unknown format %s" % status)
     check(int(psql1("SELECT count(*) FROM intake.reports")) == 0, "an invalid request was stored")
-    svc.stop()
+    stop(svc)
 
 
 def test_intake_open311_list_filters_and_privacy():
@@ -217,4 +217,4 @@ def test_intake_open311_list_filters_and_privacy():
     check(status == 200 and len(lst) == 3, "date range %s %r" % (status, lst))
     status, lst = get_json(svc, "/requests.json?end_date=2001-01-01T00:00:00Z")
     check(lst == [], "old window")
-    svc.stop()
+    stop(svc)
