@@ -374,6 +374,9 @@ places_load(const char *path, bool replace)
 	if (replace) {
 		const char *v[1] = {slugs};
 		run0("DELETE FROM places WHERE slug <> ALL($1::text[])", 1, v);
+		/* report_places has no foreign key (see 001_init.sql). */
+		run0("DELETE FROM report_places WHERE place_id NOT IN (SELECT id FROM places)", 0,
+		    NULL);
 	}
 	run0("COMMIT", 0, NULL);
 	notify();

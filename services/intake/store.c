@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "render.h"
 #include "trygg/events.pb-c.h"
 
 typedef struct pending {
@@ -41,26 +42,90 @@ struct store {
 	metric_histogram *m_batch_size;
 };
 
+/*
+ * One statement writes a whole batch: the reports arrive as parallel
+ * arrays (one element per report) and are unnested once, so the per-
+ * statement cost (bind, executor start, CTE setup) is paid per batch, not
+ * per report. Measured here: ~165 us of Postgres CPU per report with one
+ * statement per report, far less this way.
+ */
 static const char SQL_INSERT[] =
-    "WITH k AS (INSERT INTO idempotency (partner_id, idem_key, request_hash, report_id)"
-    "  SELECT $2, $14, decode($15, 'hex'), $1 WHERE $14::text IS NOT NULL"
-    "  ON CONFLICT DO NOTHING RETURNING 1),"
+    "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::bool[],"
+    "  $5::int2[], $6::float8[], $7::float8[], $8::text[], $9::text[], $10::text[],"
+    "  $11::text[], $12::bigint[], $13::text[], $14::text[], $15::text[], $16::text[],"
+    "  $17::bool[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[],"
+    "  $23::text[]) AS t(id, partner_id, category, sensitive, severity, lat, long, address,"
+    "  description, media_url, attributes, created_us, idem_key, hash, payload, places,"
+    "  has_contact, first_name, last_name, email, phone, device_id, account_id)),"
+    " k AS (INSERT INTO idempotency (partner_id, idem_key, request_hash, report_id)"
+    "  SELECT partner_id, idem_key, decode(hash, 'hex'), id FROM i WHERE idem_key IS NOT NULL"
+    "  ON CONFLICT DO NOTHING RETURNING report_id),"
     " r AS (INSERT INTO reports (id, partner_id, category, sensitive, severity, lat, long,"
     "  address_string, description, media_url, attributes, created_at, updated_at)"
-    "  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, t.ts, t.ts"
-    "  FROM (SELECT 'epoch'::timestamptz + $12::bigint * interval '1 microsecond' AS ts) t"
-    "  WHERE $14::text IS NULL OR EXISTS (SELECT 1 FROM k)"
+    "  SELECT id, partner_id, category, sensitive, severity, lat, long, address, description,"
+    "  media_url, attributes::jsonb,"
+    "  'epoch'::timestamptz + created_us * interval '1 microsecond',"
+    "  'epoch'::timestamptz + created_us * interval '1 microsecond'"
+    "  FROM i WHERE idem_key IS NULL OR id IN (SELECT report_id FROM k)"
     "  RETURNING id, service_request_id, created_at),"
     " p AS (INSERT INTO report_places (report_id, place_id)"
-    "  SELECT r.id, unnest($13::int[]) FROM r),"
+    "  SELECT i.id, pl::int FROM r JOIN i ON i.id = r.id,"
+    "  unnest(string_to_array(i.places, ',')) AS pl),"
     " c AS (INSERT INTO report_contacts (report_id, first_name, last_name, email, phone,"
     "  device_id, account_id, created_at)"
-    "  SELECT r.id, $18, $19, $20, $21, $22, $23, r.created_at FROM r WHERE $17::bool),"
+    "  SELECT i.id, i.first_name, i.last_name, i.email, i.phone, i.device_id, i.account_id,"
+    "  r.created_at FROM r JOIN i ON i.id = r.id WHERE i.has_contact),"
     " o AS (INSERT INTO outbox (event_type, payload)"
-    "  SELECT 'trygg.events.ReportReceived', $16::bytea FROM r)"
-    " SELECT service_request_id FROM r";
+    "  SELECT 'trygg.events.ReportReceived', decode(i.payload, 'hex')"
+    "  FROM r JOIN i ON i.id = r.id ORDER BY i.created_us)"
+    " SELECT id, service_request_id FROM r";
 
 #define NPARAMS 23
+
+/* The smallest batch worth a transaction of its own when spreading. */
+#define STORE_MIN_SPREAD 4
+
+/* Postgres array literals, one per column, built report by report. */
+typedef struct arrays {
+	strbuf col[NPARAMS];
+	size_t n;
+} arrays;
+
+/* Appends one element: NULL, or a double-quoted string with " and \
+ * escaped (valid for every element type in text form). */
+static void
+arr_add(arrays *a, int col, const char *v)
+{
+	strbuf *b = &a->col[col];
+	sb_append(b, b->len == 0 ? "{" : ",");
+	if (v == NULL) {
+		sb_append(b, "NULL");
+		return;
+	}
+	char chunk[512];
+	size_t o = 0;
+	chunk[o++] = '"';
+	for (const char *p = v;; p++) {
+		if (o + 3 >= sizeof(chunk) || *p == '\0') {
+			chunk[o] = '\0';
+			sb_append(b, chunk);
+			o = 0;
+			if (*p == '\0')
+				break;
+		}
+		if (*p == '"' || *p == '\\')
+			chunk[o++] = '\\';
+		chunk[o++] = *p;
+	}
+	sb_append(b, "\"");
+}
+
+static void
+arrays_fini(arrays *a)
+{
+	for (int i = 0; i < NPARAMS; i++)
+		sb_free(&a->col[i]);
+}
 
 uint8_t *
 store_pack_event(const report_in *r, size_t *len)
@@ -87,40 +152,51 @@ store_pack_event(const report_in *r, size_t *len)
 	return buf;
 }
 
-/* Appends the statement for one report to b. */
+/* Adds one report's values to the arrays. */
 static void
-add_report(db_batch *b, const report_in *r)
+add_report(arrays *a, const report_in *r)
 {
 	char partner_id[16], sev[8], lat[32], lon[32], created[24];
-	char places[PLACES_MATCH_MAX * 12 + 3], hash[2 * AUTH_HASH_LEN + 1];
+	char places[PLACES_MATCH_MAX * 12 + 1], hash[2 * AUTH_HASH_LEN + 1];
 	snprintf(partner_id, sizeof(partner_id), "%d", r->partner->id);
 	snprintf(sev, sizeof(sev), "%d", r->severity);
-	snprintf(lat, sizeof(lat), "%.9g", r->lat);
-	snprintf(lon, sizeof(lon), "%.9g", r->lon);
+	snprintf(lat, sizeof(lat), "%.17g", r->lat);
+	snprintf(lon, sizeof(lon), "%.17g", r->lon);
 	snprintf(created, sizeof(created), "%" PRId64, r->created_us);
 	size_t o = 0;
-	places[o++] = '{';
+	places[0] = '\0';
 	for (size_t i = 0; i < r->nplaces; i++)
 		o += (size_t)snprintf(places + o, sizeof(places) - o, "%s%d", i ? "," : "",
 		    r->place_ids[i]);
-	places[o++] = '}';
-	places[o] = '\0';
 	auth_hex(r->request_hash, AUTH_HASH_LEN, hash);
 	char *attrs = json_dumps(r->attributes, JSON_COMPACT);
 	size_t plen;
 	uint8_t *payload = store_pack_event(r, &plen);
+	char *phex = xmalloc(2 * plen + 1);
+	auth_hex(payload, plen, phex);
 	const char *v[NPARAMS] = {r->id, partner_id, r->category, r->sensitive ? "t" : "f", sev,
 	    r->has_position ? lat : NULL, r->has_position ? lon : NULL, r->address, r->description,
-	    r->media_url, attrs ? attrs : "{}", created, places, r->idem_key,
-	    r->idem_key ? hash : NULL, (const char *)payload, r->has_contact ? "t" : "f",
-	    r->first_name, r->last_name, r->email, r->phone, r->device_id, r->account_id};
-	int lengths[NPARAMS] = {0};
-	int formats[NPARAMS] = {0};
-	lengths[15] = (int)plen;
-	formats[15] = 1;
-	db_batch_addb(b, SQL_INSERT, NPARAMS, v, lengths, formats);
+	    r->media_url, attrs ? attrs : "{}", created, r->idem_key, r->idem_key ? hash : NULL,
+	    phex, places, r->has_contact ? "t" : "f", r->first_name, r->last_name, r->email,
+	    r->phone, r->device_id, r->account_id};
+	for (int i = 0; i < NPARAMS; i++)
+		arr_add(a, i, v[i]);
+	a->n++;
+	free(phex);
 	free(payload);
 	free(attrs);
+}
+
+/* Adds the batch's statement to b. */
+static void
+arrays_submit(arrays *a, db_batch *b)
+{
+	const char *v[NPARAMS];
+	for (int i = 0; i < NPARAMS; i++) {
+		sb_append(&a->col[i], "}");
+		v[i] = a->col[i].s;
+	}
+	db_batch_add(b, SQL_INSERT, NPARAMS, v);
 }
 
 static void flush(store *s);
@@ -162,14 +238,24 @@ batch_done(void *arg, const db_reply *rep)
 	s->in_flight--;
 	pending *p = f->head, *next;
 	if (rep->err == 0) {
-		int i = 0;
-		for (; p != NULL; p = next, i++) {
+		/* Rows come back for the reports that were inserted; a report
+		 * without one had an idempotency key that was already used. */
+		const PGresult *res = rep->results[0];
+		int nrows = PQntuples(res), hint = 0;
+		for (; p != NULL; p = next) {
 			next = p->next;
-			const PGresult *res = rep->results[i];
-			if (PQntuples(res) == 1) {
+			int64_t srid = 0;
+			for (int k = 0; k < nrows; k++) {
+				int row = (hint + k) % nrows;
+				if (strcmp(PQgetvalue(res, row, 0), p->r.id) == 0) {
+					srid = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+					hint = row + 1;
+					break;
+				}
+			}
+			if (srid > 0) {
 				metric_counter_inc(s->m_stored);
-				finish(s, p, STORE_CREATED,
-				    strtoll(PQgetvalue(res, 0, 0), NULL, 10));
+				finish(s, p, STORE_CREATED, srid);
 			} else {
 				finish(s, p, STORE_DUPLICATE, 0);
 			}
@@ -218,13 +304,27 @@ static void
 flush(store *s)
 {
 	while (s->head != NULL && s->in_flight < s->o.parallel) {
+		/* Spread what is queued over the free slots (but not thinner
+		 * than STORE_MIN_SPREAD reports a batch): one statement runs on
+		 * one backend, i.e. one core, so several smaller batches
+		 * committing side by side finish sooner than one big one. */
+		unsigned slots = s->o.parallel - s->in_flight;
+		unsigned ways = s->queued / STORE_MIN_SPREAD;
+		if (ways > slots)
+			ways = slots;
+		if (ways < 1)
+			ways = 1;
+		unsigned take = (s->queued + ways - 1) / ways;
+		if (take > s->o.batch_max)
+			take = s->o.batch_max;
 		flight *f = xcalloc(1, sizeof(*f));
 		f->s = s;
 		db_batch *b = db_batch_new();
+		arrays a = {0};
 		pending **tailp = &f->head;
 		/* A report being retried alone goes in a batch of its own. */
 		bool alone = s->head->alone;
-		while (s->head != NULL && f->n < s->o.batch_max && (f->n == 0 || !alone) &&
+		while (s->head != NULL && f->n < take && (f->n == 0 || !alone) &&
 		    !(f->n > 0 && s->head->alone)) {
 			pending *p = s->head;
 			s->head = p->next;
@@ -234,9 +334,11 @@ flush(store *s)
 			p->next = NULL;
 			*tailp = p;
 			tailp = &p->next;
-			add_report(b, &p->r);
+			add_report(&a, &p->r);
 			f->n++;
 		}
+		arrays_submit(&a, b);
+		arrays_fini(&a);
 		int rv = db_pool_submit(s->pool, b, batch_done, f);
 		if (rv != 0) {
 			db_batch_free(b);
