@@ -1,0 +1,463 @@
+/*
+ * delivery.c: the delivery worker (see delivery.h).
+ */
+#include "delivery.h"
+
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backoff.h"
+#include "directory.h"
+#include "json.h"
+#include "log.h"
+#include "mail.h"
+#include "sign.h"
+
+/* How long a claim is leased beyond the send's own timeout. */
+#define LEASE_MARGIN_MS 15000
+
+static const char SQL_CLAIM[] =
+    "SELECT id, attempts, kind, channel, target, unit, coalesce(secret, ''), task::text"
+    " FROM claim_deliveries($1::int, $2::int, $3::text[], $4::int[], $5::int)";
+static const char SQL_RESULT[] =
+    "SELECT delivery_result($1::uuid, $2::int, $3::boolean, $4::boolean, $5::int, $6, $7::int,"
+    " $8::int, $9::boolean)";
+
+typedef struct endpoint {
+	char *target;
+	unsigned busy;
+} endpoint;
+
+struct delivery_worker {
+	notifier *n;
+	uv_timer_t poll;
+	bool claiming, again, stopping, closed;
+	unsigned sends;  /* transfers in flight */
+	unsigned writes; /* outcome writes in flight */
+	endpoint *eps;
+	size_t neps, capeps;
+	void (*stop_cb)(void *arg);
+	void *stop_arg;
+};
+
+typedef struct dsend {
+	delivery_worker *w;
+	char id[37];
+	int attempt;
+	char *kind, *channel, *target, *unit;
+	mail_job *mail;
+	uint64_t started_ms;
+	/* the outcome, kept until written */
+	bool ok, permanent;
+	long status;
+	char error[256];
+} dsend;
+
+static void claim(delivery_worker *w);
+static void maybe_finish(delivery_worker *w);
+
+bool
+delivery_is_success(int err, long status)
+{
+	return err == 0 && status >= 200 && status < 300;
+}
+
+bool
+delivery_is_permanent(int err, long status)
+{
+	/* The receiver understood and refused: a retry would be refused too.
+	 * 408, 425 and 429 (and every 5xx) are worth retrying. */
+	return err == 0 &&
+	    (status == 400 || status == 401 || status == 403 || status == 404 || status == 405 ||
+	        status == 410 || status == 413 || status == 415 || status == 422);
+}
+
+static endpoint *
+endpoint_get(delivery_worker *w, const char *target)
+{
+	for (size_t i = 0; i < w->neps; i++)
+		if (strcmp(w->eps[i].target, target) == 0)
+			return &w->eps[i];
+	if (w->neps == w->capeps) {
+		w->capeps = w->capeps ? w->capeps * 2 : 16;
+		w->eps = xrealloc(w->eps, w->capeps * sizeof(*w->eps));
+	}
+	endpoint *e = &w->eps[w->neps++];
+	e->target = xstrdup(target);
+	e->busy = 0;
+	return e;
+}
+
+static void
+endpoint_release(delivery_worker *w, const char *target)
+{
+	for (size_t i = 0; i < w->neps; i++) {
+		if (strcmp(w->eps[i].target, target) != 0)
+			continue;
+		if (--w->eps[i].busy == 0) {
+			free(w->eps[i].target);
+			w->eps[i] = w->eps[--w->neps];
+		}
+		return;
+	}
+}
+
+/* Appends s to b as one element of a Postgres array literal. */
+static void
+array_elem(char **b, size_t *len, size_t *cap, const char *s, bool first)
+{
+	size_t need = *len + 2 * strlen(s) + 4;
+	if (need > *cap) {
+		*cap = need * 2;
+		*b = xrealloc(*b, *cap);
+	}
+	char *o = *b + *len;
+	if (!first)
+		*o++ = ',';
+	*o++ = '"';
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			*o++ = '\\';
+		*o++ = *s;
+	}
+	*o++ = '"';
+	*len = (size_t)(o - *b);
+}
+
+static void
+send_free(dsend *s)
+{
+	free(s->kind);
+	free(s->channel);
+	free(s->target);
+	free(s->unit);
+	mail_job_free(s->mail);
+	free(s);
+}
+
+static void
+result_written(void *arg, const db_reply *rep)
+{
+	dsend *s = arg;
+	delivery_worker *w = s->w;
+	w->writes--;
+	if (rep->err != 0) {
+		/* The lease runs out and the delivery is sent again, same id. */
+		log_warn("delivery_result_failed", "\"delivery_id\":\"%s\",\"error\":\"%s\"", s->id,
+		    trygg_strerror(rep->err));
+	} else {
+		const char *what = PQgetvalue(rep->results[0], 0, 0);
+		if (strcmp(what, "dead") == 0) {
+			metric_counter_inc(w->n->m_dead);
+			char eb[300];
+			log_warn("delivery_dead",
+			    "\"delivery_id\":\"%s\",\"unit\":\"%s\",\"error\":%s", s->id, s->unit,
+			    log_json_str(s->error, eb, sizeof(eb)));
+		}
+		notifier_after_commit(w->n, strcmp(what, "dead") == 0);
+	}
+	send_free(s);
+	if (w->stopping)
+		maybe_finish(w);
+	else
+		claim(w);
+}
+
+/* Records the outcome of one attempt. */
+static void
+finish_send(dsend *s, int err, long status, const char *error)
+{
+	delivery_worker *w = s->w;
+	notifier *n = w->n;
+	w->sends--;
+	endpoint_release(w, s->target);
+	s->ok = delivery_is_success(err, status);
+	s->permanent = !s->ok && delivery_is_permanent(err, status);
+	s->status = status;
+	if (s->ok)
+		s->error[0] = '\0';
+	else if (err != 0)
+		snprintf(s->error, sizeof(s->error), "%s: %s", trygg_strerror(err),
+		    error ? error : "");
+	else
+		snprintf(s->error, sizeof(s->error), "HTTP %ld", status);
+	metric_counter_inc(s->ok ? n->m_sent : n->m_failed);
+	metric_histogram_observe(n->m_latency, (double)(trygg_now_ms() - s->started_ms) / 1000.0);
+	if (!s->ok)
+		log_info("delivery_failed",
+		    "\"delivery_id\":\"%s\",\"unit\":\"%s\",\"attempt\":%d,\"error\":\"%s\"", s->id,
+		    s->unit, s->attempt, s->error);
+
+	uint32_t rnd = 0;
+	if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
+		rnd = (uint32_t)trygg_now_ns();
+	uint64_t retry = backoff_delay_ms((unsigned)s->attempt, n->cfg.backoff_base_ms,
+	    n->cfg.backoff_max_ms, rnd);
+	char attempt[16], status_s[16], retry_s[24], max_s[16];
+	snprintf(attempt, sizeof(attempt), "%d", s->attempt);
+	snprintf(status_s, sizeof(status_s), "%ld", status);
+	snprintf(retry_s, sizeof(retry_s), "%" PRIu64, retry);
+	snprintf(max_s, sizeof(max_s), "%d", n->cfg.max_attempts);
+	const char *values[9] = {s->id, attempt, s->ok ? "true" : "false",
+	    s->permanent ? "true" : "false", status ? status_s : NULL, s->ok ? NULL : s->error,
+	    retry_s, max_s, notifier_email_enabled(n) ? "true" : "false"};
+	db_batch *b = db_batch_new();
+	db_batch_add(b, SQL_RESULT, 9, values);
+	if (db_pool_submit(n->svc.pool, b, result_written, s) != 0) {
+		db_batch_free(b);
+		send_free(s);
+		if (w->stopping)
+			maybe_finish(w);
+		return;
+	}
+	w->writes++;
+}
+
+static void
+webhook_done(void *arg, const http_client_response *resp)
+{
+	dsend *s = arg;
+	finish_send(s, resp->err, resp->status, resp->error);
+}
+
+static void
+mail_done(void *arg, const http_client_response *resp)
+{
+	dsend *s = arg;
+	/* SMTP: curl succeeds only when the relay accepted the message. */
+	finish_send(s, resp->err, resp->err == 0 ? 250 : 0, resp->error);
+}
+
+/* A signed link for an action on a task. */
+static char *
+make_link(notifier *n, const char *action, const char *task_id)
+{
+	int64_t exp = trygg_wall_us() / 1000000 + (int64_t)(n->cfg.link_ttl_ms / 1000);
+	char sig[SIGN_HEX_LEN];
+	sign_link(directory_link_secret(n->dir), action, task_id, exp, sig);
+	return xasprintf("%s/v1/links/%s/%s?e=%" PRId64 "&s=%s", n->cfg.public_url, action, task_id,
+	    exp, sig);
+}
+
+/* Starts one claimed delivery. On failure to start, records it as a
+ * failed attempt. */
+static void
+start_send(delivery_worker *w, PGresult *res, int row)
+{
+	notifier *n = w->n;
+	dsend *s = xcalloc(1, sizeof(*s));
+	s->w = w;
+	snprintf(s->id, sizeof(s->id), "%s", PQgetvalue(res, row, 0));
+	s->attempt = atoi(PQgetvalue(res, row, 1));
+	s->kind = xstrdup(PQgetvalue(res, row, 2));
+	s->channel = xstrdup(PQgetvalue(res, row, 3));
+	s->target = xstrdup(PQgetvalue(res, row, 4));
+	s->unit = xstrdup(PQgetvalue(res, row, 5));
+	const char *secret = PQgetvalue(res, row, 6);
+	const char *task_text = PQgetvalue(res, row, 7);
+	s->started_ms = trygg_now_ms();
+	w->sends++;
+	endpoint_get(w, s->target)->busy++;
+
+	json_t *task = json_loads(task_text, 0, NULL);
+	const char *task_id = task ? json_string_value(json_object_get(task, "id")) : NULL;
+	if (task == NULL || task_id == NULL) {
+		json_decref(task);
+		finish_send(s, TRYGG_EPROTO, 0, "task not readable");
+		return;
+	}
+	/* Acknowledge and done links only where the receiver owns the task. */
+	bool actionable = strcmp(s->kind, "copy") != 0 && strcmp(s->kind, "escalation") != 0;
+	char *ack = actionable ? make_link(n, "ack", task_id) : NULL;
+	char *done = actionable ? make_link(n, "done", task_id) : NULL;
+	int rv;
+	if (strcmp(s->channel, "email") == 0) {
+		CURL *easy;
+		mail_params mp = {.smtp_url = n->cfg.smtp_url,
+		    .from = n->cfg.smtp_from,
+		    .to = s->target,
+		    .delivery_id = s->id,
+		    .kind = s->kind,
+		    .task = task,
+		    .ack_link = ack,
+		    .done_link = done,
+		    .timeout_ms = (unsigned)n->cfg.webhook_timeout_ms * 2};
+		rv = mail_prepare(&mp, &easy, &s->mail);
+		if (rv == 0) {
+			rv = http_client_submit(n->http, easy, mail_done, s);
+			if (rv != 0)
+				curl_easy_cleanup(easy);
+		}
+	} else {
+		char sent_at[40];
+		trygg_format_iso8601(trygg_wall_us(), sent_at, sizeof(sent_at));
+		json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:O}", "delivery_id", s->id,
+		    "kind", s->kind, "attempt", s->attempt, "unit", s->unit, "sent_at", sent_at,
+		    "task", task);
+		json_t *api = json_pack("{s:s+++, s:s+++, s:s+++}", "ack", n->cfg.public_url,
+		    "/v1/tasks/", task_id, "/ack", "done", n->cfg.public_url, "/v1/tasks/", task_id,
+		    "/done", "decline", n->cfg.public_url, "/v1/tasks/", task_id, "/decline");
+		json_object_set_new(body, "api", api);
+		if (ack)
+			json_object_set_new(body, "links",
+			    json_pack("{s:s, s:s}", "ack", ack, "done", done));
+		size_t len;
+		char *text = tjson_dump(body, &len);
+		json_decref(body);
+		char sig[160], h_sig[200], h_id[80], h_att[40], h_kind[64];
+		sign_webhook(secret, trygg_wall_us() / 1000000, text, len, sig, sizeof(sig));
+		snprintf(h_sig, sizeof(h_sig), "Trygg-Signature: %s", sig);
+		snprintf(h_id, sizeof(h_id), "Trygg-Delivery: %s", s->id);
+		snprintf(h_att, sizeof(h_att), "Trygg-Attempt: %d", s->attempt);
+		snprintf(h_kind, sizeof(h_kind), "Trygg-Event: task.%s", s->kind);
+		const char *headers[] = {"Content-Type: application/json",
+		    "User-Agent: trygg-notifier", h_sig, h_id, h_att, h_kind, NULL};
+		rv = http_client_request(n->http, "POST", s->target, headers, text, len,
+		    (unsigned)n->cfg.webhook_timeout_ms, webhook_done, s);
+		free(text);
+	}
+	free(ack);
+	free(done);
+	json_decref(task);
+	if (rv != 0)
+		finish_send(s, rv, 0, "could not start the transfer");
+}
+
+static void
+claimed(void *arg, const db_reply *rep)
+{
+	delivery_worker *w = arg;
+	w->claiming = false;
+	if (w->stopping) {
+		maybe_finish(w);
+		return;
+	}
+	if (rep->err != 0) {
+		log_warn("delivery_claim_failed", "\"error\":\"%s\"", trygg_strerror(rep->err));
+		return; /* the poll timer tries again */
+	}
+	PGresult *res = rep->results[0];
+	int rows = PQntuples(res);
+	for (int i = 0; i < rows; i++)
+		start_send(w, res, i);
+	/* A full claim suggests more is due. */
+	if (w->again || (rows > 0 && w->sends < (unsigned)w->n->cfg.delivery_concurrency)) {
+		w->again = false;
+		claim(w);
+	}
+}
+
+static void
+claim(delivery_worker *w)
+{
+	notifier *n = w->n;
+	if (w->stopping || n->draining)
+		return;
+	if (w->claiming) {
+		w->again = true;
+		return;
+	}
+	unsigned cap = (unsigned)n->cfg.delivery_concurrency;
+	if (w->sends >= cap)
+		return; /* a finishing send claims again */
+	char *targets = xstrdup("{"), *counts = xstrdup("{");
+	size_t tlen = 1, tcap = 2, clen = 1, ccap = 2;
+	for (size_t i = 0; i < w->neps; i++) {
+		char num[16];
+		snprintf(num, sizeof(num), "%u", w->eps[i].busy);
+		array_elem(&targets, &tlen, &tcap, w->eps[i].target, i == 0);
+		array_elem(&counts, &clen, &ccap, num, i == 0);
+	}
+	targets = xrealloc(targets, tlen + 2);
+	targets[tlen] = '}';
+	targets[tlen + 1] = '\0';
+	counts = xrealloc(counts, clen + 2);
+	counts[clen] = '}';
+	counts[clen + 1] = '\0';
+	char limit[16], per[16], lease[24];
+	snprintf(limit, sizeof(limit), "%u", cap - w->sends);
+	snprintf(per, sizeof(per), "%d", n->cfg.endpoint_concurrency);
+	snprintf(lease, sizeof(lease), "%" PRIu64, n->cfg.webhook_timeout_ms * 2 + LEASE_MARGIN_MS);
+	const char *values[5] = {limit, per, targets, counts, lease};
+	db_batch *b = db_batch_new();
+	db_batch_add(b, SQL_CLAIM, 5, values);
+	free(targets);
+	free(counts);
+	if (db_pool_submit(n->svc.pool, b, claimed, w) != 0) {
+		db_batch_free(b);
+		return;
+	}
+	w->claiming = true;
+}
+
+static void
+on_poll(uv_timer_t *t)
+{
+	claim(t->data);
+}
+
+int
+delivery_worker_start(notifier *n, delivery_worker **out)
+{
+	delivery_worker *w = xcalloc(1, sizeof(*w));
+	w->n = n;
+	uv_timer_init(svc_uv(&n->svc), &w->poll);
+	w->poll.data = w;
+	uv_timer_start(&w->poll, on_poll, 0, n->cfg.delivery_poll_ms);
+	*out = w;
+	return 0;
+}
+
+void
+delivery_worker_kick(delivery_worker *w)
+{
+	if (w && !w->closed)
+		claim(w);
+}
+
+unsigned
+delivery_worker_in_flight(const delivery_worker *w)
+{
+	return w ? w->sends + w->writes : 0;
+}
+
+static void
+on_closed(uv_handle_t *h)
+{
+	delivery_worker *w = h->data;
+	for (size_t i = 0; i < w->neps; i++)
+		free(w->eps[i].target);
+	free(w->eps);
+	void (*cb)(void *) = w->stop_cb;
+	void *arg = w->stop_arg;
+	free(w);
+	if (cb)
+		cb(arg);
+}
+
+static void
+maybe_finish(delivery_worker *w)
+{
+	if (!w->stopping || w->closed || w->claiming || w->sends > 0 || w->writes > 0)
+		return;
+	w->closed = true;
+	uv_close((uv_handle_t *)&w->poll, on_closed);
+}
+
+void
+delivery_worker_stop(delivery_worker *w, void (*cb)(void *arg), void *arg)
+{
+	if (w == NULL) {
+		if (cb)
+			cb(arg);
+		return;
+	}
+	w->stopping = true;
+	w->stop_cb = cb;
+	w->stop_arg = arg;
+	uv_timer_stop(&w->poll);
+	maybe_finish(w);
+}

@@ -1,0 +1,164 @@
+/*
+ * ingest.c: ReportReceived -> task (see ingest.h).
+ */
+#include "ingest.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "envelope.h"
+#include "log.h"
+#include "trygg/events.pb-c.h"
+
+static const char SQL_INGEST[] =
+    "SELECT ingest_report($1, $2, $3, $4, $5::boolean, $6::int, $7::double precision,"
+    " $8::double precision, $9, $10, $11::text[], $12::boolean, $13::int, $14::int, $15::uuid,"
+    " $16::boolean)";
+
+/* Length of the valid UTF-8 sequence at p, or 0. */
+static size_t
+utf8_seq(const unsigned char *p)
+{
+	size_t n;
+	unsigned cp;
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
+		n = 2;
+		cp = p[0] & 0x1F;
+	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
+		n = 3;
+		cp = p[0] & 0x0F;
+	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
+		n = 4;
+		cp = p[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (p[i] & 0x3F);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+	    (cp >= 0xD800 && cp <= 0xDFFF))
+		return 0;
+	return n;
+}
+
+char *
+ingest_clean_utf8(const char *s)
+{
+	if (s == NULL)
+		return xstrdup("");
+	size_t len = strlen(s);
+	char *out = xmalloc(len + 1);
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0;
+	while (*p) {
+		size_t n = utf8_seq(p);
+		if (n == 0) {
+			out[o++] = '?';
+			p++;
+			continue;
+		}
+		memcpy(out + o, p, n);
+		o += n;
+		p += n;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* A slug-like identifier as sent by intake: short, no odd bytes. */
+static bool
+plain_name(const char *s, size_t max)
+{
+	size_t n = 0;
+	for (; s[n]; n++) {
+		unsigned char c = (unsigned char)s[n];
+		if (c <= ' ' || c == '"' || c == '\\' || c == ',' || c == '{' || c == '}' ||
+		    c >= 0x7f)
+			return false;
+	}
+	return n > 0 && n <= max;
+}
+
+int
+ingest_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
+{
+	notifier *n = arg;
+	if (strcmp(ev->type, "trygg.events.ReportReceived") != 0)
+		return 0; /* not ours: no effect, the cursor still moves */
+	ProtobufCMessage *m;
+	int rv = envelope_message_unpack(&trygg__events__report_received__descriptor,
+	    ev->payload.data, ev->payload.len, 256 * 1024, &m);
+	if (rv != 0)
+		return rv;
+	const Trygg__Events__ReportReceived *r = (const Trygg__Events__ReportReceived *)m;
+	char lb[160];
+	if (!plain_name(r->report_id, 64) || !plain_name(r->category, 64)) {
+		log_warn("report_invalid", "\"seq\":%" PRIu64 ",\"report_id\":%s", ev->seq,
+		    log_json_str(r->report_id, lb, sizeof(lb)));
+		envelope_message_free(m);
+		return TRYGG_EPROTO; /* recorded in inbox_failed, visible to operators */
+	}
+	/* Places that are not plain slugs are ignored rather than trusted. */
+	const char *places[16];
+	size_t nplaces = 0;
+	for (size_t i = 0; i < r->n_places && nplaces < TRYGG_ARRAY_LEN(places); i++)
+		if (plain_name(r->places[i], 64))
+			places[nplaces++] = r->places[i];
+
+	int64_t at = r->occurred_at_us ? r->occurred_at_us : ev->occurred_at_us;
+	routing_report rr = {.category = r->category,
+	    .places = places,
+	    .nplaces = nplaces,
+	    .sensitive = r->sensitive,
+	    .response_target_min = r->response_target_min};
+	routing_local_time(at ? at : trygg_wall_us(), &rr.weekday, &rr.minute);
+	routing_result res;
+	const routing_table *t = notifier_routes(n);
+	if (t == NULL || routing_route(t, &rr, &res) != 0) {
+		log_error("report_unroutable",
+		    "\"seq\":%" PRIu64
+		    ",\"report_id\":%s,\"reason\":\"no rule and no default unit\"",
+		    ev->seq, log_json_str(r->report_id, lb, sizeof(lb)));
+		envelope_message_free(m);
+		return TRYGG_ENOENT; /* kept in inbox_failed, never silently dropped */
+	}
+
+	char key[ROUTING_KEY_MAX], task_id[37], sev[16], lat[32], lon[32], ack[16], done[16];
+	char *address = ingest_clean_utf8(r->address);
+	routing_task_key(res.place, r->has_position, r->lat, r->long_, address, r->report_id, key,
+	    sizeof(key));
+	trygg_uuid4(task_id);
+	snprintf(sev, sizeof(sev), "%u", r->severity > 5 ? 5u : r->severity);
+	snprintf(lat, sizeof(lat), "%.7f", r->lat);
+	snprintf(lon, sizeof(lon), "%.7f", r->long_);
+	snprintf(ack, sizeof(ack), "%d", res.ack_target_s);
+	snprintf(done, sizeof(done), "%d", res.completion_target_s);
+	char copies[ROUTING_MAX_COPIES * 66 + 4];
+	size_t o = (size_t)snprintf(copies, sizeof(copies), "{");
+	for (size_t i = 0; i < res.ncopies; i++)
+		o += (size_t)snprintf(copies + o, sizeof(copies) - o, "%s%s", i ? "," : "",
+		    res.copies[i]); /* unit names are [a-z0-9_-]: no quoting needed */
+	snprintf(copies + o, sizeof(copies) - o, "}");
+	bool positioned = r->has_position;
+	const char *values[16] = {r->report_id, r->category, key, res.place,
+	    r->sensitive ? "true" : "false", sev, positioned ? lat : NULL, positioned ? lon : NULL,
+	    address, res.unit, copies, res.matched ? "false" : "true", ack, done, task_id,
+	    notifier_email_enabled(n) ? "true" : "false"};
+	db_batch_add(b, SQL_INGEST, 16, values);
+	metric_counter_inc(n->m_reports);
+	if (!res.matched) {
+		metric_counter_inc(n->m_unmatched);
+		log_info("report_unmatched", "\"report_id\":%s,\"category\":\"%s\",\"unit\":\"%s\"",
+		    log_json_str(r->report_id, lb, sizeof(lb)), r->category, res.unit);
+	}
+	free(address);
+	envelope_message_free(m);
+	return 0;
+}

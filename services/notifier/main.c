@@ -1,0 +1,203 @@
+/*
+ * trygg-notifier: routes reports to crews and units, delivers the work by
+ * signed webhook and e-mail, takes acknowledgements, escalates, and closes
+ * the loop with task events (issue 5; docs/notifier.md).
+ *
+ * main() only wires the parts together: config, the common runtime, the
+ * outbox relay (publisher "notifier"), the reference data (directory.c),
+ * then, once routing is known, the inbox on intake's stream (ingest.c),
+ * the delivery worker (delivery.c) and the timers (timers.c); the HTTP API
+ * (api.c) is registered at once.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "delivery.h"
+#include "directory.h"
+#include "ingest.h"
+#include "log.h"
+#include "notifier.h"
+#include "timers.h"
+
+extern const struct migration notifier_migrations[];
+
+static const config_option options[] = {
+    SVC_CONFIG_OPTIONS(notifier_config, "8081"),
+    CONFIG_OPT_URL("bus_pub_url", notifier_config, bus_pub_url, "tcp://127.0.0.1:5572", 0,
+        "where the task events are published"),
+    CONFIG_OPT_URL("bus_rep_url", notifier_config, bus_rep_url, "tcp://127.0.0.1:5573", 0,
+        "where replays of the task events are served"),
+    CONFIG_OPT_URL("bus_intake_sub_url", notifier_config, bus_intake_sub_url,
+        "tcp://127.0.0.1:5570", 0, "intake's event stream"),
+    CONFIG_OPT_URL("bus_intake_req_url", notifier_config, bus_intake_req_url,
+        "tcp://127.0.0.1:5571", 0, "intake's replay socket"),
+    CONFIG_OPT_STRING("public_url", notifier_config, public_url, "http://127.0.0.1:8081", 0,
+        "base URL of this service as crews reach it (links in messages)"),
+    CONFIG_OPT_STRING("smtp_url", notifier_config, smtp_url, "", 0,
+        "SMTP relay, e.g. smtp://127.0.0.1:25 (empty: no e-mail deliveries)"),
+    CONFIG_OPT_STRING("smtp_from", notifier_config, smtp_from, "notifier@trygg.invalid", 0,
+        "sender address of task e-mails"),
+    CONFIG_OPT_STRING("timezone", notifier_config, timezone, "Europe/Stockholm", 0,
+        "time zone of the routing rules' time-of-week windows"),
+    CONFIG_OPT_STRING("link_secret", notifier_config, link_secret, "", CONFIG_SECRET,
+        "signs e-mail links (empty: a secret generated once in the database)"),
+    CONFIG_OPT_DURATION("webhook_timeout", notifier_config, webhook_timeout_ms, "5s", 100, 120000,
+        0, "bound on one webhook attempt (an e-mail gets twice this)"),
+    CONFIG_OPT_INT("max_attempts", notifier_config, max_attempts, "10", 1, 100, 0,
+        "attempts per delivery before it becomes a dead letter"),
+    CONFIG_OPT_DURATION("backoff_base", notifier_config, backoff_base_ms, "1s", 10, 3600000, 0,
+        "delay after the first failed attempt (doubles per attempt, with jitter)"),
+    CONFIG_OPT_DURATION("backoff_max", notifier_config, backoff_max_ms, "10m", 10, 86400000, 0,
+        "longest delay between attempts"),
+    CONFIG_OPT_INT("delivery_concurrency", notifier_config, delivery_concurrency, "64", 1, 10000, 0,
+        "deliveries in flight at once, overall"),
+    CONFIG_OPT_INT("endpoint_concurrency", notifier_config, endpoint_concurrency, "8", 1, 1000, 0,
+        "deliveries in flight at once to one webhook URL or address"),
+    CONFIG_OPT_DURATION("delivery_poll", notifier_config, delivery_poll_ms, "250ms", 10, 60000, 0,
+        "fallback scan for due deliveries (retries wake no one)"),
+    CONFIG_OPT_DURATION("timer_interval", notifier_config, timer_interval_ms, "1s", 10, 600000, 0,
+        "how often due reminders and escalations are looked for"),
+    CONFIG_OPT_DURATION("link_ttl", notifier_config, link_ttl_ms, "168h", 60000, 31536000000, 0,
+        "how long acknowledge/done links in e-mails stay valid"),
+    CONFIG_OPT_DURATION("routing_refresh", notifier_config, routing_refresh_ms, "30s", 100, 3600000,
+        0, "periodic reload of units and rules (changes also notify)"),
+    CONFIG_END,
+};
+
+/* LISTEN callbacks; the notifier outlives the db, so they never dangle. */
+static void
+on_deliveries_notify(void *arg, const char *channel, const char *payload)
+{
+	notifier *n = arg;
+	TRYGG_UNUSED(channel);
+	TRYGG_UNUSED(payload);
+	if (!n->draining)
+		delivery_worker_kick(n->deliveries);
+}
+
+static void
+on_routing_notify(void *arg, const char *channel, const char *payload)
+{
+	notifier *n = arg;
+	TRYGG_UNUSED(channel);
+	TRYGG_UNUSED(payload);
+	if (!n->draining)
+		directory_reload(n->dir);
+}
+
+/* Routing is known: start consuming reports and working. */
+static void
+on_ready(notifier *n)
+{
+	if (n->draining)
+		return;
+	inbox_options io = {.publisher = "intake",
+	    .sub_url = n->cfg.bus_intake_sub_url,
+	    .req_url = n->cfg.bus_intake_req_url};
+	if (inbox_start(svc_uv(&n->svc), n->svc.db, &io, ingest_apply, n, &n->inbox) != 0) {
+		log_error("inbox_start_failed", "\"url\":\"%s\"", n->cfg.bus_intake_sub_url);
+		exit(1); /* cannot serve without it; a supervisor restarts us */
+	}
+	inbox_register_metrics(n->inbox, n->svc.metrics);
+	if (delivery_worker_start(n, &n->deliveries) != 0 ||
+	    task_timers_start(n, &n->timers) != 0) {
+		log_error("worker_start_failed", NULL);
+		exit(1);
+	}
+	log_info("notifier_ready", NULL);
+}
+
+static void
+on_flushed(void *arg)
+{
+	notifier *n = arg;
+	outbox_relay_stop(n->relay);
+	n->relay = NULL;
+	http_client_close(n->http);
+	n->http = NULL;
+	svc_drain_done(&n->svc);
+}
+
+static void
+on_worker_stopped(void *arg)
+{
+	notifier *n = arg;
+	n->deliveries = NULL;
+	outbox_relay_flush(n->relay, on_flushed, n);
+}
+
+static void
+on_drain(svc *s, void *arg)
+{
+	notifier *n = arg;
+	TRYGG_UNUSED(s);
+	n->draining = true;
+	inbox_stop(n->inbox);
+	n->inbox = NULL;
+	task_timers_stop(n->timers);
+	n->timers = NULL;
+	directory_stop(n->dir);
+	n->dir = NULL;
+	delivery_worker_stop(n->deliveries, on_worker_stopped, n);
+}
+
+static void
+register_metrics(notifier *n)
+{
+	metrics *m = n->svc.metrics;
+	n->m_reports = metrics_counter(m, "trygg_notifier_reports_total",
+	    "ReportReceived events routed (including replays after a crash).", NULL);
+	n->m_unmatched = metrics_counter(m, "trygg_notifier_unmatched_total",
+	    "Reports no rule matched, routed to a default unit.", NULL);
+	n->m_sent = metrics_counter(m, "trygg_notifier_delivery_success_total",
+	    "Delivery attempts that succeeded.", NULL);
+	n->m_failed = metrics_counter(m, "trygg_notifier_delivery_failure_total",
+	    "Delivery attempts that failed.", NULL);
+	n->m_dead = metrics_counter(m, "trygg_notifier_dead_letters_total",
+	    "Deliveries that ran out of attempts (dead letters).", NULL);
+	n->m_latency = metrics_histogram(m, "trygg_notifier_delivery_seconds",
+	    "Duration of one delivery attempt.", NULL, metrics_latency_buckets,
+	    metrics_latency_nbuckets);
+}
+
+int
+main(int argc, char **argv)
+{
+	static notifier n;
+	svc_options so = {.name = "notifier",
+	    .schema = "notifier",
+	    .options = options,
+	    .config = &n.cfg,
+	    .common = &n.cfg.common,
+	    .migrations = notifier_migrations,
+	    .argc = argc,
+	    .argv = argv};
+	int rv = svc_init(&n.svc, &so);
+	if (rv != 0)
+		return rv == TRYGG_ECLOSED ? 0 : 1;
+	if (n.cfg.timezone[0]) {
+		setenv("TZ", n.cfg.timezone, 1);
+		tzset();
+	}
+	register_metrics(&n);
+	outbox_options oo = {.publisher = "notifier",
+	    .schema = "notifier",
+	    .pub_url = n.cfg.bus_pub_url,
+	    .rep_url = n.cfg.bus_rep_url};
+	if (http_client_new(svc_uv(&n.svc), &n.http) != 0 ||
+	    outbox_relay_start(svc_uv(&n.svc), n.svc.db, &oo, &n.relay) != 0)
+		goto fail;
+	outbox_relay_register_metrics(n.relay, n.svc.metrics);
+	if (db_listen(n.svc.db, "notifier_deliveries", on_deliveries_notify, &n) != 0 ||
+	    db_listen(n.svc.db, "notifier_routing", on_routing_notify, &n) != 0 ||
+	    api_register(&n) != 0 || directory_start(&n, on_ready, &n.dir) != 0)
+		goto fail;
+	svc_set_drain(&n.svc, on_drain, &n);
+	return svc_run(&n.svc);
+fail:
+	outbox_relay_stop(n.relay);
+	http_client_close(n.http);
+	return svc_abort(&n.svc);
+}
