@@ -14,8 +14,9 @@ BUILD_PKGS=(
 PG_PKGS=(postgresql-15 postgresql-client-15)
 # Test and tooling: curl for integration tests, clang for libFuzzer and
 # sanitizers, clang-format for `make check-format`, docker-compose to
-# validate docker-compose.yml, python3 for the test driver.
-TOOL_PKGS=(curl clang clang-format docker-compose python3 procps)
+# validate docker-compose.yml, python3 for the test driver, aiosmtpd as the
+# real SMTP server the notifier's e-mail tests deliver to.
+TOOL_PKGS=(curl clang clang-format docker-compose python3 procps python3-aiosmtpd)
 
 ALL=("${BUILD_PKGS[@]}" "${PG_PKGS[@]}" "${TOOL_PKGS[@]}")
 if [ "${1:-}" = "--runtime-only" ]; then
