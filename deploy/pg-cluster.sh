@@ -68,7 +68,7 @@ url)
 bootstrap)
   u=$(url)
   for s in "$@"; do
-    "$PGBIN/psql" -q -v ON_ERROR_STOP=1 "$u" <<SQL
+    PGOPTIONS="-c client_min_messages=warning" "$PGBIN/psql" -q -v ON_ERROR_STOP=1 "$u" <<SQL
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$s') THEN
     CREATE ROLE "$s" LOGIN;

@@ -51,12 +51,13 @@ else
   db_url() { echo "$DATABASE_URL"; }
 fi
 
-# start NAME SCHEMA PORT [VAR=VALUE...]: one service, logging JSON lines to
-# var/log/NAME.log; waits until /readyz answers.
+# start NAME SCHEMA PORT [VAR=VALUE...]: one program in the background,
+# its JSON log lines (stderr) in var/log/NAME.log and what it prints for
+# people (stdout) on this terminal; waits until /readyz answers.
 start() {
   local name=$1 schema=$2 port=$3; shift 3
   env -i PATH="$PATH" HOME="${HOME:-/}" DATABASE_URL="$(db_url "$schema")" \
-    TRYGG_HTTP_PORT="$port" "$@" "$BIN/trygg-$name" >>"$VAR/log/$name.log" 2>&1 &
+    TRYGG_HTTP_PORT="$port" "$@" "$BIN/trygg-$name" 2>>"$VAR/log/$name.log" &
   pids+=($!)
   names+=("$name")
   local i
@@ -79,15 +80,41 @@ start() {
 BUS=ipc://$VAR/run
 started=0
 echo "services:"
-# The real services, each once it exists. (Ports: intake 8080, notifier
-# 8081, walk-planner 8082, reporting 8083.)
+# The real services, each once it exists. Ports: intake 8080, notifier
+# 8081, walk-planner 8082, reporting 8083; the demo crew receiver 8099.
+INTAKE_PORT=${INTAKE_PORT:-8080}
+NOTIFIER_PORT=${NOTIFIER_PORT:-8081}
+CREW_PORT=${CREW_PORT:-8099}
 if [ -x "$BIN/trygg-intake" ]; then
-  start intake intake "${INTAKE_PORT:-8080}" \
-    TRYGG_BUS_PUB_URL="$BUS/intake.pub" TRYGG_BUS_REP_URL="$BUS/intake.rep"
-  if [ -x deploy/demo/seed-intake.sh ]; then
-    deploy/demo/seed-intake.sh "$(db_url intake)" "$VAR/demo-keys.json"
-  fi
+  start intake intake "$INTAKE_PORT" \
+    TRYGG_BUS_PUB_URL="$BUS/intake.pub" TRYGG_BUS_REP_URL="$BUS/intake.rep" \
+    TRYGG_NOTIFIER_SUB_URL="$BUS/notifier.pub" TRYGG_NOTIFIER_REQ_URL="$BUS/notifier.rep"
   started=$((started + 1))
+fi
+if [ -x "$BIN/trygg-notifier" ]; then
+  start notifier notifier "$NOTIFIER_PORT" \
+    TRYGG_BUS_PUB_URL="$BUS/notifier.pub" TRYGG_BUS_REP_URL="$BUS/notifier.rep" \
+    TRYGG_BUS_INTAKE_SUB_URL="$BUS/intake.pub" TRYGG_BUS_INTAKE_REQ_URL="$BUS/intake.rep" \
+    ${TRYGG_SMTP_URL:+TRYGG_SMTP_URL="$TRYGG_SMTP_URL"}
+  started=$((started + 1))
+fi
+
+# Demo data: partners with keys (intake), units, rules and unit keys
+# (notifier) whose webhooks go to the demo crew receiver.
+if [ -x "$BIN/trygg-intake" ]; then
+  echo "demo partners (keys also in ${VAR#$ROOT/}/demo-keys.json):"
+  env -i PATH="$PATH" DATABASE_URL="$(db_url intake)" "$BIN/trygg-intake" admin demo-seed \
+    --keys-file "$VAR/demo-keys.json" --places deploy/demo/places.geojson
+fi
+if [ -x "$BIN/trygg-notifier" ] && [ -x "$BIN/trygg-crewdemo" ]; then
+  [ -f "$VAR/crew-secret" ] || od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/crew-secret"
+  secret=$(cat "$VAR/crew-secret")
+  PSQL=/usr/lib/postgresql/15/bin/psql deploy/demo/seed-notifier.sh "$(db_url notifier)" \
+    "http://127.0.0.1:$CREW_PORT/webhook" "$secret" "$VAR/notifier-keys.json" >"$VAR/log/seed-notifier.out"
+  echo "demo units: keys in ${VAR#$ROOT/}/notifier-keys.json"
+  echo "demo crew receiver (prints each task it receives):"
+  start crewdemo notifier "$CREW_PORT" TRYGG_SECRET="$secret" \
+    TRYGG_KEYS_FILE="$VAR/notifier-keys.json"
 fi
 if [ "${BACKBONE:-}" = 1 ] || [ "$started" -eq 0 ]; then
   # The reliable-events backbone on its own: a publisher writing events
@@ -107,6 +134,17 @@ if [ -n "$own_cluster" ]; then
   echo "  psql '$SUPER'"
 fi
 echo "bus sockets: $VAR/run/"
+if [ -x "$BIN/trygg-intake" ]; then
+  cat <<TRY
+try it: post a litter report at Sergels torg as the resident app, and watch
+the crew receiver above print the signed task it gets:
+  curl -s -X POST http://127.0.0.1:$INTAKE_PORT/v1/reports \\
+    -H "Authorization: Bearer \$(sed -nE 's/.*"trygg-app": *"([^"]+)".*/\1/p' ${VAR#$ROOT/}/demo-keys.json)" \\
+    -H 'Content-Type: application/json' \\
+    -d '{"category":"litter","lat":59.3324,"long":18.0637,"description":"Overflowing bin"}'
+(docs/intake.md and docs/notifier.md have the rest.)
+TRY
+fi
 echo "ready. Ctrl-C stops everything."
 # Wait for Ctrl-C; a service that dies on its own is reported.
 while :; do

@@ -88,7 +88,7 @@ VALUES
  ('litter', 'centralstationen', 127, 0, 1440, 'cleaning-south', 'owner', 100, NULL, NULL, 'demo: area'),
  ('litter', 'kungstradgarden', 127, 0, 1440, 'cleaning-south', 'owner', 100, NULL, NULL, 'demo: area'),
  ('litter', 'hotorget', 127, 0, 1440, 'cleaning-south', 'owner', 100, NULL, NULL, 'demo: area'),
- ('litter', 'johannes-sodra', 127, 0, 1440, 'cleaning-north', 'owner', 100, NULL, NULL, 'demo: area'),
+ ('litter', 'sodra-johannes', 127, 0, 1440, 'cleaning-north', 'owner', 100, NULL, NULL, 'demo: area'),
  ('litter', 'odenplan', 127, 0, 1440, 'cleaning-north', 'owner', 100, NULL, NULL, 'demo: area'),
  ('litter', 'vasaparken', 127, 0, 1440, 'cleaning-north', 'owner', 100, NULL, NULL, 'demo: area'),
  ('litter', 'observatorielunden', 127, 0, 1440, 'cleaning-north', 'owner', 100, NULL, NULL, 'demo: area'),

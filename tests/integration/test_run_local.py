@@ -1,16 +1,22 @@
-"""`make run` as a new user runs it (issue: foundation, part 2).
+"""`make run` as a new user runs it.
 
 deploy/run-local.sh is started in its own process group with a private
 var/ directory and free ports; it must start its own Postgres, bring every
-service to ready, and on Ctrl-C (SIGINT to the group, as a terminal sends
-it) stop all of it, leaving no process and no running cluster behind.
+service to ready and load the demo data. Then the journey the issues'
+"Done means" describe: a litter report at Sergels torg posted with the
+printed demo key reaches the demo crew's receiver as a signed task; the
+crew acknowledges and completes it; Open311 shows the report closed with
+the crew's note. Finally Ctrl-C (SIGINT to the group, as a terminal sends
+it) stops all of it, leaving no process and no running cluster behind.
 """
+import json
 import os
+import re
 import signal
 import subprocess
 import time
 
-from harness import ROOT, TMP, check, free_port, http, wait_for
+from harness import ROOT, TMP, check, free_port, http, http_json, wait_for
 
 
 def _procs_under(path):
@@ -33,9 +39,51 @@ def _procs_under(path):
     return found
 
 
+def _report_to_crew_and_back(var, ports):
+    out_path = os.path.join(TMP, "run-local.out")
+    intake = "http://127.0.0.1:%d" % ports["INTAKE_PORT"]
+    notifier = "http://127.0.0.1:%d" % ports["NOTIFIER_PORT"]
+    keys = json.load(open(os.path.join(var, "demo-keys.json")))
+    check(set(keys) >= {"polisen-norrmalm", "trygg-app", "norrmalm-staff"}, "demo keys %r" % keys)
+    check(keys["trygg-app"] in open(out_path).read(), "demo keys not printed")
+    body = json.dumps({"category": "litter", "lat": 59.3324, "long": 18.0637,
+                       "description": "Overflowing bin by the stairs"}).encode()
+    status, _, data = http("POST", intake + "/v1/reports", body,
+                           {"Authorization": "Bearer " + keys["trygg-app"],
+                            "Content-Type": "application/json"})
+    check(status == 201, "POST /v1/reports answered %s %s" % (status, data[:300]))
+    report = json.loads(data)
+    check("sergels-torg" in report["places"], "places %r" % report["places"])
+
+    # The crew receiver prints the task with a verified signature.
+    def printed():
+        m = re.search(r"task ([0-9a-f-]{36}): litter at sergels-torg.*signature ok",
+                      open(out_path).read())
+        return m.group(1) if m else None
+    task = wait_for(printed, 10, "the crew receiver to print a signed task")
+
+    unit_keys = json.load(open(os.path.join(var, "notifier-keys.json")))["units"]
+    status, body = http_json("GET", notifier + "/v1/tasks/" + task,
+                             headers={"Authorization": "Bearer " + unit_keys["cleaning-south"]})
+    check(status == 200, "GET task answered %s %r" % (status, body))
+    for action, note in (("ack", "on our way"), ("done", "bin emptied")):
+        status, body = http_json("POST", "%s/v1/tasks/%s/%s" % (notifier, task, action),
+                                 {"note": note},
+                                 {"Authorization": "Bearer " + unit_keys["cleaning-south"],
+                                  "Content-Type": "application/json"})
+        check(status == 200, "%s answered %s %r" % (action, status, body))
+
+    def closed():
+        status, body = http_json("GET", "%s/open311/v2/requests/%s.json"
+                                 % (intake, report["service_request_id"]))
+        return status == 200 and body[0]["status"] == "closed" and body[0]["status_notes"] == "bin emptied"
+    wait_for(closed, 10, "Open311 to show the report closed")
+
+
 def test_make_run_starts_everything_and_ctrl_c_stops_it():
     var = os.path.join(TMP, "run-local-var")
-    ports = {k: free_port() for k in ("INTAKE_PORT", "TESTPUB_PORT", "TESTSUB_PORT")}
+    ports = {k: free_port() for k in ("INTAKE_PORT", "NOTIFIER_PORT", "CREW_PORT",
+                                      "TESTPUB_PORT", "TESTSUB_PORT")}
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TRYGG_") and k != "DATABASE_URL"}
     env.update({k: str(v) for k, v in ports.items()})
@@ -63,7 +111,8 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it():
                     return float(line.rsplit(" ", 1)[1]) > 0
             return False
         wait_for(applied, 30, "demo events to arrive")
-        check(len(_procs_under(var)) >= 3, "expected postgres and two services running")
+        check(len(_procs_under(var)) >= 6, "expected postgres and five programs running")
+        _report_to_crew_and_back(var, ports)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         proc.wait(60)
     finally:
