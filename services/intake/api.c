@@ -78,6 +78,13 @@ intake_respond_json(http_request *req, unsigned status, json_t *body)
 	free(s);
 }
 
+void
+intake_respond_text(http_request *req, unsigned status, strbuf *body)
+{
+	http_respond(req, status, "application/json", body->s ? body->s : "", body->len);
+	sb_free(body);
+}
+
 bool
 intake_content_type_is(http_request *req, const char *media_type)
 {
@@ -268,19 +275,18 @@ post_fini(intake_call *c)
 static void
 post_created(intake_call *c, const report_in *r, int64_t srid, const PGresult *replay)
 {
-	json_t *body;
-	const char *id;
-	if (replay != NULL) {
-		body = render_report_row(replay, 0, 1, c->p, c->in->dir);
-		id = PQgetvalue(replay, 0, 1 + RC_ID);
-	} else {
-		body = render_report_new(r, srid, c->p, c->in->dir);
-		id = r->id;
-	}
 	char loc[80];
-	snprintf(loc, sizeof(loc), "/v1/reports/%s", id);
+	if (replay != NULL) {
+		strbuf b = {0};
+		render_report_row(&b, replay, 0, 1, c->p, c->in->dir);
+		snprintf(loc, sizeof(loc), "/v1/reports/%s", PQgetvalue(replay, 0, 1 + RC_ID));
+		intake_header(c->req, "Location", loc);
+		intake_respond_text(c->req, 201, &b);
+		return;
+	}
+	snprintf(loc, sizeof(loc), "/v1/reports/%s", r->id);
 	intake_header(c->req, "Location", loc);
-	intake_respond_json(c->req, 201, body);
+	intake_respond_json(c->req, 201, render_report_new(r, srid, c->p, c->in->dir));
 }
 
 /* Refines jansson's messages into codes clients can act on. */
@@ -394,7 +400,9 @@ got_one(void *arg, const db_reply *rep)
 		intake_call_fail(c, 404, "not_found", "no such report", NULL, 0);
 		return;
 	}
-	intake_respond_json(c->req, 200, render_report_row(res, 0, 0, c->p, c->in->dir));
+	strbuf b = {0};
+	render_report_row(&b, res, 0, 0, c->p, c->in->dir);
+	intake_respond_text(c->req, 200, &b);
 	intake_call_free(c);
 }
 
@@ -409,14 +417,18 @@ got_list(void *arg, const db_reply *rep)
 		return;
 	}
 	const PGresult *res = rep->results[0];
-	json_t *arr = json_array();
 	int n = PQntuples(res);
-	for (int i = 0; i < n; i++)
-		json_array_append_new(arr, render_report_row(res, i, 0, c->p, c->in->dir));
-	json_t *next =
-	    n == g->limit && n > 0 ? json_string(PQgetvalue(res, n - 1, RC_SRID)) : json_null();
-	intake_respond_json(c->req, 200,
-	    json_pack("{s:o, s:o}", "reports", arr, "next_cursor", next));
+	strbuf b = {0};
+	sb_append(&b, "{\"reports\":[");
+	for (int i = 0; i < n; i++) {
+		if (i > 0)
+			sb_append(&b, ",");
+		render_report_row(&b, res, i, 0, c->p, c->in->dir);
+	}
+	sb_append(&b, "],\"next_cursor\":");
+	sb_append_json(&b, n == g->limit && n > 0 ? PQgetvalue(res, n - 1, RC_SRID) : NULL);
+	sb_append(&b, "}");
+	intake_respond_text(c->req, 200, &b);
 	intake_call_free(c);
 }
 
@@ -509,7 +521,9 @@ list_authed(intake_call *c)
 		}
 		char arr[1100];
 		snprintf(arr, sizeof(arr), "{%s}", v);
-		rv = query_where(&q, "r.category = ANY($?::text[])", arr);
+		/* One value as "=", so the plan can use reports_category_srid. */
+		rv = strchr(v, ',') ? query_where(&q, "r.category = ANY($?::text[])", arr)
+		                    : query_where(&q, "r.category = $?", v);
 	}
 	if (rv == 0 && (v = http_request_query(req, "status")) != NULL) {
 		if (strcmp(v, "open") != 0 && strcmp(v, "acknowledged") != 0 &&

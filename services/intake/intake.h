@@ -67,6 +67,10 @@ void intake_header(http_request *req, const char *name, const char *value);
 /* Like http_respond_json, with numbers at 10 significant digits; steals body. */
 void intake_respond_json(http_request *req, unsigned status, json_t *body);
 
+/* Responds with JSON text built in body (application/json) and frees it. */
+struct strbuf;
+void intake_respond_text(http_request *req, unsigned status, struct strbuf *body);
+
 /* Checks the Content-Type's media type (parameters ignored). */
 bool intake_content_type_is(http_request *req, const char *media_type);
 

@@ -361,9 +361,16 @@ got_rows(void *arg, const db_reply *rep)
 			render_open311_row_xml(&x, res, i, c->p, c->in->dir);
 		sb_append(&x, "</service_requests>");
 	} else {
-		j = json_array();
-		for (int i = 0; i < n; i++)
-			json_array_append_new(j, render_open311_row_json(res, i, c->p, c->in->dir));
+		sb_append(&x, "[");
+		for (int i = 0; i < n; i++) {
+			if (i > 0)
+				sb_append(&x, ",");
+			render_open311_row_json(&x, res, i, c->p, c->in->dir);
+		}
+		sb_append(&x, "]");
+		intake_respond_text(c->req, 200, &x);
+		intake_call_free(c);
+		return;
 	}
 	respond_doc(c->req, c->fmt, 200, j, &x);
 	intake_call_free(c);
@@ -436,7 +443,9 @@ list_requests(intake_call *c)
 		}
 		char arr[1100];
 		snprintf(arr, sizeof(arr), "{%s}", v);
-		rv = query_where(&q, "r.category = ANY($?::text[])", arr);
+		/* One value as "=", so the plan can use reports_category_srid. */
+		rv = strchr(v, ',') ? query_where(&q, "r.category = ANY($?::text[])", arr)
+		                    : query_where(&q, "r.category = $?", v);
 	}
 	if ((v = http_request_query(req, "status")) != NULL && v[0] != '\0') {
 		bool open = false, closed = false;

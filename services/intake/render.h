@@ -43,15 +43,19 @@ bool render_description_visible(bool sensitive, const partner *viewer);
 /* ISO 8601 in UTC with milliseconds into buf (>= 32 bytes). */
 void render_time(int64_t us, char *buf, size_t len);
 
+/* Appends s as a JSON string (escaped), or null for NULL. */
+void sb_append_json(strbuf *b, const char *s);
+
 /* Native API: one report from a row of REPORT_COLUMNS starting at column
- * `col`, or from a report just stored. */
-json_t *render_report_row(const PGresult *res, int row, int col, const partner *viewer,
+ * `col`, appended as JSON text; or, as a jansson object, a report just
+ * stored. */
+void render_report_row(strbuf *b, const PGresult *res, int row, int col, const partner *viewer,
     directory *dir);
 json_t *render_report_new(const report_in *r, int64_t srid, const partner *viewer, directory *dir);
 
 /* Open311 service request, one row: as a JSON object or appended as XML
  * <request>...</request>. */
-json_t *render_open311_row_json(const PGresult *res, int row, const partner *viewer,
+void render_open311_row_json(strbuf *b, const PGresult *res, int row, const partner *viewer,
     directory *dir);
 void render_open311_row_xml(strbuf *b, const PGresult *res, int row, const partner *viewer,
     directory *dir);

@@ -113,6 +113,7 @@ CREATE TABLE reports (
     description        text CHECK (length(description) <= 4000),
     media_url          text,
     attributes         jsonb NOT NULL DEFAULT '{}',
+    place_ids          integer[] NOT NULL DEFAULT '{}',  -- also in report_places
     status             text NOT NULL DEFAULT 'open'
                        CHECK (status IN ('open', 'acknowledged', 'in_progress', 'closed')),
     close_reason       text CHECK (close_reason IN ('fixed', 'not_ours', 'duplicate', 'no_action')),
@@ -143,6 +144,8 @@ CREATE TABLE report_contacts (
 );
 CREATE INDEX report_contacts_created ON report_contacts (created_at);
 
+-- Which reports lie in a place, for the place filter. reports.place_ids
+-- holds the same ids so rendering a list needs no join per row.
 CREATE TABLE report_places (
     report_id uuid NOT NULL,     -- reports.id (written in the same statement)
     place_id  integer NOT NULL,  -- places.id
