@@ -35,7 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cc -O2 -o "$work/intake-load" tests/bench/intake-load.c $(pkg-config --cflags --libs libuv) -lm
+cc -O2 -o "$work/intake-load" tests/bench/intake-bench.c $(pkg-config --cflags --libs libuv) -lm
 load() { "$work/intake-load" --port "$http" --key "$key" "$@"; }
 field() { sed -nE "s/.*\"$1\":([0-9.]+).*/\1/p"; }
 

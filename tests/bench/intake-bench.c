@@ -1,5 +1,5 @@
 /*
- * intake-load.c: the load generator of tests/bench/intake-bench.sh.
+ * intake-bench.c: the load generator of tests/bench/intake-bench.sh.
  *
  * Keeps N HTTP/1.1 keep-alive connections to intake on one libuv loop and
  * sends requests back to back on each (closed loop, --rate 0) or paced to
@@ -12,7 +12,7 @@
  * Prints one JSON line: requests, per-status counts, rate, p50/p99/max
  * latency in ms (from the write of the request to the end of the answer).
  *
- *   cc -O2 -o intake-load intake-load.c $(pkg-config --cflags --libs libuv) -lm
+ *   cc -O2 -o intake-load intake-bench.c $(pkg-config --cflags --libs libuv) -lm
  */
 #define _GNU_SOURCE
 #include <inttypes.h>
