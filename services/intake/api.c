@@ -121,6 +121,23 @@ intake_rate_limit(intake *in, http_request *req, api_format fmt, partner *p)
 	return false;
 }
 
+bool
+intake_rate_limit_public(intake *in, http_request *req, api_format fmt)
+{
+	unsigned retry;
+	if (ratelimit_table_take(in->public_rl, http_request_client_addr(req), trygg_now_ns(),
+	        &retry))
+		return true;
+	metric_counter_inc(in->m_rate_limited);
+	char msg[160];
+	snprintf(msg, sizeof(msg),
+	    "rate limit of %d requests per minute per address exceeded; retry in %u s, or use "
+	    "an api_key",
+	    in->cfg.public_rate_per_min, retry);
+	intake_error(req, fmt, 429, "rate_limited", msg, NULL, retry);
+	return false;
+}
+
 void
 intake_call_free(intake_call *c)
 {

@@ -33,6 +33,7 @@ typedef struct intake_config {
 	int commit_batch_max;
 	int commit_parallel;
 	int list_limit_max;
+	int public_rate_per_min;
 } intake_config;
 
 typedef struct intake {
@@ -47,6 +48,7 @@ typedef struct intake {
 	double district_box[4];
 	bool has_district_box;
 	metric_counter *m_rejected, *m_rate_limited;
+	ratelimit_table *public_rl; /* anonymous Open311 clients, by address */
 } intake;
 
 /* How a response is formatted. */
@@ -79,6 +81,9 @@ void intake_report_ctx(intake *in, const partner *p, report_ctx *ctx);
 
 /* Takes a rate-limit token for p; on false the request was answered 429. */
 bool intake_rate_limit(intake *in, http_request *req, api_format fmt, partner *p);
+
+/* The same for a request without a key, by client address. */
+bool intake_rate_limit_public(intake *in, http_request *req, api_format fmt);
 
 /* Registers the routes of each API. */
 int api_register(intake *in) TRYGG_MUSTCHECK;

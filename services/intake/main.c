@@ -125,6 +125,10 @@ main(int argc, char **argv)
 	    "Requests refused for a client mistake (4xx).", NULL);
 	in.m_rate_limited = metrics_counter(in.svc.metrics, "trygg_intake_rate_limited_total",
 	    "Requests refused by a partner's rate limit.", NULL);
+	static ratelimit_table public_rl;
+	double per_min = in.cfg.public_rate_per_min;
+	ratelimit_table_init(&public_rl, per_min / 60.0, per_min / 10.0 < 10 ? 10 : per_min / 10.0);
+	in.public_rl = &public_rl;
 	outbox_options oo = {.publisher = "intake",
 	    .schema = "intake",
 	    .pub_url = in.cfg.bus_pub_url,

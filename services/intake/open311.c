@@ -556,6 +556,10 @@ get_requests(http_request *req, intake *in, api_format fmt, int kind, const char
 		intake_call_auth(&g->c, key, strlen(key));
 		return;
 	}
+	if (!intake_rate_limit_public(in, req, g->c.fmt)) {
+		free(g);
+		return;
+	}
 	get_authed(&g->c);
 }
 

@@ -4,6 +4,7 @@
 #include "ratelimit.h"
 
 #include <math.h>
+#include <string.h>
 
 void
 ratelimit_init(ratelimit *r, double rate, double burst, uint64_t now_ns)
@@ -40,4 +41,28 @@ ratelimit_take(ratelimit *r, uint64_t now_ns, unsigned *retry_after_s)
 	double secs = ceil(wait);
 	*retry_after_s = secs < 1.0 ? 1u : secs > 3600.0 ? 3600u : (unsigned)secs;
 	return false;
+}
+
+void
+ratelimit_table_init(ratelimit_table *t, double rate, double burst)
+{
+	t->rate = rate;
+	t->burst = burst;
+	memset(t->used, 0, sizeof(t->used));
+}
+
+bool
+ratelimit_table_take(ratelimit_table *t, const char *key, uint64_t now_ns, unsigned *retry_after_s)
+{
+	/* FNV-1a: addresses are short and need no protection against chosen
+	 * collisions (a collision only makes the limit stricter). */
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	size_t i = h % RATELIMIT_SLOTS;
+	if (!t->used[i]) {
+		ratelimit_init(&t->slots[i], t->rate, t->burst, now_ns);
+		t->used[i] = true;
+	}
+	return ratelimit_take(&t->slots[i], now_ns, retry_after_s);
 }

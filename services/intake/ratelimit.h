@@ -32,4 +32,25 @@ void ratelimit_set(ratelimit *r, double rate, double burst);
  */
 bool ratelimit_take(ratelimit *r, uint64_t now_ns, unsigned *retry_after_s);
 
+/*
+ * Buckets for anonymous clients (public Open311 GETs), by client address.
+ * A fixed table of RATELIMIT_SLOTS buckets indexed by a hash of the
+ * address: memory stays bounded whatever the number of clients; two
+ * addresses that collide share a bucket (a stricter limit, never a looser
+ * one).
+ */
+#define RATELIMIT_SLOTS 4096
+
+typedef struct ratelimit_table {
+	double rate, burst;
+	ratelimit slots[RATELIMIT_SLOTS];
+	bool used[RATELIMIT_SLOTS];
+} ratelimit_table;
+
+void ratelimit_table_init(ratelimit_table *t, double rate, double burst);
+
+/* Takes a token from the bucket of `key` (e.g. "127.0.0.1"). */
+bool ratelimit_table_take(ratelimit_table *t, const char *key, uint64_t now_ns,
+    unsigned *retry_after_s);
+
 #endif

@@ -218,3 +218,15 @@ def test_intake_open311_list_filters_and_privacy():
     status, lst = get_json(svc, "/requests.json?end_date=2001-01-01T00:00:00Z")
     check(lst == [], "old window")
     stop(svc)
+
+
+def test_intake_open311_public_rate_limit():
+    svc, keys = start_intake({"TRYGG_PUBLIC_RATE_PER_MIN": "60"})  # burst 10
+    statuses = [http("GET", svc.base + O + "/requests.json")[0] for _ in range(12)]
+    check(statuses[:10] == [200] * 10 and statuses[-1] == 429, "statuses %r" % statuses)
+    status, hdrs, body = http("GET", svc.base + O + "/requests.xml")
+    check(status == 429 and int(hdrs.get("Retry-After", "0")) >= 1, "429 %s %r" % (status, hdrs))
+    check(xml_error(body)[0] == 429, "Open311 error document")
+    # With a key the partner's own limit applies instead.
+    check(get_json(svc, "/requests.json?api_key=" + keys[STAFF])[0] == 200, "keyed GET")
+    stop(svc)

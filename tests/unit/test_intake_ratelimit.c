@@ -62,6 +62,22 @@ test_set_keeps_tokens(void **state)
 	assert_false(ratelimit_take(&r, 0, &retry));
 }
 
+static void
+test_table(void **state)
+{
+	(void)state;
+	static ratelimit_table t;
+	unsigned retry;
+	ratelimit_table_init(&t, 1.0, 2.0);
+	assert_true(ratelimit_table_take(&t, "10.0.0.1", 0, &retry));
+	assert_true(ratelimit_table_take(&t, "10.0.0.1", 0, &retry));
+	assert_false(ratelimit_table_take(&t, "10.0.0.1", 0, &retry));
+	assert_int_equal(retry, 1);
+	/* Another address has its own bucket (these two do not collide). */
+	assert_true(ratelimit_table_take(&t, "10.0.0.2", 0, &retry));
+	assert_true(ratelimit_table_take(&t, "10.0.0.1", 2 * SEC, &retry));
+}
+
 int
 main(void)
 {
@@ -69,6 +85,7 @@ main(void)
 	    cmocka_unit_test(test_burst_then_refill),
 	    cmocka_unit_test(test_slow_rate_retry_after),
 	    cmocka_unit_test(test_set_keeps_tokens),
+	    cmocka_unit_test(test_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
