@@ -41,6 +41,9 @@ def test_intake_post_and_get():
     check(status == 200, "staff got %s" % status)
     check(get(svc, "/v1/reports/not-a-report", keys[APP])[0] == 404, "bad id")
     check(get(svc, "/v1/reports/999999", keys[APP])[0] == 404, "unknown srid")
+    # Media type parameters are fine.
+    s, _, b = post(svc, keys[APP], report(), headers={"Content-Type": "application/json; charset=utf-8"})
+    check(s == 201, "charset parameter refused: %s %r" % (s, b))
     # An address without a position is accepted (no district check possible).
     status, _, body = post(svc, keys[APP], {"category": "litter",
                                             "address_string": "Drottninggatan 53"})

@@ -119,6 +119,10 @@ def test_intake_open311_post_both_formats():
     check(root.findtext("request/service_request_id") == srid, "token xml")
     check(get_json(svc, "/tokens/00000000-0000-4000-8000-000000000000.json")[0] == 404, "token 404")
     check(get_json(svc, "/requests/999999.json")[0] == 404, "request 404")
+    # A charset parameter on the form's type is fine.
+    status, _, body = form_post(svc, "json", fields(keys[APP], "litter"), headers={
+        "Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"})
+    check(status == 201, "charset parameter: %s %r" % (status, body))
     # Idempotency works here too.
     f = fields(keys[APP], "litter", description="once")
     s1, _, b1 = form_post(svc, "json", f, headers={"Idempotency-Key": "o311-1"})
