@@ -1,0 +1,101 @@
+/*
+ * test_intake_status.c: how task events become report status statements
+ * (status.c's inbox apply function), without a database: each event adds
+ * the expected number of statements to a batch, bad ids are ignored and a
+ * payload that does not decode is refused (recorded as a poison event by
+ * the inbox).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "intake.h"
+#include "trygg/events.pb-c.h"
+
+static const char *const ID1 = "1cda07ec-88de-44a8-a472-2dd729a3f2ff";
+
+/* Applies one event of `type` with the packed payload; returns the
+ * statement count (or the error). */
+static int
+apply(const char *type, const ProtobufCMessage *m, const uint8_t *raw, size_t rawlen)
+{
+	uint8_t buf[4096];
+	Trygg__Bus__Envelope ev = TRYGG__BUS__ENVELOPE__INIT;
+	ev.publisher = "notifier";
+	ev.seq = 1;
+	ev.event_id = "e";
+	ev.type = (char *)type;
+	if (m != NULL) {
+		ev.payload.len = protobuf_c_message_pack(m, buf);
+		ev.payload.data = buf;
+	} else {
+		ev.payload.len = rawlen;
+		ev.payload.data = (uint8_t *)raw;
+	}
+	db_batch *b = db_batch_new();
+	int rv = status_apply(NULL, b, &ev);
+	int n = db_batch_count(b);
+	db_batch_free(b);
+	return rv != 0 ? rv : n;
+}
+
+static void
+test_acknowledged_completed_declined(void **state)
+{
+	(void)state;
+	char *ids[2] = {(char *)ID1, "not-a-uuid"};
+	Trygg__Events__TaskAcknowledged ack = TRYGG__EVENTS__TASK_ACKNOWLEDGED__INIT;
+	ack.task_id = "t";
+	ack.n_report_ids = 2;
+	ack.report_ids = ids;
+	assert_int_equal(apply("trygg.events.TaskAcknowledged", &ack.base, NULL, 0), 1);
+	Trygg__Events__TaskCompleted done = TRYGG__EVENTS__TASK_COMPLETED__INIT;
+	done.n_report_ids = 1;
+	done.report_ids = ids;
+	done.note = "fixed\x01 it";
+	assert_int_equal(apply("trygg.events.TaskCompleted", &done.base, NULL, 0), 1);
+	Trygg__Events__TaskDeclined dec = TRYGG__EVENTS__TASK_DECLINED__INIT;
+	dec.n_report_ids = 1;
+	dec.report_ids = ids;
+	dec.reason = TRYGG__EVENTS__TASK_DECLINED__REASON__DUPLICATE;
+	assert_int_equal(apply("trygg.events.TaskDeclined", &dec.base, NULL, 0), 1);
+}
+
+static void
+test_nothing_to_do(void **state)
+{
+	(void)state;
+	/* Only bad ids: no statement. */
+	char *bad[1] = {"'; DROP TABLE reports; --"};
+	Trygg__Events__TaskCompleted done = TRYGG__EVENTS__TASK_COMPLETED__INIT;
+	done.n_report_ids = 1;
+	done.report_ids = bad;
+	assert_int_equal(apply("trygg.events.TaskCompleted", &done.base, NULL, 0), 0);
+	/* Other task events change no report. */
+	Trygg__Events__TaskOpened opened = TRYGG__EVENTS__TASK_OPENED__INIT;
+	assert_int_equal(apply("trygg.events.TaskOpened", &opened.base, NULL, 0), 0);
+	assert_int_equal(apply("trygg.events.ReportReceived", NULL, (const uint8_t *)"x", 1), 0);
+}
+
+static void
+test_poison(void **state)
+{
+	(void)state;
+	static const uint8_t garbage[] = {0xff, 0xff, 0xff};
+	assert_true(apply("trygg.events.TaskCompleted", NULL, garbage, sizeof(garbage)) < 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_acknowledged_completed_declined),
+	    cmocka_unit_test(test_nothing_to_do),
+	    cmocka_unit_test(test_poison),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
