@@ -41,6 +41,13 @@ def test_intake_post_and_get():
     check(status == 200, "staff got %s" % status)
     check(get(svc, "/v1/reports/not-a-report", keys[APP])[0] == 404, "bad id")
     check(get(svc, "/v1/reports/999999", keys[APP])[0] == 404, "unknown srid")
+    # Text that means something in array literals or SQL survives intact.
+    tricky = 'He said "NULL" {a,b} \\x41 \\ O\'Brien; DROP TABLE reports; -- å\n2nd line'
+    s, _, b = post(svc, keys[APP], report(description=tricky, address_string="NULL"))
+    check(s == 201, "tricky text: %s %r" % (s, b))
+    s, one = get(svc, "/v1/reports/" + b["id"], keys[APP])
+    check(one["description"] == tricky and one["address_string"] == "NULL",
+          "text changed: %r" % one)
     # Media type parameters are fine.
     s, _, b = post(svc, keys[APP], report(), headers={"Content-Type": "application/json; charset=utf-8"})
     check(s == 201, "charset parameter refused: %s %r" % (s, b))
