@@ -9,6 +9,9 @@
  *   TaskAcknowledged  open|in_progress -> acknowledged
  *   TaskCompleted     -> closed, close_reason fixed, status_notes = note
  *   TaskDeclined      -> closed, close_reason not_ours|duplicate|no_action
+ *                        (status_notes: the note, else "Handled by <owner>")
+ *   TaskJoined        the joining report takes the task's state: acknowledged
+ *                        if the task already is
  * A closed report stays closed (a late acknowledgement does not reopen
  * it). Other task events have no effect on reports.
  *
@@ -88,6 +91,8 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		desc = &trygg__events__task_completed__descriptor;
 	else if (strcmp(ev->type, "trygg.events.TaskDeclined") == 0)
 		desc = &trygg__events__task_declined__descriptor;
+	else if (strcmp(ev->type, "trygg.events.TaskJoined") == 0)
+		desc = &trygg__events__task_joined__descriptor;
 	else
 		return 0; /* not a status change: the cursor still moves */
 	ProtobufCMessage *m;
@@ -110,10 +115,23 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		const char *v[3] = {ids, "fixed", note};
 		if (ids)
 			db_batch_add(b, SQL_CLOSE, 3, v);
+	} else if (desc == &trygg__events__task_joined__descriptor) {
+		Trygg__Events__TaskJoined *t = (Trygg__Events__TaskJoined *)m;
+		char *one[1] = {t->report_id};
+		if (t->status != NULL && strcmp(t->status, "acknowledged") == 0)
+			ids = uuid_array(one, 1);
+		const char *v[2] = {ids, ""};
+		if (ids)
+			db_batch_add(b, SQL_ACK, 2, v);
 	} else {
 		Trygg__Events__TaskDeclined *t = (Trygg__Events__TaskDeclined *)m;
 		ids = uuid_array(t->report_ids, t->n_report_ids);
 		clean_note(t->note, note, sizeof(note));
+		if (note[0] == '\0' && t->owner != NULL && t->owner[0] != '\0') {
+			char owner[900];
+			clean_note(t->owner, owner, sizeof(owner));
+			snprintf(note, sizeof(note), "Handled by %s", owner);
+		}
 		const char *reason = t->reason == TRYGG__EVENTS__TASK_DECLINED__REASON__NOT_OURS
 		    ? "not_ours"
 		    : t->reason == TRYGG__EVENTS__TASK_DECLINED__REASON__DUPLICATE ? "duplicate"

@@ -108,7 +108,7 @@ def test_intake_status_from_task_events():
     svc, keys = start_intake({"TRYGG_NOTIFIER_SUB_URL": pub.env["TRYGG_BUS_PUB_URL"],
                               "TRYGG_NOTIFIER_REQ_URL": pub.env["TRYGG_BUS_REP_URL"]})
     ids = []
-    for i in range(4):
+    for i in range(6):
         s, _, b = post(svc, keys[APP], report(description="r%d" % i))
         check(s == 201, "post")
         ids.append(b["id"])
@@ -138,13 +138,22 @@ def test_intake_status_from_task_events():
     wait_for(lambda: status_of(3)["status"] == "closed", 15, "after the poison event")
     check(status_of(0)["status"] == "closed", "closed report reopened")
     check(psql1("SELECT count(*) FROM intake.inbox_failed") == "1", "poison event recorded")
+    # A repeat report joining an acknowledged task is acknowledged; a
+    # decline naming the owner says who handles it.
+    joined = pb_string(1, "task-1") + pb_string(2, ids[0]) + pb_string(3, ids[4]) + \
+        pb_string(5, "acknowledged")
+    publish("trygg.events.TaskJoined", joined)
+    publish("trygg.events.TaskDeclined", task(ids[5:6], reason=1) + pb_string(6, "Trafikverket"))
+    wait_for(lambda: status_of(5)["status"] == "closed", 15, "declined with owner")
+    check(status_of(4)["status"] == "acknowledged", "joined %r" % status_of(4))
+    check(status_of(5)["status_notes"] == "Handled by Trafikverket", "owner %r" % status_of(5))
     # Open311 shows closed with the notes.
     status, o = get(svc, "/open311/v2/requests/%s.json" % status_of(0)["service_request_id"])
     check(o[0]["status"] == "closed" and o[0]["status_notes"] == "Bin emptied", "open311 %r" % o)
     # Exactly once: restart intake; nothing is applied twice.
     stop(svc)
     svc.start()
-    check(psql1("SELECT last_seq FROM intake.inbox_cursor WHERE publisher = 'notifier'") == "8",
+    check(psql1("SELECT last_seq FROM intake.inbox_cursor WHERE publisher = 'notifier'") == "10",
           "cursor")
     stop(svc)
     stop(pub)

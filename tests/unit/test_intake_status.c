@@ -63,6 +63,17 @@ test_acknowledged_completed_declined(void **state)
 	dec.report_ids = ids;
 	dec.reason = TRYGG__EVENTS__TASK_DECLINED__REASON__DUPLICATE;
 	assert_int_equal(apply("trygg.events.TaskDeclined", &dec.base, NULL, 0), 1);
+	dec.reason = TRYGG__EVENTS__TASK_DECLINED__REASON__NOT_OURS;
+	dec.owner = "Trafikverket";
+	assert_int_equal(apply("trygg.events.TaskDeclined", &dec.base, NULL, 0), 1);
+	/* A report joining an acknowledged task is acknowledged; joining an
+	 * open one changes nothing. */
+	Trygg__Events__TaskJoined joined = TRYGG__EVENTS__TASK_JOINED__INIT;
+	joined.report_id = (char *)ID1;
+	joined.status = "acknowledged";
+	assert_int_equal(apply("trygg.events.TaskJoined", &joined.base, NULL, 0), 1);
+	joined.status = "dispatched";
+	assert_int_equal(apply("trygg.events.TaskJoined", &joined.base, NULL, 0), 0);
 }
 
 static void
