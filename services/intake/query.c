@@ -14,9 +14,7 @@
 	" r.status, r.close_reason, r.status_notes," \
 	" (extract(epoch from r.created_at) * 1000000)::bigint," \
 	" (extract(epoch from r.updated_at) * 1000000)::bigint," \
-	" array_to_string(ARRAY(SELECT pl.slug FROM report_places rp" \
-	" JOIN places pl ON pl.id = rp.place_id WHERE rp.report_id = r.id" \
-	" ORDER BY pl.slug), ',')"
+	" array_to_string(r.place_ids, ',')" /* ids; render.c maps them to slugs */
 
 const char QUERY_BY_ID[] = "SELECT " REPORT_COLUMNS " FROM reports r WHERE r.id = $1";
 const char QUERY_BY_SRID[] =

@@ -34,6 +34,7 @@ def test_intake_post_and_get():
         status, one = get(svc, "/v1/reports/" + ident, keys[APP])
         check(status == 200 and one["id"] == body["id"], "GET %s: %s %r" % (ident, status, one))
         check(one["description"] == "Overflowing bin", "description %r" % one)
+        check(one["places"] == ["sergels-torg"], "GET places %r" % one["places"])
     # Another partner cannot see it; staff can.
     status, other = get(svc, "/v1/reports/" + body["id"], keys[HOUSING])
     check(status == 404, "other partner got %s" % status)
