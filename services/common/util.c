@@ -121,15 +121,63 @@ trygg_wall_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Writes v as exactly `width` decimal digits. */
+static char *
+put_digits(char *p, unsigned v, int width)
+{
+	for (int i = width - 1; i >= 0; i--) {
+		p[i] = (char)('0' + v % 10);
+		v /= 10;
+	}
+	return p + width;
+}
+
+/*
+ * Formatted by hand (days to civil date after Howard Hinnant's algorithm):
+ * lists of a thousand reports format three timestamps each, and
+ * gmtime_r + snprintf showed up in profiles.
+ */
 void
 trygg_format_iso8601(int64_t wall_us, char *buf, size_t len)
 {
-	time_t secs = (time_t)(wall_us / 1000000);
-	int ms = (int)((wall_us % 1000000) / 1000);
-	struct tm tm;
-	gmtime_r(&secs, &tm);
-	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-	    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
+	if (len < 25) {
+		if (len > 0)
+			buf[0] = '\0';
+		return;
+	}
+	int64_t secs = wall_us >= 0 ? wall_us / 1000000 : (wall_us - 999999) / 1000000;
+	unsigned ms = (unsigned)((wall_us - secs * 1000000) / 1000);
+	int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;
+	unsigned sod = (unsigned)(secs - days * 86400);
+	int64_t z = days + 719468;
+	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+	unsigned doe = (unsigned)(z - era * 146097);
+	unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+	unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+	unsigned mp = (5 * doy + 2) / 153;
+	unsigned d = doy - (153 * mp + 2) / 5 + 1;
+	unsigned m = mp < 10 ? mp + 3 : mp - 9;
+	int64_t y = (int64_t)yoe + era * 400 + (m <= 2);
+	if (y < 0 || y > 9999) {
+		snprintf(buf, len, "%s",
+		    y < 0 ? "0000-01-01T00:00:00.000Z" : "9999-12-31T23:59:59.999Z");
+		return;
+	}
+	char *p = put_digits(buf, (unsigned)y, 4);
+	*p++ = '-';
+	p = put_digits(p, m, 2);
+	*p++ = '-';
+	p = put_digits(p, d, 2);
+	*p++ = 'T';
+	p = put_digits(p, sod / 3600, 2);
+	*p++ = ':';
+	p = put_digits(p, sod / 60 % 60, 2);
+	*p++ = ':';
+	p = put_digits(p, sod % 60, 2);
+	*p++ = '.';
+	p = put_digits(p, ms, 3);
+	*p++ = 'Z';
+	*p = '\0';
 }
 
 void

@@ -10,19 +10,32 @@
 
 #include "query.h"
 
+/* Makes room for n more bytes and a NUL. */
+static void
+sb_reserve(strbuf *b, size_t n)
+{
+	if (b->len + n + 1 <= b->cap)
+		return;
+	size_t cap = b->cap ? b->cap : 256;
+	while (cap < b->len + n + 1)
+		cap *= 2;
+	b->s = xrealloc(b->s, cap);
+	b->cap = cap;
+}
+
+static void
+sb_appendn(strbuf *b, const char *s, size_t n)
+{
+	sb_reserve(b, n);
+	memcpy(b->s + b->len, s, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
 void
 sb_append(strbuf *b, const char *s)
 {
-	size_t n = strlen(s);
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		b->s = xrealloc(b->s, cap);
-		b->cap = cap;
-	}
-	memcpy(b->s + b->len, s, n + 1);
-	b->len += n;
+	sb_appendn(b, s, strlen(s));
 }
 
 void
@@ -123,48 +136,60 @@ void
 sb_append_json(strbuf *b, const char *s)
 {
 	if (s == NULL) {
-		sb_append(b, "null");
+		sb_appendn(b, "null", 4);
 		return;
 	}
-	char chunk[512];
-	size_t o = 0;
-	chunk[o++] = '"';
-	for (const unsigned char *p = (const unsigned char *)s;; p++) {
-		if (o + 8 >= sizeof(chunk) || *p == '\0') {
-			chunk[o] = '\0';
-			sb_append(b, chunk);
-			o = 0;
-			if (*p == '\0')
-				break;
-		}
+	static const char hex[] = "0123456789abcdef";
+	size_t n = strlen(s);
+	/* Worst case every byte becomes \u00XX: written in place, no copies. */
+	sb_reserve(b, n * 6 + 2);
+	char *o = b->s + b->len;
+	*o++ = '"';
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if (*p == '"' || *p == '\\') {
-			chunk[o++] = '\\';
-			chunk[o++] = (char)*p;
+			*o++ = '\\';
+			*o++ = (char)*p;
 		} else if (*p < 0x20) {
-			o += (size_t)snprintf(chunk + o, sizeof(chunk) - o, "\\u%04x", *p);
+			memcpy(o, "\\u00", 4);
+			o[4] = hex[*p >> 4];
+			o[5] = hex[*p & 15];
+			o += 6;
 		} else {
-			chunk[o++] = (char)*p;
+			*o++ = (char)*p;
 		}
 	}
-	sb_append(b, "\"");
+	*o++ = '"';
+	*o = '\0';
+	b->len = (size_t)(o - b->s);
 }
 
 /* ,"key":value where value is JSON text already (a number, or null). */
 static void
+kv_key(strbuf *b, const char *key)
+{
+	size_t n = strlen(key);
+	sb_reserve(b, n + 4);
+	char *o = b->s + b->len;
+	o[0] = ',';
+	o[1] = '"';
+	memcpy(o + 2, key, n);
+	o[n + 2] = '"';
+	o[n + 3] = ':';
+	o[n + 4] = '\0';
+	b->len += n + 4;
+}
+
+static void
 kv_raw(strbuf *b, const char *key, const char *json)
 {
-	sb_append(b, ",\"");
-	sb_append(b, key);
-	sb_append(b, "\":");
+	kv_key(b, key);
 	sb_append(b, json ? json : "null");
 }
 
 static void
 kv_str(strbuf *b, const char *key, const char *s)
 {
-	sb_append(b, ",\"");
-	sb_append(b, key);
-	sb_append(b, "\":");
+	kv_key(b, key);
 	sb_append_json(b, s);
 }
 
