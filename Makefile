@@ -142,8 +142,11 @@ test: all
 unit: all
 	BUILD=$(BUILD) tests/run-all.sh --unit-only
 
+# Each part measures its raw limits in the same run; see BENCHMARKS.md.
 bench: all
-	tests/bench/run-bench.sh
+	BUILD=$(BUILD) tests/bench/run-bench.sh
+	BUILD=$(BUILD) tests/bench/intake-bench.sh
+	@if [ -x tests/bench/notifier-bench.sh ]; then BUILD=$(BUILD) tests/bench/notifier-bench.sh; fi
 
 fuzz: deps-check
 	tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
@@ -151,7 +154,7 @@ fuzz: deps-check
 compose-check:
 	docker-compose -f docker-compose.yml config -q
 
-FORMAT_FILES = $(wildcard services/*/*.c services/*/*.h tests/unit/*.c tests/tools/*.c tests/fuzz/*.c)
+FORMAT_FILES = $(wildcard services/*/*.c services/*/*.h tests/unit/*.c tests/tools/*.c tests/fuzz/*.c tests/bench/*.c)
 format:
 	clang-format -i $(FORMAT_FILES)
 check-format:
