@@ -6,14 +6,15 @@
 #include <stdlib.h>
 
 struct db_pool {
-	unsigned size;
+	unsigned size, reserved;
 	db *dbs[];
 };
 
 int
-db_pool_new(uv_loop_t *loop, const db_options *opts, unsigned size, db_pool **out)
+db_pool_new(uv_loop_t *loop, const db_options *opts, unsigned size, unsigned reserved,
+    db_pool **out)
 {
-	if (size == 0 || size > 64)
+	if (size == 0 || size > 64 || reserved >= size)
 		return TRYGG_EINVAL;
 	db_pool *p = xcalloc(1, sizeof(*p) + size * sizeof(p->dbs[0]));
 	for (unsigned i = 0; i < size; i++) {
@@ -25,6 +26,7 @@ db_pool_new(uv_loop_t *loop, const db_options *opts, unsigned size, db_pool **ou
 		}
 	}
 	p->size = size;
+	p->reserved = reserved;
 	*out = p;
 	return 0;
 }
@@ -45,6 +47,12 @@ db_pool_primary(db_pool *p)
 	return p->dbs[0];
 }
 
+db *
+db_pool_client(db_pool *p, unsigned i)
+{
+	return p->dbs[i < p->size ? i : 0];
+}
+
 bool
 db_pool_is_connected(const db_pool *p)
 {
@@ -54,12 +62,13 @@ db_pool_is_connected(const db_pool *p)
 	return false;
 }
 
-int
-db_pool_submit(db_pool *p, db_batch *b, db_cb cb, void *arg)
+/* The least-loaded connected client among [from, to), or NULL. */
+static db *
+least_loaded(db_pool *p, unsigned from, unsigned to)
 {
 	db *best = NULL;
 	unsigned best_load = 0;
-	for (unsigned i = 0; i < p->size; i++) {
+	for (unsigned i = from; i < to; i++) {
 		if (!db_is_connected(p->dbs[i]))
 			continue;
 		db_stats st;
@@ -69,6 +78,15 @@ db_pool_submit(db_pool *p, db_batch *b, db_cb cb, void *arg)
 			best_load = st.in_flight;
 		}
 	}
+	return best;
+}
+
+int
+db_pool_submit(db_pool *p, db_batch *b, db_cb cb, void *arg)
+{
+	db *best = least_loaded(p, p->reserved, p->size);
+	if (best == NULL)
+		best = least_loaded(p, 0, p->reserved);
 	if (best == NULL)
 		return TRYGG_EDBCONN;
 	return db_submit(best, b, cb, arg);

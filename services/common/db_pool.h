@@ -9,8 +9,11 @@
  * connected client with the fewest batches in flight.
  *
  * Batches on different connections commit in no particular order: a caller
- * that needs ordering (the outbox relay, an inbox) uses one client,
- * db_pool_primary(), on which order holds.
+ * that needs ordering (the outbox relay, an inbox) uses one client of its
+ * own, on which order holds. The first `reserved` clients are such
+ * dedicated clients (db_pool_client): db_pool_submit leaves them alone
+ * while any other client is connected, so a relay's or an inbox's
+ * sequential commits never queue behind request traffic, nor each other.
  */
 #ifndef TRYGG_DB_POOL_H
 #define TRYGG_DB_POOL_H
@@ -19,8 +22,9 @@
 
 typedef struct db_pool db_pool;
 
-/* Opens `size` clients (1..64) with the same options. */
-int db_pool_new(uv_loop_t *loop, const db_options *opts, unsigned size,
+/* Opens `size` clients (1..64) with the same options, the first
+ * `reserved` (< size) of them dedicated. */
+int db_pool_new(uv_loop_t *loop, const db_options *opts, unsigned size, unsigned reserved,
     db_pool **out) TRYGG_MUSTCHECK;
 
 /* Closes every client (see db_close). Accepts NULL. */
@@ -29,10 +33,14 @@ void db_pool_close(db_pool *p);
 /* The first client: for LISTEN and for work that must stay in order. */
 db *db_pool_primary(db_pool *p);
 
+/* Client i (0 <= i < size); the dedicated ones are 0 .. reserved - 1. */
+db *db_pool_client(db_pool *p, unsigned i);
+
 /* True while at least one client is connected. */
 bool db_pool_is_connected(const db_pool *p);
 
-/* Submits to the least-loaded connected client; same contract as db_submit
+/* Submits to the least-loaded connected shared client (a dedicated one only
+ * when no shared client is connected); same contract as db_submit
  * (TRYGG_EDBCONN when none is connected). */
 int db_pool_submit(db_pool *p, db_batch *b, db_cb cb, void *arg) TRYGG_MUSTCHECK;
 

@@ -138,9 +138,14 @@ svc_init(svc *s, const svc_options *o)
 	if ((rv = loop_init(&s->loop, &lo)) != 0)
 		goto fail_config;
 	db_options dbo = {.conninfo = c->database_url, .search_path = o->schema, .name = o->name};
-	if ((rv = db_pool_new(loop_uv(&s->loop), &dbo, (unsigned)c->db_connections, &s->pool)) != 0)
+	/* Clients 0 and 1 are dedicated: the relay's sequential rounds and
+	 * the inboxes' sequential batches each commit on their own backend,
+	 * never queued behind each other or behind requests. */
+	if ((rv = db_pool_new(loop_uv(&s->loop), &dbo, (unsigned)c->db_connections, 2, &s->pool)) !=
+	    0)
 		goto fail;
-	s->db = db_pool_primary(s->pool);
+	s->db = db_pool_client(s->pool, 0);
+	s->inbox_db = db_pool_client(s->pool, 1);
 	s->metrics = metrics_new();
 	register_metrics(s);
 	http_server_options ho = {.bind_address = c->http_addr,
@@ -198,6 +203,7 @@ svc_close_all(svc *s)
 	s->http = NULL;
 	s->pool = NULL;
 	s->db = NULL;
+	s->inbox_db = NULL;
 }
 
 void

@@ -66,8 +66,8 @@ typedef struct svc_config {
 	        64 * 1024 * 1024, 0, "largest request body accepted (413 above)"), \
 	    CONFIG_OPT_INT("http_max_connections", st, common.http_max_connections, "1000", 1, \
 	        100000, 0, "concurrent HTTP connections"), \
-	    CONFIG_OPT_INT("db_connections", st, common.db_connections, "8", 1, 64, 0, \
-	        "Postgres connections; concurrent transactions commit together")
+	    CONFIG_OPT_INT("db_connections", st, common.db_connections, "8", 3, 64, 0, \
+	        "Postgres connections: one for the relay, one for inboxes, the rest shared")
 
 typedef struct svc svc;
 typedef void (*svc_drain_cb)(svc *s, void *arg);
@@ -88,7 +88,8 @@ struct svc {
 	config cfg;
 	loop loop;
 	db_pool *pool; /* for independent transactions (requests) */
-	db *db;        /* the pool's first client: LISTEN, relay, inbox (in order) */
+	db *db;        /* a dedicated client: LISTEN, the outbox relay, ordered work */
+	db *inbox_db;  /* a dedicated client for the service's inboxes */
 	http_server *http;
 	metrics *metrics;
 	health *health;

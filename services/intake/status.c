@@ -212,7 +212,7 @@ status_start(intake *in)
 	inbox_options io = {.publisher = "notifier",
 	    .sub_url = in->cfg.notifier_sub_url,
 	    .req_url = in->cfg.notifier_req_url};
-	int rv = inbox_start(svc_uv(&in->svc), in->svc.db, &io, status_apply, in, &in->inbox);
+	int rv = inbox_start(svc_uv(&in->svc), in->svc.inbox_db, &io, status_apply, in, &in->inbox);
 	if (rv != 0)
 		return rv;
 	inbox_register_metrics(in->inbox, in->svc.metrics);

@@ -96,7 +96,7 @@ on_ready(notifier *n)
 	inbox_options io = {.publisher = "intake",
 	    .sub_url = n->cfg.bus_intake_sub_url,
 	    .req_url = n->cfg.bus_intake_req_url};
-	if (inbox_start(svc_uv(&n->svc), n->svc.db, &io, ingest_apply, n, &n->inbox) != 0) {
+	if (inbox_start(svc_uv(&n->svc), n->svc.inbox_db, &io, ingest_apply, n, &n->inbox) != 0) {
 		log_error("inbox_start_failed", "\"url\":\"%s\"", n->cfg.bus_intake_sub_url);
 		exit(1); /* cannot serve without it; a supervisor restarts us */
 	}

@@ -394,8 +394,8 @@ main(int argc, char **argv)
 		inbox_options io = {.publisher = "notifier",
 		    .sub_url = rp.cfg.notifier_sub_url,
 		    .req_url = rp.cfg.notifier_req_url};
-		if (inbox_start(svc_uv(&rp.svc), rp.svc.db, &io, apply_event, &rp, &rp.inbox) !=
-		    0) {
+		if (inbox_start(svc_uv(&rp.svc), rp.svc.inbox_db, &io, apply_event, &rp,
+		        &rp.inbox) != 0) {
 			outbox_relay_stop(rp.relay);
 			return svc_abort(&rp.svc);
 		}

@@ -108,7 +108,7 @@ main(int argc, char **argv)
 	    .sub_url = ts.cfg.bus_sub_url,
 	    .req_url = ts.cfg.bus_req_url,
 	    .batch_max = (unsigned)ts.cfg.batch_max};
-	if (inbox_start(svc_uv(&ts.svc), ts.svc.db, &io, apply_event, &ts, &ts.inbox) != 0)
+	if (inbox_start(svc_uv(&ts.svc), ts.svc.inbox_db, &io, apply_event, &ts, &ts.inbox) != 0)
 		return svc_abort(&ts.svc);
 	inbox_register_metrics(ts.inbox, ts.svc.metrics);
 	svc_set_drain(&ts.svc, on_drain, &ts);
