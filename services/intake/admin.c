@@ -10,14 +10,16 @@
  *
  * The database comes from TRYGG_DATABASE_URL or DATABASE_URL, like the
  * service's. Keys are printed once and only their SHA-256 is stored.
+ * The blocking connection, die() and option scanning are shared with the
+ * notifier's admin (services/common/admin_db.c).
  */
 #include <errno.h>
 #include <libpq-fe.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin_db.h"
 #include "auth.h"
 #include "directory.h"
 #include "intake.h"
@@ -49,86 +51,10 @@ static const char USAGE[] =
     "\n"
     "The database is TRYGG_DATABASE_URL or DATABASE_URL (intake's role).\n";
 
-static PGconn *conn;
-
-static void TRYGG_PRINTF(1, 2) die(const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	fprintf(stderr, "trygg-intake admin: ");
-	vfprintf(stderr, fmt, ap);
-	fprintf(stderr, "\n");
-	va_end(ap);
-	if (conn)
-		PQfinish(conn);
-	exit(1);
-}
-
-/* Runs a statement with text parameters; dies with the server's message on
- * error. The caller PQclear()s the result. */
-static PGresult *
-run(const char *sql, int n, const char *const *values)
-{
-	PGresult *r = PQexecParams(conn, sql, n, NULL, values, NULL, NULL, 0);
-	ExecStatusType st = PQresultStatus(r);
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		char msg[512];
-		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(r));
-		msg[strcspn(msg, "\n")] = '\0';
-		PQclear(r);
-		die("%s", msg);
-	}
-	return r;
-}
-
-static void
-run0(const char *sql, int n, const char *const *values)
-{
-	PQclear(run(sql, n, values));
-}
-
 static void
 notify(void)
 {
-	run0("NOTIFY " DIRECTORY_CHANNEL, 0, NULL);
-}
-
-static void
-connect_db(void)
-{
-	const char *url = getenv("TRYGG_DATABASE_URL");
-	if (url == NULL || url[0] == '\0')
-		url = getenv("DATABASE_URL");
-	if (url == NULL || url[0] == '\0')
-		die("set DATABASE_URL (or TRYGG_DATABASE_URL) to intake's Postgres URL");
-	log_init("intake-admin", LOG_WARN);
-	if (migrate_apply(url, "intake", intake_migrations, 10000) != 0)
-		die("could not reach Postgres or migrate the intake schema (see the log above)");
-	conn = PQconnectdb(url);
-	if (PQstatus(conn) != CONNECTION_OK)
-		die("cannot connect: %s", PQerrorMessage(conn));
-	run0("SET search_path TO intake", 0, NULL);
-}
-
-/* Finds an option's value "--name VALUE" in argv (NULL if absent). */
-static const char *
-opt(int argc, char **argv, const char *name)
-{
-	for (int i = 0; i + 1 < argc; i++) {
-		if (strcmp(argv[i], name) == 0)
-			return argv[i + 1];
-	}
-	return NULL;
-}
-
-static bool
-flag(int argc, char **argv, const char *name)
-{
-	for (int i = 0; i < argc; i++) {
-		if (strcmp(argv[i], name) == 0)
-			return true;
-	}
-	return false;
+	admin_db_exec("NOTIFY " DIRECTORY_CHANNEL, 0, NULL);
 }
 
 /* Turns "a,b" / "all" into an array literal, or NULL for all; checks each
@@ -142,11 +68,11 @@ categories_literal(const char *csv)
 	char *lit = xmalloc(n + 3);
 	snprintf(lit, n + 3, "{%s}", csv);
 	const char *v[1] = {lit};
-	PGresult *r = run("SELECT string_agg(c, ',') FROM unnest($1::text[]) c"
-	                  " WHERE c NOT IN (SELECT service_code FROM categories)",
+	PGresult *r = admin_db_run("SELECT string_agg(c, ',') FROM unnest($1::text[]) c"
+	                           " WHERE c NOT IN (SELECT service_code FROM categories)",
 	    1, v);
 	if (!PQgetisnull(r, 0, 0))
-		die("unknown categories: %s (see `categories list`)", PQgetvalue(r, 0, 0));
+		admin_die("unknown categories: %s (see `categories list`)", PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return lit;
 }
@@ -155,9 +81,9 @@ static int
 partner_id(const char *name)
 {
 	const char *v[1] = {name};
-	PGresult *r = run("SELECT id FROM partners WHERE name = $1", 1, v);
+	PGresult *r = admin_db_run("SELECT id FROM partners WHERE name = $1", 1, v);
 	if (PQntuples(r) != 1)
-		die("no partner named '%s' (see `partner list`)", name);
+		admin_die("no partner named '%s' (see `partner list`)", name);
 	int id = atoi(PQgetvalue(r, 0, 0));
 	PQclear(r);
 	return id;
@@ -167,17 +93,18 @@ static void
 partner_add(int argc, char **argv)
 {
 	if (argc < 1)
-		die("partner add NAME --role ROLE ...");
-	const char *role = opt(argc, argv, "--role");
-	const char *rate = opt(argc, argv, "--rate");
-	const char *cats = opt(argc, argv, "--categories");
-	const char *disp = opt(argc, argv, "--display-name");
+		admin_die("partner add NAME --role ROLE ...");
+	const char *role = admin_opt(argc, argv, "--role");
+	const char *rate = admin_opt(argc, argv, "--rate");
+	const char *cats = admin_opt(argc, argv, "--categories");
+	const char *disp = admin_opt(argc, argv, "--display-name");
 	if (role == NULL)
-		die("--role is required (police, housing, school, resident_app, staff)");
+		admin_die("--role is required (police, housing, school, resident_app, staff)");
 	char *lit = cats ? categories_literal(cats) : NULL;
 	const char *v[5] = {argv[0], disp ? disp : argv[0], role, lit, rate ? rate : "600"};
-	run0("INSERT INTO partners (name, display_name, role, allowed_categories, rate_per_min)"
-	     " VALUES ($1, $2, $3, $4, $5)",
+	admin_db_exec(
+	    "INSERT INTO partners (name, display_name, role, allowed_categories, rate_per_min)"
+	    " VALUES ($1, $2, $3, $4, $5)",
 	    5, v);
 	free(lit);
 	notify();
@@ -187,11 +114,11 @@ partner_add(int argc, char **argv)
 static void
 partner_list(void)
 {
-	PGresult *r = run("SELECT p.name, p.role, p.active, p.rate_per_min,"
-	                  " coalesce(array_to_string(p.allowed_categories, ','), 'all'),"
-	                  " (SELECT count(*) FROM api_keys k WHERE k.partner_id = p.id"
-	                  "  AND k.revoked_at IS NULL)"
-	                  " FROM partners p ORDER BY p.name",
+	PGresult *r = admin_db_run("SELECT p.name, p.role, p.active, p.rate_per_min,"
+	                           " coalesce(array_to_string(p.allowed_categories, ','), 'all'),"
+	                           " (SELECT count(*) FROM api_keys k WHERE k.partner_id = p.id"
+	                           "  AND k.revoked_at IS NULL)"
+	                           " FROM partners p ORDER BY p.name",
 	    0, NULL);
 	printf("%-24s %-13s %-7s %-8s %-5s %s\n", "NAME", "ROLE", "ACTIVE", "RATE/MIN", "KEYS",
 	    "CATEGORIES");
@@ -210,15 +137,15 @@ issue_key(int pid, const char *label)
 	uint8_t hash[AUTH_HASH_LEN];
 	char hex[2 * AUTH_HASH_LEN + 1], prefix[AUTH_PREFIX_LEN + 1], id[16];
 	if (auth_generate_key(key) != 0)
-		die("the random generator failed");
+		admin_die("the random generator failed");
 	auth_hash_key(key, strlen(key), hash);
 	auth_hex(hash, AUTH_HASH_LEN, hex);
 	memcpy(prefix, key, AUTH_PREFIX_LEN);
 	prefix[AUTH_PREFIX_LEN] = '\0';
 	snprintf(id, sizeof(id), "%d", pid);
 	const char *v[4] = {id, hex, prefix, label ? label : ""};
-	run0("INSERT INTO api_keys (partner_id, key_hash, prefix, label)"
-	     " VALUES ($1, decode($2, 'hex'), $3, $4)",
+	admin_db_exec("INSERT INTO api_keys (partner_id, key_hash, prefix, label)"
+	              " VALUES ($1, decode($2, 'hex'), $3, $4)",
 	    4, v);
 	return key;
 }
@@ -227,11 +154,11 @@ static void
 key_issue(int argc, char **argv)
 {
 	if (argc < 1)
-		die("key issue PARTNER [--label TEXT]");
+		admin_die("key issue PARTNER [--label TEXT]");
 	int pid = partner_id(argv[0]);
-	const char *key = issue_key(pid, opt(argc, argv, "--label"));
+	const char *key = issue_key(pid, admin_opt(argc, argv, "--label"));
 	notify();
-	if (flag(argc, argv, "--quiet")) {
+	if (admin_flag(argc, argv, "--quiet")) {
 		printf("%s\n", key);
 	} else {
 		printf("New API key for %s (shown only now; store it safely):\n\n  %s\n\n", argv[0],
@@ -243,12 +170,12 @@ static void
 key_list(int argc, char **argv)
 {
 	const char *v[1] = {argc > 0 ? argv[0] : NULL};
-	PGresult *r =
-	    run("SELECT k.id, p.name, k.prefix, k.label, to_char(k.created_at,"
-	        " 'YYYY-MM-DD HH24:MI'), coalesce(to_char(k.revoked_at, 'YYYY-MM-DD HH24:MI'),"
-	        " '') FROM api_keys k JOIN partners p ON p.id = k.partner_id"
-	        " WHERE $1::text IS NULL OR p.name = $1 ORDER BY k.id",
-	        1, v);
+	PGresult *r = admin_db_run(
+	    "SELECT k.id, p.name, k.prefix, k.label, to_char(k.created_at,"
+	    " 'YYYY-MM-DD HH24:MI'), coalesce(to_char(k.revoked_at, 'YYYY-MM-DD HH24:MI'),"
+	    " '') FROM api_keys k JOIN partners p ON p.id = k.partner_id"
+	    " WHERE $1::text IS NULL OR p.name = $1 ORDER BY k.id",
+	    1, v);
 	printf("%-5s %-24s %-12s %-16s %-17s %s\n", "ID", "PARTNER", "PREFIX", "LABEL", "CREATED",
 	    "REVOKED");
 	for (int i = 0; i < PQntuples(r); i++)
@@ -262,15 +189,15 @@ static void
 key_revoke(int argc, char **argv)
 {
 	if (argc < 1)
-		die("key revoke PREFIX|ID");
+		admin_die("key revoke PREFIX|ID");
 	const char *v[1] = {argv[0]};
-	PGresult *r = run("UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL"
-	                  " AND (prefix = $1 OR id::text = $1) RETURNING id",
+	PGresult *r = admin_db_run("UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL"
+	                           " AND (prefix = $1 OR id::text = $1) RETURNING id",
 	    1, v);
 	int n = PQntuples(r);
 	PQclear(r);
 	if (n == 0)
-		die("no active key with prefix or id '%s'", argv[0]);
+		admin_die("no active key with prefix or id '%s'", argv[0]);
 	if (n > 1)
 		fprintf(stderr, "warning: %d keys matched and were revoked\n", n);
 	notify();
@@ -286,22 +213,22 @@ partner_set(int argc, char **argv)
 		partner_id(argv[2]);
 		char *lit = categories_literal(argv[3]);
 		const char *v[2] = {argv[2], lit};
-		run0("UPDATE partners SET allowed_categories = $2 WHERE name = $1", 2, v);
+		admin_db_exec("UPDATE partners SET allowed_categories = $2 WHERE name = $1", 2, v);
 		free(lit);
 		printf("%s may now report: %s\n", argv[2], argv[3]);
 	} else if (argc >= 3 && strcmp(argv[0], "rate") == 0) {
 		partner_id(argv[1]);
 		const char *v[2] = {argv[1], argv[2]};
-		run0("UPDATE partners SET rate_per_min = $2 WHERE name = $1", 2, v);
+		admin_db_exec("UPDATE partners SET rate_per_min = $2 WHERE name = $1", 2, v);
 		printf("%s: %s requests per minute\n", argv[1], argv[2]);
 	} else if (argc >= 2 &&
 	    (strcmp(argv[0], "deactivate") == 0 || strcmp(argv[0], "activate") == 0)) {
 		partner_id(argv[1]);
 		const char *v[2] = {argv[1], strcmp(argv[0], "activate") == 0 ? "t" : "f"};
-		run0("UPDATE partners SET active = $2 WHERE name = $1", 2, v);
+		admin_db_exec("UPDATE partners SET active = $2 WHERE name = $1", 2, v);
 		printf("%s %sd\n", argv[1], argv[0]);
 	} else {
-		die("unknown partner command; try `trygg-intake admin help`");
+		admin_die("unknown partner command; try `trygg-intake admin help`");
 	}
 	notify();
 }
@@ -311,14 +238,14 @@ read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
 	if (f == NULL)
-		die("cannot open %s: %s", path, strerror(errno));
+		admin_die("cannot open %s: %s", path, strerror(errno));
 	char *buf = NULL;
 	size_t cap = 0, n = 0, got;
 	do {
 		if (n + 65536 > cap) {
 			cap = cap ? cap * 2 : 65536;
 			if (cap > 64u * 1024 * 1024)
-				die("%s is larger than 64 MiB", path);
+				admin_die("%s is larger than 64 MiB", path);
 			buf = xrealloc(buf, cap + 1);
 		}
 		got = fread(buf + n, 1, cap - n, f);
@@ -340,11 +267,11 @@ places_load(const char *path, bool replace)
 	place_set ps;
 	char err[300];
 	if (places_parse_collection(text, len, &ps, err, sizeof(err)) != 0)
-		die("%s: %s", path, err);
+		admin_die("%s: %s", path, err);
 	json_error_t jerr;
 	json_t *root = json_loadb(text, len, 0, &jerr);
 	json_t *features = json_object_get(root, "features");
-	run0("BEGIN", 0, NULL);
+	admin_db_exec("BEGIN", 0, NULL);
 	char *slugs = xstrdup("{");
 	for (size_t i = 0; i < ps.n; i++) {
 		const place *p = &ps.items[i];
@@ -357,7 +284,7 @@ places_load(const char *path, bool replace)
 		snprintf(d, sizeof(d), "%.9g", p->geom.max_long);
 		const char *v[8] = {p->slug, p->name, p->district ? "district" : "place", geom, a,
 		    b, c, d};
-		run0(
+		admin_db_exec(
 		    "INSERT INTO places (slug, name, kind, geometry, min_lat, min_long, max_lat,"
 		    " max_long) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8)"
 		    " ON CONFLICT (slug) DO UPDATE SET name = $2, kind = $3, geometry = $4::jsonb,"
@@ -373,12 +300,13 @@ places_load(const char *path, bool replace)
 	slugs = s2;
 	if (replace) {
 		const char *v[1] = {slugs};
-		run0("DELETE FROM places WHERE slug <> ALL($1::text[])", 1, v);
+		admin_db_exec("DELETE FROM places WHERE slug <> ALL($1::text[])", 1, v);
 		/* report_places has no foreign key (see 001_init.sql). */
-		run0("DELETE FROM report_places WHERE place_id NOT IN (SELECT id FROM places)", 0,
+		admin_db_exec(
+		    "DELETE FROM report_places WHERE place_id NOT IN (SELECT id FROM places)", 0,
 		    NULL);
 	}
-	run0("COMMIT", 0, NULL);
+	admin_db_exec("COMMIT", 0, NULL);
 	notify();
 	size_t n = ps.n;
 	free(slugs);
@@ -391,12 +319,12 @@ places_load(const char *path, bool replace)
 static void
 places_list(void)
 {
-	PGresult *r =
-	    run("SELECT slug, kind, name, round(min_lat::numeric, 4), round(min_long::numeric, 4),"
-	        " round(max_lat::numeric, 4), round(max_long::numeric, 4),"
-	        " (SELECT count(*) FROM report_places rp WHERE rp.place_id = p.id)"
-	        " FROM places p ORDER BY kind, slug",
-	        0, NULL);
+	PGresult *r = admin_db_run(
+	    "SELECT slug, kind, name, round(min_lat::numeric, 4), round(min_long::numeric, 4),"
+	    " round(max_lat::numeric, 4), round(max_long::numeric, 4),"
+	    " (SELECT count(*) FROM report_places rp WHERE rp.place_id = p.id)"
+	    " FROM places p ORDER BY kind, slug",
+	    0, NULL);
 	printf("%-26s %-9s %-28s %-33s %s\n", "SLUG", "KIND", "NAME", "BOX (lat,long .. lat,long)",
 	    "REPORTS");
 	for (int i = 0; i < PQntuples(r); i++) {
@@ -412,9 +340,10 @@ places_list(void)
 static void
 categories_list(void)
 {
-	PGresult *r = run("SELECT service_code, focus_area, default_severity, response_target_min,"
-	                  " sensitive, name FROM categories ORDER BY service_code",
-	    0, NULL);
+	PGresult *r =
+	    admin_db_run("SELECT service_code, focus_area, default_severity, response_target_min,"
+	                 " sensitive, name FROM categories ORDER BY service_code",
+	        0, NULL);
 	printf("%-20s %-22s %-4s %-10s %-9s %s\n", "CODE", "FOCUS AREA", "SEV", "TARGET",
 	    "SENSITIVE", "NAME");
 	for (int i = 0; i < PQntuples(r); i++) {
@@ -452,46 +381,48 @@ static const struct {
 static void
 demo_seed(int argc, char **argv)
 {
-	const char *keys_file = opt(argc, argv, "--keys-file");
-	const char *places = opt(argc, argv, "--places");
+	const char *keys_file = admin_opt(argc, argv, "--keys-file");
+	const char *places = admin_opt(argc, argv, "--places");
 	if (keys_file == NULL)
 		keys_file = "var/demo-keys.json";
 	if (places != NULL)
 		printf("loaded %zu places from %s\n", places_load(places, false), places);
 	json_t *keys = json_object();
-	run0("BEGIN", 0, NULL);
+	admin_db_exec("BEGIN", 0, NULL);
 	printf("\nDemo partners and their API keys (shown once; also in %s):\n\n", keys_file);
 	for (size_t i = 0; i < TRYGG_ARRAY_LEN(demo); i++) {
 		char *lit = categories_literal(demo[i].categories);
 		const char *v[5] = {demo[i].name, demo[i].display, demo[i].role, lit, demo[i].rate};
-		run0("INSERT INTO partners (name, display_name, role, allowed_categories, "
-		     "rate_per_min)"
-		     " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET"
-		     " display_name = $2, role = $3, allowed_categories = $4, rate_per_min = $5,"
-		     " active = true",
+		admin_db_exec(
+		    "INSERT INTO partners (name, display_name, role, allowed_categories, "
+		    "rate_per_min)"
+		    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO UPDATE SET"
+		    " display_name = $2, role = $3, allowed_categories = $4, rate_per_min = $5,"
+		    " active = true",
 		    5, v);
 		free(lit);
 		int pid = partner_id(demo[i].name);
 		char id[16];
 		snprintf(id, sizeof(id), "%d", pid);
 		const char *v2[1] = {id};
-		run0("UPDATE api_keys SET revoked_at = now() WHERE partner_id = $1 AND label = "
-		     "'demo'"
-		     " AND revoked_at IS NULL",
+		admin_db_exec(
+		    "UPDATE api_keys SET revoked_at = now() WHERE partner_id = $1 AND label = "
+		    "'demo'"
+		    " AND revoked_at IS NULL",
 		    1, v2);
 		const char *key = issue_key(pid, "demo");
 		printf("  %-18s %-13s %s\n", demo[i].name, demo[i].role, key);
 		json_object_set_new(keys, demo[i].name, json_string(key));
 	}
-	run0("COMMIT", 0, NULL);
+	admin_db_exec("COMMIT", 0, NULL);
 	notify();
 	char *tmp = xasprintf("%s.tmp", keys_file);
 	FILE *f = fopen(tmp, "w");
 	if (f == NULL || json_dumpf(keys, f, JSON_INDENT(2) | JSON_SORT_KEYS) != 0 ||
 	    fputc('\n', f) == EOF || fclose(f) != 0)
-		die("cannot write %s: %s", tmp, strerror(errno));
+		admin_die("cannot write %s: %s", tmp, strerror(errno));
 	if (rename(tmp, keys_file) != 0)
-		die("cannot rename %s: %s", tmp, strerror(errno));
+		admin_die("cannot rename %s: %s", tmp, strerror(errno));
 	free(tmp);
 	json_decref(keys);
 	printf("\nTry: curl -s -H \"Authorization: Bearer $(jq -r .\\\"trygg-app\\\" %s)\" "
@@ -508,7 +439,8 @@ admin_main(int argc, char **argv)
 	}
 	const char *cmd = argv[0];
 	const char *sub = argc > 1 ? argv[1] : "";
-	connect_db();
+	admin_set_prog("trygg-intake admin");
+	admin_db_connect("intake", intake_migrations, "intake's");
 	if (strcmp(cmd, "partner") == 0 && strcmp(sub, "add") == 0)
 		partner_add(argc - 2, argv + 2);
 	else if (strcmp(cmd, "partner") == 0 && strcmp(sub, "list") == 0)
@@ -523,7 +455,7 @@ admin_main(int argc, char **argv)
 		key_revoke(argc - 2, argv + 2);
 	else if (strcmp(cmd, "places") == 0 && strcmp(sub, "load") == 0 && argc >= 3)
 		printf("loaded %zu places from %s\n",
-		    places_load(argv[2], flag(argc, argv, "--replace")), argv[2]);
+		    places_load(argv[2], admin_flag(argc, argv, "--replace")), argv[2]);
 	else if (strcmp(cmd, "places") == 0 && strcmp(sub, "list") == 0)
 		places_list();
 	else if (strcmp(cmd, "categories") == 0)
@@ -531,10 +463,10 @@ admin_main(int argc, char **argv)
 	else if (strcmp(cmd, "demo-seed") == 0)
 		demo_seed(argc - 1, argv + 1);
 	else {
-		PQfinish(conn);
+		admin_db_close();
 		fputs(USAGE, stderr);
 		return 2;
 	}
-	PQfinish(conn);
+	admin_db_close();
 	return 0;
 }

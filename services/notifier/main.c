@@ -7,12 +7,14 @@
  * outbox relay (publisher "notifier"), the reference data (directory.c),
  * then, once routing is known, the inbox on intake's stream (ingest.c),
  * the delivery worker (delivery.c) and the timers (timers.c); the HTTP API
- * (api.c) is registered at once.
+ * (api.c) is registered at once. `trygg-notifier admin ...` is the
+ * operator's command line instead (admin.c).
  */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "admin.h"
 #include "api.h"
 #include "delivery.h"
 #include "directory.h"
@@ -96,7 +98,7 @@ on_ready(notifier *n)
 	inbox_options io = {.publisher = "intake",
 	    .sub_url = n->cfg.bus_intake_sub_url,
 	    .req_url = n->cfg.bus_intake_req_url};
-	if (inbox_start(svc_uv(&n->svc), n->svc.inbox_db, &io, ingest_apply, n, &n->inbox) != 0) {
+	if (inbox_start(svc_uv(&n->svc), n->svc.db, &io, ingest_apply, n, &n->inbox) != 0) {
 		log_error("inbox_start_failed", "\"url\":\"%s\"", n->cfg.bus_intake_sub_url);
 		exit(1); /* cannot serve without it; a supervisor restarts us */
 	}
@@ -165,6 +167,8 @@ register_metrics(notifier *n)
 int
 main(int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "admin") == 0)
+		return admin_main(argc - 2, argv + 2);
 	static notifier n;
 	svc_options so = {.name = "notifier",
 	    .schema = "notifier",
