@@ -382,6 +382,8 @@ batch_done(void *arg, const db_reply *rep)
 		in->qhead = (in->qhead + n) % in->o.queue_max;
 		in->qlen -= n;
 		in->st.applied += events;
+		if (in->o.on_committed != NULL)
+			in->o.on_committed(in->apply_arg, in->applied);
 		maybe_apply(in);
 		maybe_replay(in);
 		return;

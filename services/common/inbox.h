@@ -47,6 +47,10 @@ typedef struct inbox_options {
 	unsigned replay_max;        /* events asked for per replay (default 1000) */
 	unsigned replay_timeout_ms; /* default 2000 */
 	unsigned retry_ms;          /* delay after a failure (default 250) */
+	/* Optional: called (with the apply arg) after each batch of effects
+	 * committed, e.g. to kick the service's relay or workers in-process
+	 * instead of having the effects NOTIFY. */
+	void (*on_committed)(void *arg, uint64_t last_seq);
 } inbox_options;
 
 /* Opens the sockets and starts following. Returns 0 or TRYGG_EBUS. */

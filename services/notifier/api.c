@@ -168,7 +168,7 @@ replied(void *arg, const db_reply *rep)
 	case REQ_LINK: {
 		int status = atoi(PQgetvalue(r, 0, 0));
 		if (status == 200)
-			notifier_after_commit(c->n, false);
+			notifier_after_commit(c->n, true); /* an action may schedule deliveries */
 		if (c->kind == REQ_LINK) {
 			if (status == 200)
 				respond_page(req, 200,

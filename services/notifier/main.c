@@ -89,6 +89,17 @@ on_routing_notify(void *arg, const char *channel, const char *payload)
 		directory_reload(n->dir);
 }
 
+/* A batch of reports committed its tasks, deliveries and events: wake the
+ * relay and the delivery worker in-process (no NOTIFY on the hot path). */
+static void
+on_inbox_committed(void *arg, uint64_t last_seq)
+{
+	notifier *n = arg;
+	TRYGG_UNUSED(last_seq);
+	if (!n->draining)
+		notifier_after_commit(n, true);
+}
+
 /* Routing is known: start consuming reports and working. */
 static void
 on_ready(notifier *n)
@@ -97,8 +108,9 @@ on_ready(notifier *n)
 		return;
 	inbox_options io = {.publisher = "intake",
 	    .sub_url = n->cfg.bus_intake_sub_url,
-	    .req_url = n->cfg.bus_intake_req_url};
-	if (inbox_start(svc_uv(&n->svc), n->svc.db, &io, ingest_apply, n, &n->inbox) != 0) {
+	    .req_url = n->cfg.bus_intake_req_url,
+	    .on_committed = on_inbox_committed};
+	if (inbox_start(svc_uv(&n->svc), n->svc.inbox_db, &io, ingest_apply, n, &n->inbox) != 0) {
 		log_error("inbox_start_failed", "\"url\":\"%s\"", n->cfg.bus_intake_sub_url);
 		exit(1); /* cannot serve without it; a supervisor restarts us */
 	}

@@ -280,9 +280,9 @@ BEGIN
         VALUES (t.id, u, kind, 'email', mail);
         n := n + 1;
     END IF;
-    IF n > 0 THEN
-        PERFORM pg_notify('notifier_deliveries', '');
-    END IF;
+    -- No NOTIFY: every caller is the notifier itself, which wakes its
+    -- delivery worker after the commit (notifier_after_commit); the admin
+    -- command NOTIFYs notifier_deliveries itself.
     RETURN n;
 END $$;
 
@@ -298,7 +298,6 @@ BEGIN
     INSERT INTO task_history (task_id, event, detail)
     VALUES (t.id, 'escalated', jsonb_build_object('reason', reason, 'deliveries', n));
     PERFORM emit_task_event('TaskEscalated', t, pb_str(3, reason) || pb_int(4, now_us()));
-    PERFORM pg_notify('notifier_outbox', '');
 END $$;
 
 -- Claims due deliveries for sending: at most p_limit, at most p_per_target
@@ -426,8 +425,7 @@ BEGIN
             'priority', t.priority, 'report_count', cardinality(t.report_ids)));
         PERFORM emit_task_event('TaskJoined', t, pb_str(3, p_report_id) || pb_int(4, t.priority)
             || pb_str(5, t.status) || pb_int(6, now_us()) || pb_str(7, t.unit));
-        PERFORM pg_notify('notifier_outbox', '');
-        RETURN 'joined';
+            RETURN 'joined';
     END IF;
     INSERT INTO tasks (id, task_key, place, category, sensitive, unit, copies, priority, severity,
         report_ids, lat, lon, address, unmatched, ack_target_s, completion_target_s)
@@ -455,7 +453,6 @@ BEGIN
     INSERT INTO timers (task_id, kind, due_at) VALUES
         (t.id, 'ack_reminder', now() + make_interval(secs => p_ack_target_s)),
         (t.id, 'completion_escalation', now() + make_interval(secs => p_completion_target_s));
-    PERFORM pg_notify('notifier_outbox', '');
     RETURN 'created';
 END $$;
 
