@@ -86,6 +86,30 @@ intake_respond_text(http_request *req, unsigned status, strbuf *body)
 }
 
 bool
+intake_idem_header(http_request *req, api_format fmt, const char **out)
+{
+	*out = http_request_header(req, "Idempotency-Key");
+	if (*out != NULL && !intake_idem_key_ok(*out)) {
+		intake_error(req, fmt, 400, "invalid_value",
+		    "Idempotency-Key must be 1-255 printable ASCII characters", "Idempotency-Key",
+		    0);
+		return false;
+	}
+	return true;
+}
+
+/* The bearer key of a native request, or NULL after answering 401. */
+static const char *
+native_bearer(http_request *req, size_t *len)
+{
+	const char *key = auth_parse_bearer(http_request_header(req, "Authorization"), len);
+	if (key == NULL)
+		intake_error(req, FMT_NATIVE, 401, "missing_key",
+		    "send your API key as Authorization: Bearer <key>", "Authorization", 0);
+	return key;
+}
+
+bool
 intake_content_type_is(http_request *req, const char *media_type)
 {
 	const char *ct = http_request_header(req, "Content-Type");
@@ -364,20 +388,13 @@ handle_post(http_request *req, void *arg)
 		    "send the report as Content-Type: application/json", "Content-Type", 0);
 		return;
 	}
-	const char *idem = http_request_header(req, "Idempotency-Key");
-	if (idem != NULL && !intake_idem_key_ok(idem)) {
-		intake_error(req, FMT_NATIVE, 400, "invalid_value",
-		    "Idempotency-Key must be 1-255 printable ASCII characters", "Idempotency-Key",
-		    0);
+	const char *idem;
+	if (!intake_idem_header(req, FMT_NATIVE, &idem))
 		return;
-	}
 	size_t klen = 0;
-	const char *key = auth_parse_bearer(http_request_header(req, "Authorization"), &klen);
-	if (key == NULL) {
-		intake_error(req, FMT_NATIVE, 401, "missing_key",
-		    "send your API key as Authorization: Bearer <key>", "Authorization", 0);
+	const char *key = native_bearer(req, &klen);
+	if (key == NULL)
 		return;
-	}
 	post_call *pc = xcalloc(1, sizeof(*pc));
 	pc->c = (intake_call){.in = in,
 	    .req = req,
@@ -610,12 +627,9 @@ static void
 start_get(http_request *req, intake *in, bool list)
 {
 	size_t klen = 0;
-	const char *key = auth_parse_bearer(http_request_header(req, "Authorization"), &klen);
-	if (key == NULL) {
-		intake_error(req, FMT_NATIVE, 401, "missing_key",
-		    "send your API key as Authorization: Bearer <key>", "Authorization", 0);
+	const char *key = native_bearer(req, &klen);
+	if (key == NULL)
 		return;
-	}
 	get_call *g = xcalloc(1, sizeof(*g));
 	g->c = (intake_call){.in = in,
 	    .req = req,

@@ -76,6 +76,12 @@ void intake_respond_text(http_request *req, unsigned status, struct strbuf *body
 /* Checks the Content-Type's media type (parameters ignored). */
 bool intake_content_type_is(http_request *req, const char *media_type);
 
+/*
+ * Reads the optional Idempotency-Key header into *out (NULL when absent).
+ * Returns false after answering 400 in `fmt` when it is malformed.
+ */
+bool intake_idem_header(http_request *req, api_format fmt, const char **out);
+
 /* The validation context for a partner. */
 void intake_report_ctx(intake *in, const partner *p, report_ctx *ctx);
 

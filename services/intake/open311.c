@@ -278,13 +278,9 @@ post_requests(http_request *req, intake *in, api_format fmt)
 		    "send the request as application/x-www-form-urlencoded", "Content-Type", 0);
 		return;
 	}
-	const char *idem = http_request_header(req, "Idempotency-Key");
-	if (idem != NULL && !intake_idem_key_ok(idem)) {
-		intake_error(req, fmt, 400, "invalid_value",
-		    "Idempotency-Key must be 1-255 printable ASCII characters", "Idempotency-Key",
-		    0);
+	const char *idem;
+	if (!intake_idem_header(req, fmt, &idem))
 		return;
-	}
 	o311_post *op = xcalloc(1, sizeof(*op));
 	op->c =
 	    (intake_call){.in = in, .req = req, .fmt = fmt, .next = post_authed, .fini = post_fini};
