@@ -32,6 +32,7 @@ on_deadline(uv_timer_t *t)
 	    (unsigned long long)l->opt.drain_timeout_ms);
 	l->state = LOOP_DONE;
 	l->exit_code = 1;
+	alarm(5); /* closing after a missed deadline gets 5 s too */
 	uv_stop(&l->uv);
 }
 
@@ -45,6 +46,10 @@ loop_drain(loop *l)
 	log_info("drain_start", "\"timeout_ms\":%llu", (unsigned long long)l->opt.drain_timeout_ms);
 	/* Unreferenced: the deadline alone must not keep a finished loop alive. */
 	uv_timer_start(&l->deadline, on_deadline, l->opt.drain_timeout_ms, 0);
+	/* And whatever happens after SIGTERM, even a hang outside the loop
+	 * (closing a socket, say), the process ends: SIGALRM's default action
+	 * 5 s past the deadline. loop_fini() cancels it. */
+	alarm((unsigned)(l->opt.drain_timeout_ms / 1000) + 6);
 	uv_unref((uv_handle_t *)&l->deadline);
 	if (l->opt.on_drain != NULL)
 		l->opt.on_drain(l, l->opt.arg);
@@ -199,5 +204,6 @@ loop_fini(loop *l)
 	if (rc != 0)
 		log_error("loop_close_failed", "\"error\":\"%s\"", uv_strerror(rc));
 	l->inited = false;
+	alarm(0); /* everything closed: cancel on_deadline()'s safety net */
 	return leaks == 0 && rc == 0 ? 0 : TRYGG_EBUSY;
 }

@@ -14,6 +14,9 @@
  *                    loop_drain_done() or when no handle keeps the loop alive
  *                    any more, whichever comes first; it returns 1 if the
  *                    deadline passes first (logged as "drain_deadline").
+ *                    Whatever hangs after that (even outside the loop),
+ *                    SIGALRM ends the process 6 s past the deadline;
+ *                    loop_fini() cancels that alarm.
  *                    A second SIGTERM or SIGINT during the drain logs
  *                    "drain_forced" and calls _exit(1) at once: the operator
  *                    asked twice, and a stuck drain must not be able to

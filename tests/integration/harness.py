@@ -178,7 +178,7 @@ class Service:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
 
-    def stop(self, timeout=15):
+    def stop(self, timeout=20):
         """SIGTERM and wait: a clean drain must end the process in time."""
         if not self.proc or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
@@ -188,7 +188,8 @@ class Service:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise TestFailure("%s did not stop within %ss of SIGTERM" % (self.name, timeout))
+            raise TestFailure("%s did not stop within %ss of SIGTERM; log:\n%s"
+                              % (self.name, timeout, self.tail()))
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
