@@ -56,7 +56,7 @@ fi
 # people (stdout) on this terminal; waits until /readyz answers.
 start() {
   local name=$1 schema=$2 port=$3; shift 3
-  env -i PATH="$PATH" HOME="${HOME:-/}" DATABASE_URL="$(db_url "$schema")" \
+  env -i PATH="$PATH" HOME="${HOME:-/}" DATABASE_URL="$(db_url "$schema")" ${LSAN_OPTIONS:+LSAN_OPTIONS="$LSAN_OPTIONS"} \
     TRYGG_HTTP_PORT="$port" "$@" "$BIN/trygg-$name" 2>>"$VAR/log/$name.log" &
   pids+=($!)
   names+=("$name")

@@ -9,7 +9,12 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 export TRYGG_BIN_DIR=$PWD/$BUILD/bin
 # Sanitizer builds use several times the memory: size checks are off there.
-case "$BUILD" in build-san*) export TRYGG_SANITIZED=1 ;; esac
+# Leaks inside libnng itself are suppressed (tests/lsan.supp says why).
+case "$BUILD" in build-san*)
+  export TRYGG_SANITIZED=1
+  export LSAN_OPTIONS="suppressions=$PWD/tests/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+  ;;
+esac
 PY=/usr/bin/python3
 [ -x $PY ] || PY=python3
 

@@ -306,7 +306,9 @@ handle_inject(http_request *req, void *arg)
 		nng_msg_alloc(&m, 64);
 		memset(nng_msg_body(m), 0xff, 64);
 	} else if (strcmp(kind, "oversized") == 0) {
-		nng_msg_alloc(&m, 4u * 1024 * 1024); /* over the subscriber's RECVMAXSZ */
+		/* Just over the subscriber's RECVMAXSZ (1 MiB): small enough to sit
+		 * in the kernel's socket buffer rather than in nng's send path. */
+		nng_msg_alloc(&m, 1024u * 1024 + 64 * 1024);
 		memset(nng_msg_body(m), 0, nng_msg_len(m));
 	} else if (strcmp(kind, "no_kind") == 0) {
 		m = envelope_message_pack(&f.base);
