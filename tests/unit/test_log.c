@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "stderr_capture.h"
+
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,42 +18,6 @@
 #include <unistd.h>
 
 #include "log.h"
-
-struct capture {
-	int saved;
-	int rd;
-};
-
-/* Redirects stderr into a pipe (the test writes far less than its buffer). */
-static void
-capture_start(struct capture *c)
-{
-	int p[2];
-	assert_int_equal(pipe(p), 0);
-	c->saved = dup(STDERR_FILENO);
-	dup2(p[1], STDERR_FILENO);
-	close(p[1]);
-	c->rd = p[0];
-}
-
-/* Restores stderr and returns what was written (caller frees). */
-static char *
-capture_end(struct capture *c)
-{
-	dup2(c->saved, STDERR_FILENO);
-	close(c->saved);
-	size_t len = 0, cap = 4096;
-	char *buf = malloc(cap);
-	ssize_t n;
-	while ((n = read(c->rd, buf + len, cap - len - 1)) > 0) {
-		len += (size_t)n;
-		if (cap - len < 2)
-			buf = realloc(buf, cap *= 2);
-	}
-	close(c->rd);
-	buf[len] = '\0';
-	return buf;
-}
 
 /* Parses each line of out as a JSON object into lines[]; returns the count. */
 static size_t

@@ -17,48 +17,14 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "pg_support.h"
 #include <libpq-fe.h>
 
 #include "log.h"
 #include "migrate.h"
 
-static const char *db_url;
 static char prefix[48];
-
-static void
-need_db(void)
-{
-	if (db_url == NULL) {
-		print_message("TRYGG_TEST_DATABASE_URL not set: skipping\n");
-		skip();
-	}
-}
-
-static void
-quiet_notice(void *arg, const char *message)
-{
-	(void)arg;
-	(void)message;
-}
-
-/* Runs one statement as the superuser; returns the first value or NULL. */
-static char *
-admin_exec(const char *sql, int nparams, const char *const *values)
-{
-	PGconn *c = PQconnectdb(db_url);
-	assert_int_equal(PQstatus(c), CONNECTION_OK);
-	PQsetNoticeProcessor(c, quiet_notice, NULL);
-	PGresult *r = PQexecParams(c, sql, nparams, NULL, values, NULL, NULL, 0);
-	ExecStatusType st = PQresultStatus(r);
-	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
-		fail_msg("admin query failed: %s: %s", sql, PQresultErrorMessage(r));
-	char *out = NULL;
-	if (st == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, 0))
-		out = xstrdup(PQgetvalue(r, 0, 0));
-	PQclear(r);
-	PQfinish(c);
-	return out;
-}
 
 /* The number of rows in schema.table, as the superuser sees it. */
 static int
