@@ -47,12 +47,28 @@ def wait_for(pred, timeout, what, interval=0.1):
     raise TestFailure("timed out after %ss waiting for %s (last: %r)" % (timeout, what, last))
 
 
+_handed_out = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A TCP port on 127.0.0.1 that is free now, below Linux's ephemeral
+    range (32768-60999), so an outgoing connection cannot take it between
+    this check and the service's bind; never the same port twice in a run."""
+    import random
+    for _ in range(1000):
+        port = random.randrange(20000, 32000)
+        if port in _handed_out:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _handed_out.add(port)
+        return port
+    raise TestFailure("no free port found")
 
 
 def role_url(role):
