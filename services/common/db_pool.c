@@ -42,24 +42,9 @@ db_pool_close(db_pool *p)
 }
 
 db *
-db_pool_primary(db_pool *p)
-{
-	return p->dbs[0];
-}
-
-db *
 db_pool_client(db_pool *p, unsigned i)
 {
 	return p->dbs[i < p->size ? i : 0];
-}
-
-bool
-db_pool_is_connected(const db_pool *p)
-{
-	for (unsigned i = 0; i < p->size; i++)
-		if (db_is_connected(p->dbs[i]))
-			return true;
-	return false;
 }
 
 /* The least-loaded connected client among [from, to), or NULL. */

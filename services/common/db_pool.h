@@ -30,14 +30,8 @@ int db_pool_new(uv_loop_t *loop, const db_options *opts, unsigned size, unsigned
 /* Closes every client (see db_close). Accepts NULL. */
 void db_pool_close(db_pool *p);
 
-/* The first client: for LISTEN and for work that must stay in order. */
-db *db_pool_primary(db_pool *p);
-
 /* Client i (0 <= i < size); the dedicated ones are 0 .. reserved - 1. */
 db *db_pool_client(db_pool *p, unsigned i);
-
-/* True while at least one client is connected. */
-bool db_pool_is_connected(const db_pool *p);
 
 /* Submits to the least-loaded connected shared client (a dedicated one only
  * when no shared client is connected); same contract as db_submit

@@ -180,13 +180,19 @@ intake_call_fail(intake_call *c, unsigned status, const char *code, const char *
 	intake_call_free(c);
 }
 
+void
+intake_call_unavailable(intake_call *c)
+{
+	intake_call_fail(c, 503, "unavailable", "the database is unavailable; retry later", NULL,
+	    2);
+}
+
 static void
 auth_done(void *arg, enum directory_auth result, partner *p)
 {
 	intake_call *c = arg;
 	if (result == DIRECTORY_AUTH_UNAVAILABLE) {
-		intake_call_fail(c, 503, "unavailable", "the database is unavailable; retry later",
-		    NULL, 2);
+		intake_call_unavailable(c);
 		return;
 	}
 	if (result != DIRECTORY_AUTH_OK) {
@@ -228,8 +234,7 @@ idem_done(void *arg, const db_reply *rep)
 	submit_call *s = arg;
 	intake_call *c = s->c;
 	if (rep->err != 0) {
-		intake_call_fail(c, 503, "unavailable", "the database is unavailable; retry later",
-		    NULL, 2);
+		intake_call_unavailable(c);
 	} else if (PQntuples(rep->results[0]) != 1) {
 		/* The key's first use has not committed: it is in flight in
 		 * another transaction. The client should retry. */
@@ -273,8 +278,7 @@ stored(void *arg, store_outcome outcome, const report_in *r, int64_t srid)
 		db_batch_add(b, QUERY_IDEMPOTENCY, 2, v);
 		if (db_pool_submit(c->in->svc.pool, b, idem_done, s) != 0) {
 			db_batch_free(b);
-			intake_call_fail(c, 503, "unavailable",
-			    "the database is unavailable; retry later", NULL, 2);
+			intake_call_unavailable(c);
 			free(s);
 		}
 		return;
@@ -425,8 +429,7 @@ got_one(void *arg, const db_reply *rep)
 {
 	intake_call *c = arg;
 	if (rep->err != 0) {
-		intake_call_fail(c, 503, "unavailable", "the database is unavailable; retry later",
-		    NULL, 2);
+		intake_call_unavailable(c);
 		return;
 	}
 	const PGresult *res = rep->results[0];
@@ -446,8 +449,7 @@ got_list(void *arg, const db_reply *rep)
 	get_call *g = arg;
 	intake_call *c = &g->c;
 	if (rep->err != 0) {
-		intake_call_fail(c, 503, "unavailable", "the database is unavailable; retry later",
-		    NULL, 2);
+		intake_call_unavailable(c);
 		return;
 	}
 	const PGresult *res = rep->results[0];
@@ -485,8 +487,7 @@ one_authed(intake_call *c)
 	db_batch_add(b, sql, 1, v);
 	if (db_pool_submit(c->in->svc.pool, b, got_one, c) != 0) {
 		db_batch_free(b);
-		intake_call_fail(c, 503, "unavailable", "the database is unavailable; retry later",
-		    NULL, 2);
+		intake_call_unavailable(c);
 	}
 }
 
@@ -615,8 +616,7 @@ list_authed(intake_call *c)
 	db_batch_add(b, q.sql, q.n, q.values);
 	if (db_pool_submit(c->in->svc.pool, b, got_list, g) != 0) {
 		db_batch_free(b);
-		intake_call_fail(c, 503, "unavailable", "the database is unavailable; retry later",
-		    NULL, 2);
+		intake_call_unavailable(c);
 	}
 	return;
 bad:

@@ -124,6 +124,8 @@ struct intake_call {
 /* Answers an error and frees the call. */
 void intake_call_fail(intake_call *c, unsigned status, const char *code, const char *message,
     const char *field, unsigned retry_after_s);
+/* Answers 503 with Retry-After: 2 (Postgres unreachable) and frees c. */
+void intake_call_unavailable(intake_call *c);
 
 /* Frees the call (after it was answered). */
 void intake_call_free(intake_call *c);

@@ -327,8 +327,7 @@ got_rows(void *arg, const db_reply *rep)
 	o311_get *g = arg;
 	intake_call *c = &g->c;
 	if (rep->err != 0) {
-		intake_call_fail(c, 503, "unavailable", "the database is unavailable; retry later",
-		    NULL, 2);
+		intake_call_unavailable(c);
 		return;
 	}
 	const PGresult *res = rep->results[0];
@@ -379,8 +378,7 @@ submit_query(intake_call *c, const char *sql, int n, const char *const *values)
 	db_batch_add(b, sql, n, values);
 	if (db_pool_submit(c->in->svc.pool, b, got_rows, c) != 0) {
 		db_batch_free(b);
-		intake_call_fail(c, 503, "unavailable", "the database is unavailable; retry later",
-		    NULL, 2);
+		intake_call_unavailable(c);
 	}
 }
 
