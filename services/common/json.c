@@ -22,10 +22,15 @@ tjson_error_set(tjson_error *err, const char *code, const char *field, const cha
 	err->err = TRYGG_EINVAL;
 	err->status = 400;
 	err->code = code;
-	snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
+	/* Both texts are cut to their buffers at a character boundary, never
+	 * inside one: they end up in JSON and XML error documents. */
+	snprintf(err->field, sizeof(err->field), "%.*s",
+	    (int)trygg_utf8_prefix(field ? field : "", sizeof(err->field) - 1), field ? field : "");
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	if (vsnprintf(err->message, sizeof(err->message), fmt ? fmt : "", ap) >=
+	    (int)sizeof(err->message))
+		trygg_utf8_trim(err->message);
 	va_end(ap);
 	return TRYGG_EINVAL;
 }

@@ -34,6 +34,8 @@ typedef struct intake_config {
 	int commit_parallel;
 	int list_limit_max;
 	int public_rate_per_min;
+	int auth_fail_per_min;
+	char *public_url;
 } intake_config;
 
 typedef struct intake {
@@ -48,7 +50,8 @@ typedef struct intake {
 	double district_box[4];
 	bool has_district_box;
 	metric_counter *m_rejected, *m_rate_limited;
-	ratelimit_table *public_rl; /* anonymous Open311 clients, by address */
+	ratelimit_table *public_rl;    /* anonymous Open311 clients, by address */
+	ratelimit_table *auth_fail_rl; /* failed authentications, by address (api.c) */
 } intake;
 
 /* How a response is formatted. */

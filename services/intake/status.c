@@ -64,19 +64,34 @@ uuid_array(char **ids, size_t n)
 	return b.s;
 }
 
-/* Notes come from another service but end up in public Open311 output:
- * keep them short and printable. */
+/* Notes come from another service but end up in public Open311 output,
+ * XML included: keep them short, valid UTF-8 and printable. Control
+ * characters become spaces; bytes that are not UTF-8 and characters XML
+ * cannot carry (U+FFFE, U+FFFF) become U+FFFD; the cut at len never splits
+ * a character. */
 static void
 clean_note(const char *in, char *out, size_t len)
 {
-	size_t o = 0;
-	for (const char *p = in ? in : ""; *p && o + 1 < len; p++)
-		out[o++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? ' ' : *p;
-	/* Do not cut a UTF-8 sequence in half. */
-	while (o > 0 && o + 1 >= len && ((unsigned char)out[o - 1] & 0xc0) == 0x80)
-		o--;
-	if (o > 0 && o + 1 >= len && (unsigned char)out[o - 1] >= 0xc0)
-		o--;
+	size_t o = 0, n = in ? strlen(in) : 0;
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t l = trygg_utf8_decode(in + i, n - i, &cp);
+		const char *rep = NULL;
+		if (l == 0) {
+			rep = "\xef\xbf\xbd";
+			l = 1;
+		} else if (cp < 0x20 || cp == 0x7f) {
+			rep = " ";
+		} else if (!trygg_xml_char(cp)) {
+			rep = "\xef\xbf\xbd";
+		}
+		size_t w = rep ? strlen(rep) : l;
+		if (o + w + 1 > len)
+			break;
+		memcpy(out + o, rep ? rep : in + i, w);
+		o += w;
+		i += l;
+	}
 	out[o] = '\0';
 }
 

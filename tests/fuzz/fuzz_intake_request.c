@@ -62,7 +62,7 @@ static void
 check_ok(const report_in *r)
 {
 	if (r->description &&
-	    (!utf8_valid(r->description, strlen(r->description)) ||
+	    (!trygg_utf8_valid(r->description, strlen(r->description)) ||
 	        strlen(r->description) > 4 * REPORT_DESCRIPTION_MAX))
 		abort();
 	if (r->media_url && !intake_media_url_ok(r->media_url))
@@ -101,7 +101,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			return 0;
 		}
 		for (size_t i = 0; i < f.n; i++) {
-			if (!utf8_valid(f.fields[i].name, strlen(f.fields[i].name)))
+			if (!trygg_utf8_valid(f.fields[i].name, strlen(f.fields[i].name)))
 				abort();
 		}
 		if (intake_report_from_form(&f, &ctx, &r, &e) == 0) {
