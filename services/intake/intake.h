@@ -103,6 +103,10 @@ int status_start(intake *in) TRYGG_MUSTCHECK;
 void status_stop(intake *in);
 /* The inbox's apply function (exposed for tests). */
 int status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
+/* Copies a crew's note into out (len bytes) as public text: valid UTF-8,
+ * controls as spaces, what XML cannot carry as U+FFFD, cut at a character
+ * boundary (exposed for tests). */
+void status_clean_note(const char *in, char *out, size_t len);
 
 /* `trygg-intake admin ...`: returns the process exit code. */
 int admin_main(int argc, char **argv);

@@ -69,8 +69,8 @@ uuid_array(char **ids, size_t n)
  * characters become spaces; bytes that are not UTF-8 and characters XML
  * cannot carry (U+FFFE, U+FFFF) become U+FFFD; the cut at len never splits
  * a character. */
-static void
-clean_note(const char *in, char *out, size_t len)
+void
+status_clean_note(const char *in, char *out, size_t len)
 {
 	size_t o = 0, n = in ? strlen(in) : 0;
 	for (size_t i = 0; i < n;) {
@@ -119,14 +119,14 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	if (desc == &trygg__events__task_acknowledged__descriptor) {
 		Trygg__Events__TaskAcknowledged *t = (Trygg__Events__TaskAcknowledged *)m;
 		ids = uuid_array(t->report_ids, t->n_report_ids);
-		clean_note(t->note, note, sizeof(note));
+		status_clean_note(t->note, note, sizeof(note));
 		const char *v[2] = {ids, note};
 		if (ids)
 			db_batch_add(b, SQL_ACK, 2, v);
 	} else if (desc == &trygg__events__task_completed__descriptor) {
 		Trygg__Events__TaskCompleted *t = (Trygg__Events__TaskCompleted *)m;
 		ids = uuid_array(t->report_ids, t->n_report_ids);
-		clean_note(t->note, note, sizeof(note));
+		status_clean_note(t->note, note, sizeof(note));
 		const char *v[3] = {ids, "fixed", note};
 		if (ids)
 			db_batch_add(b, SQL_CLOSE, 3, v);
@@ -141,10 +141,10 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	} else {
 		Trygg__Events__TaskDeclined *t = (Trygg__Events__TaskDeclined *)m;
 		ids = uuid_array(t->report_ids, t->n_report_ids);
-		clean_note(t->note, note, sizeof(note));
+		status_clean_note(t->note, note, sizeof(note));
 		if (note[0] == '\0' && t->owner != NULL && t->owner[0] != '\0') {
 			char owner[900];
-			clean_note(t->owner, owner, sizeof(owner));
+			status_clean_note(t->owner, owner, sizeof(owner));
 			snprintf(note, sizeof(note), "Handled by %s", owner);
 		}
 		const char *reason = t->reason == TRYGG__EVENTS__TASK_DECLINED__REASON__NOT_OURS
