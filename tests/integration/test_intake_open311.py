@@ -316,3 +316,63 @@ def test_intake_open311_spec_rules():
     status, t = get_json(svc, "/tokens/%s.json?api_key=%s" % (token, keys[STAFF]))
     check(status == 200 and t[0]["service_request_id"] == srid, "staff token %r" % t)
     stop(svc)
+
+
+def test_intake_open311_client_round_trip():
+    """A real client's full round trip (tests/tools/open311_client.py, which
+    talks the way FixMyStreet's Open311.pm does), in XML and in JSON."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../tools"))
+    from open311_client import Open311Client, Open311Error
+    svc, keys = start_intake({"TRYGG_PUBLIC_URL": "https://trygg.example.se"})
+    for fmt in ("xml", "json"):
+        client = Open311Client(svc.base + O, api_key=keys[APP], jurisdiction="norrmalm", fmt=fmt)
+        d = client.discovery()
+        endpoint = d["endpoints"]["endpoint"] if fmt == "xml" else d["endpoints"][0]
+        check(endpoint["url"] == "https://trygg.example.se/open311/v2", "discovery %r" % d)
+        services = {s["service_code"]: s for s in client.get_service_list()}
+        check({"graffiti", "lighting", "litter"} <= set(services), "services %r" % list(services))
+        meta = client.get_service_meta_info("graffiti")
+        check(meta["service_code"] == "graffiti" and meta["attributes"][0]["code"] == "surface"
+              and {v["key"] for v in meta["attributes"][0]["values"]} >= {"wall", "door"},
+              "definition %r" % meta)
+        # Every optional field, some of them empty, as FixMyStreet sends them.
+        srid, rec = client.send_service_request(
+            "graffiti", lat=VASAPARKEN[0], lon=VASAPARKEN[1], address_string="", address_id="",
+            description="Tag på väggen ✓", media_url="", email="anna@example.se",
+            first_name="Anna", last_name="", phone="", device_id="", account_id="",
+            attributes={"surface": ""})
+        check(srid and "token" not in rec, "POST answer %r" % rec)
+        check(client.last_content_type == ("text/xml; charset=utf-8" if fmt == "xml"
+                                           else "application/json; charset=utf-8"),
+              "type %r" % client.last_content_type)
+        srid2, _ = client.send_service_request(
+            "lighting", address_string="Sveavägen 20", description="Lamp out",
+            media_url="https://example.se/p.jpg", attributes={"pole_number": "17"})
+        # The spec's 404 for an unknown service reaches the client as such.
+        try:
+            client.send_service_request("unicorns", lat=SERGELS[0], lon=SERGELS[1])
+            check(False, "unknown service accepted")
+        except Open311Error as e:
+            check(e.status == 404 and e.code == 404, "unknown service: %r" % e)
+        # GET by id list, one by one, and by dates.
+        got = {r["service_request_id"]: r for r in client.get_service_requests([srid, srid2])}
+        check(set(got) == {srid, srid2}, "by ids %r" % list(got))
+        check(got[srid]["description"] == "Tag på väggen ✓" and got[srid]["status"] == "open",
+              "fields %r" % got[srid])
+        check(got[srid2]["address"] == "Sveavägen 20" and got[srid2]["media_url"] ==
+              "https://example.se/p.jpg", "fields %r" % got[srid2])
+        check("anna" not in json.dumps(got), "contact leaked")
+        one = client.get_service_request(srid)
+        check(one["service_code"] == "graffiti" and float(one["lat"]) == VASAPARKEN[0], "one %r" % one)
+        now = time.time()
+        window = client.get_service_requests(
+            start_date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 600)),
+            end_date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 600)))
+        check({srid, srid2} <= {r["service_request_id"] for r in window}, "by dates")
+        check(client.get_service_requests(start_date="", end_date="") != [], "empty dates")
+        # The token (the report's id) resolves to the same request.
+        token = psql1("SELECT id FROM intake.reports WHERE service_request_id = %d" % int(srid))
+        check(client.get_service_request_id_from_token(token) == srid, "token")
+    stop(svc)
