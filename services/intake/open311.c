@@ -12,8 +12,11 @@
  *   GET  tokens/{token}.{fmt}
  *
  * GETs are public, as the spec intends: without a staff api_key, reports
- * of sensitive categories are not listed (and GET one answers 404), and no
- * contact detail is ever shown. Errors use the spec's document
+ * of sensitive categories are not listed (and GET one, by id or by token,
+ * answers 404), and no contact detail is ever shown. A POST answers the
+ * service_request_id (no token: the report is stored before the answer);
+ * an unknown service_code is 404; empty fields count as absent. Errors use
+ * the spec's document
  * ([{"code","description"}] / <errors>) with 400, 403, 404 (and 413, 415,
  * 429, 503 where the spec has nothing to say).
  */
@@ -92,7 +95,8 @@ discovery(http_request *req, intake *in, api_format fmt)
 		                                                                    : addr,
 		    in->cfg.common.http_port);
 	}
-	render_time(directory_categories_changed_us(in->dir), changeset, sizeof(changeset));
+	int64_t changed = directory_categories_changed_us(in->dir);
+	render_time(changed ? changed : trygg_wall_us(), changeset, sizeof(changeset));
 	const char *contact = "Norrmalm district administration, Trygg team";
 	const char *key_service = "API keys are issued by the district's operators; see "
 	                          "docs/intake.md";
