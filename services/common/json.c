@@ -14,6 +14,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Replaces each byte that does not start a valid UTF-8 sequence with '?',
+ * in place: jansson's own error texts quote the offending input, which may
+ * be anything. */
+static void
+scrub_utf8(char *s)
+{
+	size_t n = strlen(s);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t len = trygg_utf8_decode(s + i, n - i, &cp);
+		if (len == 0) {
+			s[i] = '?';
+			len = 1;
+		}
+		i += len;
+	}
+}
+
 int
 tjson_error_set(tjson_error *err, const char *code, const char *field, const char *fmt, ...)
 {
@@ -22,11 +40,21 @@ tjson_error_set(tjson_error *err, const char *code, const char *field, const cha
 	err->err = TRYGG_EINVAL;
 	err->status = 400;
 	err->code = code;
-	snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err->message, sizeof(err->message), fmt, ap);
-	va_end(ap);
+	/* Both texts are cut to their buffers at a character boundary, never
+	 * inside one: they end up in JSON and XML error documents. */
+	snprintf(err->field, sizeof(err->field), "%.*s",
+	    (int)trygg_utf8_prefix(field ? field : "", sizeof(err->field) - 1), field ? field : "");
+	err->message[0] = '\0';
+	if (fmt != NULL) {
+		va_list ap;
+		va_start(ap, fmt);
+		if (vsnprintf(err->message, sizeof(err->message), fmt, ap) >=
+		    (int)sizeof(err->message))
+			trygg_utf8_trim(err->message);
+		va_end(ap);
+	}
+	scrub_utf8(err->field);
+	scrub_utf8(err->message);
 	return TRYGG_EINVAL;
 }
 

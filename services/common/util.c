@@ -192,3 +192,96 @@ trygg_uuid4(char out[37])
 	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
 	    b[14], b[15]);
 }
+
+size_t
+trygg_utf8_decode(const char *s, size_t n, uint32_t *cp)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned c;
+	size_t len;
+	uint32_t v;
+	if (n == 0)
+		return 0;
+	c = p[0];
+	if (c < 0x80) {
+		*cp = c;
+		return 1;
+	} else if (c >= 0xc2 && c <= 0xdf) {
+		len = 2;
+		v = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		len = 3;
+		v = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		len = 4;
+		v = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+		v = v << 6 | (p[i] & 0x3f);
+	}
+	if ((len == 3 && v < 0x800) || (len == 4 && (v < 0x10000 || v > 0x10ffff)) ||
+	    (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return len;
+}
+
+bool
+trygg_utf8_valid(const char *s, size_t n)
+{
+	size_t i = 0;
+	uint32_t cp;
+	while (i < n) {
+		size_t len = trygg_utf8_decode(s + i, n - i, &cp);
+		if (len == 0)
+			return false;
+		i += len;
+	}
+	return true;
+}
+
+size_t
+trygg_utf8_prefix(const char *s, size_t max)
+{
+	size_t n = strnlen(s, max + 1);
+	if (n <= max)
+		return n;
+	/* Back up over continuation bytes to the start of the character that
+	 * straddles the limit, and leave it out. */
+	n = max;
+	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+		n--;
+	return n;
+}
+
+void
+trygg_utf8_trim(char *s)
+{
+	size_t n = strlen(s), start = n;
+	/* Find the start of the last character (at most 3 continuation bytes
+	 * back) and drop it if it is incomplete. */
+	while (start > 0 && n - start < 4 && ((unsigned char)s[start - 1] & 0xc0) == 0x80)
+		start--;
+	if (start == 0 || n - start >= 4)
+		return;
+	start--; /* the lead byte, or an ASCII byte when there was no tail */
+	uint32_t cp;
+	if ((unsigned char)s[start] >= 0x80 && trygg_utf8_decode(s + start, n - start, &cp) == 0)
+		s[start] = '\0';
+}
+
+bool
+trygg_xml_char(uint32_t cp)
+{
+	if (cp < 0x20)
+		return cp == 0x09 || cp == 0x0a || cp == 0x0d;
+	if (cp >= 0xd800 && cp <= 0xdfff)
+		return false;
+	return cp != 0xfffe && cp != 0xffff && cp <= 0x10ffff;
+}

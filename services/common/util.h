@@ -13,6 +13,7 @@
 #ifndef TRYGG_UTIL_H
 #define TRYGG_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -63,5 +64,34 @@ void trygg_format_iso8601(int64_t wall_us, char *buf, size_t len);
 
 /* Fills buf with a random UUIDv4 string (37 bytes including NUL). */
 void trygg_uuid4(char out[37]);
+
+/*
+ * UTF-8. The one validator: true if the n bytes at s are well-formed UTF-8
+ * (no overlongs, surrogates, or code points above U+10FFFF).
+ */
+bool trygg_utf8_valid(const char *s, size_t n);
+
+/*
+ * Decodes the character at s (at most n bytes). Returns its length in bytes
+ * (1-4) with the code point in *cp, or 0 for an ill-formed sequence.
+ */
+size_t trygg_utf8_decode(const char *s, size_t n, uint32_t *cp);
+
+/*
+ * The number of bytes of s (NUL-terminated) to keep so that the result is at
+ * most max bytes and does not end inside a character: use it for every
+ * truncation of text that may be non-ASCII, e.g. printf("%.*s",
+ * (int)trygg_utf8_prefix(s, 100), s). Valid UTF-8 in, valid UTF-8 out.
+ */
+size_t trygg_utf8_prefix(const char *s, size_t max);
+
+/* Cuts a NUL-terminated buffer that snprintf may have truncated back to a
+ * character boundary (drops a trailing partial sequence). */
+void trygg_utf8_trim(char *s);
+
+/* True if XML 1.0 can carry the code point: tab, LF, CR, U+0020-U+D7FF,
+ * U+E000-U+FFFD and U+10000-U+10FFFF (not other C0 controls, not U+FFFE or
+ * U+FFFF). */
+bool trygg_xml_char(uint32_t cp);
 
 #endif

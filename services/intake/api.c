@@ -27,6 +27,9 @@
 
 /* ---- shared plumbing ---- */
 
+/* Open311 clients want the charset said (and JSON is UTF-8 anyway). */
+#define JSON_TYPE "application/json; charset=utf-8"
+
 void
 intake_header(http_request *req, const char *name, const char *value)
 {
@@ -58,8 +61,8 @@ intake_error(http_request *req, api_format fmt, unsigned status, const char *cod
 		snprintf(text, sizeof(text), "%s", message);
 	size_t len;
 	char *body = render_open311_error(fmt == FMT_O311_XML, status, text, &len);
-	http_respond(req, status,
-	    fmt == FMT_O311_XML ? "text/xml; charset=utf-8" : "application/json", body, len);
+	http_respond(req, status, fmt == FMT_O311_XML ? "text/xml; charset=utf-8" : JSON_TYPE, body,
+	    len);
 	free(body);
 }
 
@@ -74,14 +77,14 @@ intake_respond_json(http_request *req, unsigned status, json_t *body)
 		http_respond_error(req, 500, "internal", "could not encode the response", NULL);
 		return;
 	}
-	http_respond(req, status, "application/json", s, strlen(s));
+	http_respond(req, status, JSON_TYPE, s, strlen(s));
 	free(s);
 }
 
 void
 intake_respond_text(http_request *req, unsigned status, strbuf *body)
 {
-	http_respond(req, status, "application/json", body->s ? body->s : "", body->len);
+	http_respond(req, status, JSON_TYPE, body->s ? body->s : "", body->len);
 	sb_free(body);
 }
 
@@ -187,6 +190,32 @@ intake_call_unavailable(intake_call *c)
 	    2);
 }
 
+/* Failed authentications per client address: the table is made on first
+ * use (main.c only wires options). */
+static ratelimit_table *
+auth_fail_table(intake *in)
+{
+	if (in->auth_fail_rl == NULL) {
+		double per_min = in->cfg.auth_fail_per_min > 0 ? in->cfg.auth_fail_per_min : 60;
+		in->auth_fail_rl = xcalloc(1, sizeof(*in->auth_fail_rl));
+		ratelimit_table_init(in->auth_fail_rl, per_min / 60.0,
+		    per_min / 10.0 < 10 ? 10 : per_min / 10.0);
+	}
+	return in->auth_fail_rl;
+}
+
+/* Answers 429 for an address whose failed authentications ran out. */
+static void
+auth_fail_limited(intake_call *c, unsigned retry)
+{
+	metric_counter_inc(c->in->m_rate_limited);
+	char msg[160];
+	snprintf(msg, sizeof(msg),
+	    "too many failed authentications from this address (%d a minute); retry in %u s",
+	    c->in->cfg.auth_fail_per_min, retry);
+	intake_call_fail(c, 429, "rate_limited", msg, NULL, retry);
+}
+
 static void
 auth_done(void *arg, enum directory_auth result, partner *p)
 {
@@ -195,7 +224,18 @@ auth_done(void *arg, enum directory_auth result, partner *p)
 		intake_call_unavailable(c);
 		return;
 	}
+	if (result == DIRECTORY_AUTH_NOT_ASKED) {
+		unsigned retry = 1;
+		ratelimit_table_peek(auth_fail_table(c->in), http_request_client_addr(c->req),
+		    trygg_now_ns(), &retry);
+		auth_fail_limited(c, retry);
+		return;
+	}
 	if (result != DIRECTORY_AUTH_OK) {
+		unsigned retry;
+		/* The failure spends one of the address's tokens. */
+		(void)ratelimit_table_take(auth_fail_table(c->in), http_request_client_addr(c->req),
+		    trygg_now_ns(), &retry);
 		/* Open311 answers an invalid api_key with 403, as the spec says. */
 		bool o311 = c->fmt != FMT_NATIVE;
 		intake_call_fail(c, o311 ? 403 : 401, "invalid_key",
@@ -217,7 +257,12 @@ intake_call_auth(intake_call *c, const char *key, size_t len)
 		intake_call_fail(c, 503, "unavailable", "starting up; retry later", NULL, 1);
 		return;
 	}
-	directory_authenticate(c->in->dir, key, len, auth_done, c);
+	/* An address out of failed authentications may still use a key intake
+	 * knows, but no unknown key costs a query. */
+	unsigned retry;
+	bool may_query = ratelimit_table_peek(auth_fail_table(c->in),
+	    http_request_client_addr(c->req), trygg_now_ns(), &retry);
+	directory_authenticate(c->in->dir, key, len, may_query, auth_done, c);
 }
 
 /* ---- submission and idempotency ---- */
@@ -338,7 +383,7 @@ post_created(intake_call *c, const report_in *r, int64_t srid, const PGresult *r
 static void
 refine_json_error(const char *body, size_t len, tjson_error *e)
 {
-	if (!utf8_valid(body, len)) {
+	if (!trygg_utf8_valid(body, len)) {
 		e->code = "invalid_utf8";
 		snprintf(e->message, sizeof(e->message), "the body is not valid UTF-8");
 	} else if (strstr(e->message, "duplicate object key") != NULL) {
@@ -354,7 +399,7 @@ post_authed(intake_call *c)
 	const char *body = http_request_body(c->req, &len);
 	json_t *obj;
 	tjson_error e;
-	if (!utf8_valid(body, len)) {
+	if (!trygg_utf8_valid(body, len)) {
 		intake_call_fail(c, 400, "invalid_utf8", "the body is not valid UTF-8", NULL, 0);
 		return;
 	}
@@ -374,7 +419,8 @@ post_authed(intake_call *c)
 	/* The idempotency fingerprint: the body with its keys sorted, so a
 	 * retry that serialises the same object differently still matches. */
 	char *canon = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
-	auth_hash_key(canon, strlen(canon), r.request_hash);
+	/* Never NULL for a parsed body, but no jansson NULL is dereferenced. */
+	auth_hash_key(canon ? canon : "", canon ? strlen(canon) : 0, r.request_hash);
 	free(canon);
 	json_decref(obj);
 	r.idem_key = pc->idem_key;

@@ -200,6 +200,27 @@ looks_iso8601(const char *s)
 }
 
 /* Normalises one value; returns a new reference or NULL with err filled. */
+int
+intake_text_check(const char *v, const char *field, bool multi_line, tjson_error *err)
+{
+	size_t n = strlen(v);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t len = trygg_utf8_decode(v + i, n - i, &cp);
+		if (len == 0)
+			return tjson_error_set(err, "invalid_utf8", field, "%s is not valid UTF-8",
+			    field);
+		bool blank = cp == '\n' || cp == '\r' || cp == '\t';
+		if (cp == 0x7f || !trygg_xml_char(cp) || (blank && !multi_line))
+			return tjson_error_set(err, "invalid_value", field,
+			    "%s contains control characters or U+FFFE/U+FFFF, which cannot be "
+			    "published",
+			    field);
+		i += len;
+	}
+	return 0;
+}
+
 static json_t *
 check_value(const category_attr *a, const json_t *v, const char *field, tjson_error *err)
 {
@@ -262,6 +283,8 @@ check_value(const category_attr *a, const json_t *v, const char *field, tjson_er
 		    ATTR_VALUE_MAX);
 		return NULL;
 	}
+	if (intake_text_check(s, field, a->type == ATTR_TEXT, err) != 0)
+		return NULL;
 	if (a->type == ATTR_SINGLEVALUELIST && !in_list(a, s)) {
 		tjson_error_set(err, "invalid_value", field, "%s must be one of its listed values",
 		    field);
@@ -290,8 +313,8 @@ category_check_attributes(const category *c, const json_t *in, bool open311, jso
 	json_t *v;
 	json_object_foreach((json_t *)in, key, v)
 	{
-		snprintf(field, sizeof(field), open311 ? "attribute[%.100s]" : "attributes.%.100s",
-		    key);
+		snprintf(field, sizeof(field), open311 ? "attribute[%.*s]" : "attributes.%.*s",
+		    (int)trygg_utf8_prefix(key, 100), key);
 		const category_attr *a = find_attr(c, key);
 		if (a == NULL) {
 			json_decref(res);
@@ -310,7 +333,8 @@ category_check_attributes(const category *c, const json_t *in, bool open311, jso
 	for (size_t i = 0; i < c->nattrs; i++) {
 		if (c->attrs[i].required && json_object_get(res, c->attrs[i].code) == NULL) {
 			snprintf(field, sizeof(field),
-			    open311 ? "attribute[%.100s]" : "attributes.%.100s", c->attrs[i].code);
+			    open311 ? "attribute[%.*s]" : "attributes.%.*s",
+			    (int)trygg_utf8_prefix(c->attrs[i].code, 100), c->attrs[i].code);
 			json_decref(res);
 			return tjson_error_set(err, "missing_field", field, "%s is required",
 			    field);

@@ -89,4 +89,12 @@ int category_check_attributes(const category *c, const json_t *in, bool open311,
 /* Frees every category. Accepts NULL. */
 void categories_fini(category_set *s);
 
+/*
+ * Checks that v (NUL-terminated) holds only characters every output can
+ * carry: valid UTF-8 without C0 controls (tab, LF and CR allowed when
+ * multi_line), DEL, U+FFFE or U+FFFF. Returns 0, or TRYGG_EINVAL with err
+ * naming `field` (400).
+ */
+int intake_text_check(const char *v, const char *field, bool multi_line, tjson_error *err);
+
 #endif

@@ -9,6 +9,7 @@
 
 #include "auth.h"
 #include "log.h"
+#include "render.h"
 
 typedef struct key_entry {
 	uint8_t hash[AUTH_HASH_LEN];
@@ -28,6 +29,16 @@ struct directory {
 	size_t nkeys;
 	category_set cats;
 	place_set places;
+	uint8_t cats_digest[AUTH_HASH_LEN]; /* of the categories' rows, to see changes */
+	int64_t cats_changed_us;
+	/* Keys looked up and not found: a direct-mapped cache by hash, bounded
+	 * and expiring, emptied by every load (a key issued since then must
+	 * work at once after the admin command's NOTIFY). */
+	struct {
+		uint8_t hash[AUTH_HASH_LEN];
+		uint64_t expires_ms; /* 0: empty slot */
+	} misses[DIRECTORY_MISS_SLOTS];
+	uint64_t generation; /* loads completed */
 };
 
 static const char SQL_PARTNERS[] =
@@ -130,6 +141,26 @@ hex_to_bytes(const char *hex, uint8_t *out, size_t n)
 	return 0;
 }
 
+/* Notes the time when the category rows differ from the last load's. */
+static void
+categories_changed(directory *dir, const PGresult *rc)
+{
+	strbuf b = {0};
+	for (int i = 0; i < PQntuples(rc); i++) {
+		for (int k = 0; k < PQnfields(rc); k++)
+			sb_appendf(&b, "%zu:%s", strlen(PQgetvalue(rc, i, k)),
+			    PQgetvalue(rc, i, k));
+		sb_append(&b, ";");
+	}
+	uint8_t digest[AUTH_HASH_LEN];
+	auth_hash_key(b.s ? b.s : "", b.len, digest);
+	sb_free(&b);
+	if (dir->cats_changed_us == 0 || memcmp(digest, dir->cats_digest, AUTH_HASH_LEN) != 0) {
+		memcpy(dir->cats_digest, digest, AUTH_HASH_LEN);
+		dir->cats_changed_us = trygg_wall_us();
+	}
+}
+
 static void
 load_done(void *arg, const db_reply *rep)
 {
@@ -180,6 +211,9 @@ load_done(void *arg, const db_reply *rep)
 	}
 	categories_fini(&dir->cats);
 	dir->cats = cats;
+	categories_changed(dir, rc);
+	memset(dir->misses, 0, sizeof(dir->misses));
+	dir->generation++;
 
 	place_set places = {0};
 	for (int i = 0; i < PQntuples(rl); i++) {
@@ -302,6 +336,37 @@ directory_categories(const directory *dir)
 	return &dir->cats;
 }
 
+int64_t
+directory_categories_changed_us(const directory *dir)
+{
+	return dir->cats_changed_us;
+}
+
+/* The cache slot of a key's hash (the hash is uniform: its first bytes do). */
+static size_t
+miss_slot(const uint8_t hash[AUTH_HASH_LEN])
+{
+	uint32_t v;
+	memcpy(&v, hash, sizeof(v));
+	return v % DIRECTORY_MISS_SLOTS;
+}
+
+static bool
+miss_cached(const directory *dir, const uint8_t hash[AUTH_HASH_LEN])
+{
+	size_t i = miss_slot(hash);
+	return dir->misses[i].expires_ms > trygg_now_ms() &&
+	    memcmp(dir->misses[i].hash, hash, AUTH_HASH_LEN) == 0;
+}
+
+static void
+miss_add(directory *dir, const uint8_t hash[AUTH_HASH_LEN])
+{
+	size_t i = miss_slot(hash);
+	memcpy(dir->misses[i].hash, hash, AUTH_HASH_LEN);
+	dir->misses[i].expires_ms = trygg_now_ms() + DIRECTORY_MISS_TTL_MS;
+}
+
 const place_set *
 directory_places(const directory *dir)
 {
@@ -311,6 +376,7 @@ directory_places(const directory *dir)
 typedef struct auth_lookup {
 	directory *dir;
 	uint8_t hash[AUTH_HASH_LEN];
+	uint64_t generation; /* dir->generation when the lookup was sent */
 	directory_auth_cb cb;
 	void *arg;
 } auth_lookup;
@@ -330,6 +396,9 @@ lookup_done(void *arg, const db_reply *rep)
 	if (rep->err != 0) {
 		l->cb(l->arg, DIRECTORY_AUTH_UNAVAILABLE, NULL);
 	} else if (PQntuples(rep->results[0]) == 0) {
+		/* Unless a load ran meanwhile (it may have brought the key). */
+		if (l->generation == dir->generation)
+			miss_add(dir, l->hash);
 		l->cb(l->arg, DIRECTORY_AUTH_UNKNOWN, NULL);
 	} else {
 		partner *p = upsert_partner(dir, rep->results[0], 0, 0);
@@ -344,7 +413,8 @@ lookup_done(void *arg, const db_reply *rep)
 }
 
 void
-directory_authenticate(directory *dir, const char *key, size_t len, directory_auth_cb cb, void *arg)
+directory_authenticate(directory *dir, const char *key, size_t len, bool may_query,
+    directory_auth_cb cb, void *arg)
 {
 	uint8_t hash[AUTH_HASH_LEN];
 	char kbuf[AUTH_KEY_LEN + 1];
@@ -369,8 +439,17 @@ directory_authenticate(directory *dir, const char *key, size_t len, directory_au
 			return;
 		}
 	}
+	if (miss_cached(dir, hash)) {
+		cb(arg, DIRECTORY_AUTH_UNKNOWN, NULL);
+		return;
+	}
+	if (!may_query) {
+		cb(arg, DIRECTORY_AUTH_NOT_ASKED, NULL);
+		return;
+	}
 	auth_lookup *l = xcalloc(1, sizeof(*l));
 	l->dir = dir;
+	l->generation = dir->generation;
 	memcpy(l->hash, hash, AUTH_HASH_LEN);
 	l->cb = cb;
 	l->arg = arg;

@@ -46,6 +46,10 @@ bool directory_loaded(const directory *dir);
 void directory_reload(directory *dir);
 
 const category_set *directory_categories(const directory *dir);
+
+/* Wall-clock time (us) of the load in which the categories last differed
+ * from the previous load (the first load counts): Open311's changeset. */
+int64_t directory_categories_changed_us(const directory *dir);
 const place_set *directory_places(const directory *dir);
 
 /* The partner with this id or name, or NULL. */
@@ -56,15 +60,27 @@ enum directory_auth {
 	DIRECTORY_AUTH_OK,
 	DIRECTORY_AUTH_UNKNOWN,     /* no such key, revoked, or partner inactive: 401 */
 	DIRECTORY_AUTH_UNAVAILABLE, /* not in memory and Postgres is down: 503 */
+	DIRECTORY_AUTH_NOT_ASKED,   /* would need a query and the caller forbade it */
 };
+
+/* How many unknown keys are remembered, and for how long (ms). */
+#define DIRECTORY_MISS_SLOTS 4096
+#define DIRECTORY_MISS_TTL_MS 60000
 
 typedef void (*directory_auth_cb)(void *arg, enum directory_auth result, partner *p);
 
 /*
  * Finds the partner a key belongs to. Calls cb exactly once: at once (from
  * inside this call) when the answer is in memory, else after a lookup.
+ *
+ * A key that is neither loaded nor known to be unknown costs one query;
+ * its miss is then remembered (DIRECTORY_MISS_SLOTS keys, each for
+ * DIRECTORY_MISS_TTL_MS, all forgotten at the next load) so that repeating
+ * an unknown key costs nothing. With may_query false, such a key is
+ * answered DIRECTORY_AUTH_NOT_ASKED instead of being looked up (the
+ * caller's limit on failed authentications is exhausted).
  */
-void directory_authenticate(directory *dir, const char *key, size_t len, directory_auth_cb cb,
-    void *arg);
+void directory_authenticate(directory *dir, const char *key, size_t len, bool may_query,
+    directory_auth_cb cb, void *arg);
 
 #endif

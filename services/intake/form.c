@@ -1,49 +1,11 @@
 /*
- * form.c: the urlencoded form parser and a UTF-8 validator (see form.h).
+ * form.c: the urlencoded form parser (see form.h).
  */
 #include "form.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-bool
-utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-	while (p < end) {
-		unsigned c = *p;
-		size_t len;
-		uint32_t cp;
-		if (c < 0x80) {
-			p++;
-			continue;
-		} else if (c >= 0xc2 && c <= 0xdf) {
-			len = 2;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			len = 3;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			len = 4;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if ((size_t)(end - p) < len)
-			return false;
-		for (size_t i = 1; i < len; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (p[i] & 0x3f);
-		}
-		if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		p += len;
-	}
-	return true;
-}
 
 static int
 hexval(char c)
@@ -85,7 +47,7 @@ decode(const char *s, size_t n)
 		out[o++] = c;
 	}
 	out[o] = '\0';
-	if (!utf8_valid(out, o)) {
+	if (!trygg_utf8_valid(out, o)) {
 		free(out);
 		return NULL;
 	}
@@ -130,7 +92,8 @@ form_parse(const char *body, size_t len, form *out, tjson_error *err)
 			}
 			if (!is_list_name(name) && form_get(out, name) != NULL) {
 				tjson_error_set(err, "duplicate_field", name,
-				    "field '%.100s' appears twice", name);
+				    "field '%.*s' appears twice", (int)trygg_utf8_prefix(name, 100),
+				    name);
 				free(name);
 				free(value);
 				goto fail;

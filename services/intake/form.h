@@ -39,8 +39,4 @@ const char *form_get(const form *f, const char *name);
 
 void form_fini(form *f);
 
-/* True if the n bytes at s are valid UTF-8 (no overlongs, surrogates, or
- * code points above U+10FFFF). */
-bool utf8_valid(const char *s, size_t n);
-
 #endif

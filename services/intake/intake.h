@@ -34,6 +34,8 @@ typedef struct intake_config {
 	int commit_parallel;
 	int list_limit_max;
 	int public_rate_per_min;
+	int auth_fail_per_min;
+	char *public_url;
 } intake_config;
 
 typedef struct intake {
@@ -48,7 +50,8 @@ typedef struct intake {
 	double district_box[4];
 	bool has_district_box;
 	metric_counter *m_rejected, *m_rate_limited;
-	ratelimit_table *public_rl; /* anonymous Open311 clients, by address */
+	ratelimit_table *public_rl;    /* anonymous Open311 clients, by address */
+	ratelimit_table *auth_fail_rl; /* failed authentications, by address (api.c) */
 } intake;
 
 /* How a response is formatted. */
@@ -100,6 +103,10 @@ int status_start(intake *in) TRYGG_MUSTCHECK;
 void status_stop(intake *in);
 /* The inbox's apply function (exposed for tests). */
 int status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
+/* Copies a crew's note into out (len bytes) as public text: valid UTF-8,
+ * controls as spaces, what XML cannot carry as U+FFFD, cut at a character
+ * boundary (exposed for tests). */
+void status_clean_note(const char *in, char *out, size_t len);
 
 /* `trygg-intake admin ...`: returns the process exit code. */
 int admin_main(int argc, char **argv);

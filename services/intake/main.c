@@ -42,6 +42,15 @@ static const config_option options[] = {
         "report transactions in flight at once (at most db_connections)"),
     CONFIG_OPT_INT("list_limit_max", intake_config, list_limit_max, "1000", 1, 10000, 0,
         "largest page of GET /v1/reports"),
+    CONFIG_OPT_INT("public_rate_per_min", intake_config, public_rate_per_min, "600", 1, 1000000, 0,
+        "Open311 GETs without an api_key per minute and client address (burst: a tenth, at "
+        "least 10)"),
+    CONFIG_OPT_INT("auth_fail_per_min", intake_config, auth_fail_per_min, "60", 1, 1000000, 0,
+        "failed authentications per minute and client address before 429 (burst: a tenth, at "
+        "least 10)"),
+    CONFIG_OPT_URL("public_url", intake_config, public_url, NULL, 0,
+        "the public base URL clients reach intake at (https behind a proxy), for Open311 "
+        "discovery; unset: http://<http_addr>:<http_port>"),
     CONFIG_END,
 };
 

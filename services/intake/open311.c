@@ -12,8 +12,11 @@
  *   GET  tokens/{token}.{fmt}
  *
  * GETs are public, as the spec intends: without a staff api_key, reports
- * of sensitive categories are not listed (and GET one answers 404), and no
- * contact detail is ever shown. Errors use the spec's document
+ * of sensitive categories are not listed (and GET one, by id or by token,
+ * answers 404), and no contact detail is ever shown. A POST answers the
+ * service_request_id (no token: the report is stored before the answer);
+ * an unknown service_code is 404; empty fields count as absent. Errors use
+ * the spec's document
  * ([{"code","description"}] / <errors>) with 400, 403, 404 (and 413, 415,
  * 429, 503 where the spec has nothing to say).
  */
@@ -68,13 +71,32 @@ respond_doc(http_request *req, api_format fmt, unsigned status, json_t *json, st
 
 /* ---- discovery and services ---- */
 
+/*
+ * The endpoint's URL comes from configuration (public_url), never from the
+ * request's Host header: behind a proxy the client reached https://..., and
+ * a Host header is whatever bytes the client chose. The changeset is the
+ * time the directory last saw the categories change.
+ */
 static void
-discovery(http_request *req, api_format fmt)
+discovery(http_request *req, intake *in, api_format fmt)
 {
-	const char *host = http_request_header(req, "Host");
-	char url[300];
-	snprintf(url, sizeof(url), "http://%.200s/open311/v2", host ? host : "localhost:8080");
-	const char *changeset = "2026-11-25T00:00:00Z";
+	char url[600], changeset[32];
+	if (in->cfg.public_url != NULL && in->cfg.public_url[0] != '\0') {
+		size_t n = strlen(in->cfg.public_url);
+		while (n > 0 && in->cfg.public_url[n - 1] == '/')
+			n--;
+		snprintf(url, sizeof(url), "%.*s/open311/v2",
+		    (int)trygg_utf8_prefix(in->cfg.public_url, n > 500 ? 500 : n),
+		    in->cfg.public_url);
+	} else {
+		const char *addr = in->cfg.common.http_addr;
+		snprintf(url, sizeof(url), "http://%.200s:%d/open311/v2",
+		    addr == NULL || addr[0] == '\0' || strcmp(addr, "0.0.0.0") == 0 ? "localhost"
+		                                                                    : addr,
+		    in->cfg.common.http_port);
+	}
+	int64_t changed = directory_categories_changed_us(in->dir);
+	render_time(changed ? changed : trygg_wall_us(), changeset, sizeof(changeset));
 	const char *contact = "Norrmalm district administration, Trygg team";
 	const char *key_service = "API keys are issued by the district's operators; see "
 	                          "docs/intake.md";
@@ -106,15 +128,13 @@ discovery(http_request *req, api_format fmt)
 static void
 handle_discovery_json(http_request *req, void *arg)
 {
-	(void)arg;
-	discovery(req, FMT_O311_JSON);
+	discovery(req, arg, FMT_O311_JSON);
 }
 
 static void
 handle_discovery_xml(http_request *req, void *arg)
 {
-	(void)arg;
-	discovery(req, FMT_O311_XML);
+	discovery(req, arg, FMT_O311_XML);
 }
 
 static bool
@@ -197,27 +217,25 @@ static void
 post_created(intake_call *c, const report_in *r, int64_t srid, const PGresult *replay)
 {
 	char srid_s[24];
-	const char *token;
-	if (replay != NULL) {
+	(void)r;
+	if (replay != NULL)
 		snprintf(srid_s, sizeof(srid_s), "%s", PQgetvalue(replay, 0, 1 + RC_SRID));
-		token = PQgetvalue(replay, 0, 1 + RC_ID);
-	} else {
+	else
 		snprintf(srid_s, sizeof(srid_s), "%" PRId64, srid);
-		token = r->id;
-	}
 	const char *notice = "Thank you. The district handles reports within its response targets.";
 	strbuf x = {0};
 	json_t *j = NULL;
+	/* The spec: a token only when the service_request_id is not known yet.
+	 * Ours is known at once (the report is committed before we answer). */
 	if (c->fmt == FMT_O311_XML) {
 		sb_append(&x, XML_HEAD "<service_requests><request>");
 		sb_xml_elem(&x, "service_request_id", srid_s);
-		sb_xml_elem(&x, "token", token);
 		sb_xml_elem(&x, "service_notice", notice);
 		sb_xml_elem(&x, "account_id", NULL);
 		sb_append(&x, "</request></service_requests>");
 	} else {
-		j = json_pack("[{s:s, s:s, s:s, s:n}]", "service_request_id", srid_s, "token",
-		    token, "service_notice", notice, "account_id");
+		j = json_pack("[{s:s, s:s, s:n}]", "service_request_id", srid_s, "service_notice",
+		    notice, "account_id");
 	}
 	respond_doc(c->req, c->fmt, 201, j, &x);
 }
@@ -333,8 +351,9 @@ got_rows(void *arg, const db_reply *rep)
 	const PGresult *res = rep->results[0];
 	int n = PQntuples(res);
 	bool staff = c->p != NULL && c->p->staff;
-	if (g->kind != 0 &&
-	    (n != 1 || (g->kind == 1 && !staff && PQgetvalue(res, 0, RC_SENSITIVE)[0] == 't'))) {
+	/* A token reveals no more than requests/{id}: sensitive reports are
+	 * staff-only through both. */
+	if (g->kind != 0 && (n != 1 || (!staff && PQgetvalue(res, 0, RC_SENSITIVE)[0] == 't'))) {
 		intake_call_fail(c, 404, "not_found", "no such service request", NULL, 0);
 		return;
 	}
@@ -463,8 +482,13 @@ list_requests(intake_call *c)
 			query_where_const(&q, "r.status = 'closed'");
 	}
 	int64_t start = 0, end = 0;
+	/* An empty parameter is one not given (start_date=&end_date=). */
 	const char *sv = http_request_query(req, "start_date");
 	const char *ev = http_request_query(req, "end_date");
+	if (sv != NULL && sv[0] == '\0')
+		sv = NULL;
+	if (ev != NULL && ev[0] == '\0')
+		ev = NULL;
 	if (sv && query_parse_time(sv, &start) != 0) {
 		rv = tjson_error_set(&e, "invalid_value", "start_date",
 		    "start_date must be an ISO 8601 date-time");

@@ -51,8 +51,9 @@ ratelimit_table_init(ratelimit_table *t, double rate, double burst)
 	memset(t->used, 0, sizeof(t->used));
 }
 
-bool
-ratelimit_table_take(ratelimit_table *t, const char *key, uint64_t now_ns, unsigned *retry_after_s)
+/* The bucket of a key, started full on first use. */
+static ratelimit *
+slot(ratelimit_table *t, const char *key, uint64_t now_ns)
 {
 	/* FNV-1a: addresses are short and need no protection against chosen
 	 * collisions (a collision only makes the limit stricter). */
@@ -64,5 +65,18 @@ ratelimit_table_take(ratelimit_table *t, const char *key, uint64_t now_ns, unsig
 		ratelimit_init(&t->slots[i], t->rate, t->burst, now_ns);
 		t->used[i] = true;
 	}
-	return ratelimit_take(&t->slots[i], now_ns, retry_after_s);
+	return &t->slots[i];
+}
+
+bool
+ratelimit_table_peek(ratelimit_table *t, const char *key, uint64_t now_ns, unsigned *retry_after_s)
+{
+	ratelimit copy = *slot(t, key, now_ns);
+	return ratelimit_take(&copy, now_ns, retry_after_s);
+}
+
+bool
+ratelimit_table_take(ratelimit_table *t, const char *key, uint64_t now_ns, unsigned *retry_after_s)
+{
+	return ratelimit_take(slot(t, key, now_ns), now_ns, retry_after_s);
 }

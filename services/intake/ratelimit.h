@@ -49,6 +49,11 @@ typedef struct ratelimit_table {
 
 void ratelimit_table_init(ratelimit_table *t, double rate, double burst);
 
+/* True if the bucket of `key` holds a token now, without taking it; else
+ * false with *retry_after_s set as ratelimit_take does. */
+bool ratelimit_table_peek(ratelimit_table *t, const char *key, uint64_t now_ns,
+    unsigned *retry_after_s);
+
 /* Takes a token from the bucket of `key` (e.g. "127.0.0.1"). */
 bool ratelimit_table_take(ratelimit_table *t, const char *key, uint64_t now_ns,
     unsigned *retry_after_s);

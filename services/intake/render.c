@@ -51,35 +51,52 @@ sb_appendf(strbuf *b, const char *fmt, ...)
 	free(s);
 }
 
+/* U+FFFD, written for anything a document cannot carry. */
+#define REPLACEMENT "\xef\xbf\xbd"
+
+/*
+ * Text from the database or a peer is expected to be valid UTF-8 that XML
+ * can carry (validation refuses the rest), but one bad row must never make
+ * the public feed unparsable for everyone: bytes that are not UTF-8 and
+ * characters XML 1.0 cannot carry (C0 controls but tab, LF and CR; U+FFFE,
+ * U+FFFF) are written as U+FFFD.
+ */
 void
 sb_append_xml(strbuf *b, const char *s)
 {
-	char chunk[256];
-	size_t n = 0;
-	for (; *s; s++) {
+	size_t n = strlen(s);
+	/* Worst case every byte becomes "&quot;" or U+FFFD. */
+	sb_reserve(b, n * 6);
+	char *o = b->s + b->len;
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t len = trygg_utf8_decode(s + i, n - i, &cp);
 		const char *rep = NULL;
-		switch (*s) {
-		case '&': rep = "&amp;"; break;
-		case '<': rep = "&lt;"; break;
-		case '>': rep = "&gt;"; break;
-		case '"': rep = "&quot;"; break;
-		case '\'': rep = "&apos;"; break;
-		default: break;
-		}
-		if (n + 8 >= sizeof(chunk)) {
-			chunk[n] = '\0';
-			sb_append(b, chunk);
-			n = 0;
-		}
-		if (rep) {
-			memcpy(chunk + n, rep, strlen(rep));
-			n += strlen(rep);
+		if (len == 0 || !trygg_xml_char(cp)) {
+			rep = REPLACEMENT;
+			len = len ? len : 1;
 		} else {
-			chunk[n++] = *s;
+			switch (cp) {
+			case '&': rep = "&amp;"; break;
+			case '<': rep = "&lt;"; break;
+			case '>': rep = "&gt;"; break;
+			case '"': rep = "&quot;"; break;
+			case '\'': rep = "&apos;"; break;
+			default: break;
+			}
 		}
+		if (rep != NULL) {
+			size_t rl = strlen(rep);
+			memcpy(o, rep, rl);
+			o += rl;
+		} else {
+			memcpy(o, s + i, len);
+			o += len;
+		}
+		i += len;
 	}
-	chunk[n] = '\0';
-	sb_append(b, chunk);
+	*o = '\0';
+	b->len = (size_t)(o - b->s);
 }
 
 void
@@ -132,6 +149,8 @@ expected_us(const category *c, int64_t created_us)
 	return created_us + (int64_t)(c ? c->response_target_min : 0) * 60 * 1000000;
 }
 
+/* Like sb_append_xml: bytes that are not UTF-8 become U+FFFD, so the
+ * document is always valid JSON (which can carry every other character). */
 void
 sb_append_json(strbuf *b, const char *s)
 {
@@ -145,17 +164,31 @@ sb_append_json(strbuf *b, const char *s)
 	sb_reserve(b, n * 6 + 2);
 	char *o = b->s + b->len;
 	*o++ = '"';
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\') {
-			*o++ = '\\';
-			*o++ = (char)*p;
-		} else if (*p < 0x20) {
-			memcpy(o, "\\u00", 4);
-			o[4] = hex[*p >> 4];
-			o[5] = hex[*p & 15];
-			o += 6;
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		uint32_t cp;
+		size_t len;
+		if (c < 0x80) {
+			if (c == '"' || c == '\\') {
+				*o++ = '\\';
+				*o++ = (char)c;
+			} else if (c < 0x20) {
+				memcpy(o, "\\u00", 4);
+				o[4] = hex[c >> 4];
+				o[5] = hex[c & 15];
+				o += 6;
+			} else {
+				*o++ = (char)c;
+			}
+			i++;
+		} else if ((len = trygg_utf8_decode(s + i, n - i, &cp)) != 0) {
+			memcpy(o, s + i, len);
+			o += len;
+			i += len;
 		} else {
-			*o++ = (char)*p;
+			memcpy(o, REPLACEMENT, 3);
+			o += 3;
+			i++;
 		}
 	}
 	*o++ = '"';
@@ -488,20 +521,24 @@ render_definition_xml(strbuf *b, const category *c)
 char *
 render_open311_error(bool xml, unsigned code, const char *description, size_t *len)
 {
+	/* Written by hand, not with jansson: an error must always render,
+	 * whatever bytes its description holds (json_pack refuses invalid
+	 * UTF-8 with NULL). */
+	strbuf b = {0};
+	char c[16];
+	snprintf(c, sizeof(c), "%u", code);
 	if (xml) {
-		strbuf b = {0};
-		char c[16];
-		snprintf(c, sizeof(c), "%u", code);
 		sb_append(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><errors><error>");
 		sb_xml_elem(&b, "code", c);
-		sb_xml_elem(&b, "description", description);
+		sb_xml_elem(&b, "description", description ? description : "");
 		sb_append(&b, "</error></errors>");
-		*len = b.len;
-		return b.s;
+	} else {
+		sb_append(&b, "[{\"code\":");
+		sb_append(&b, c);
+		sb_append(&b, ",\"description\":");
+		sb_append_json(&b, description ? description : "");
+		sb_append(&b, "}]");
 	}
-	json_t *a = json_pack("[{s:i, s:s}]", "code", (int)code, "description", description);
-	char *s = json_dumps(a, JSON_COMPACT);
-	json_decref(a);
-	*len = strlen(s);
-	return s;
+	*len = b.len;
+	return b.s;
 }

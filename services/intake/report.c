@@ -19,7 +19,7 @@ typedef struct raw {
 	const char *category;
 	bool has_lat, has_long;
 	double lat, lon;
-	const char *address, *description, *media_url;
+	const char *address, *address_id, *description, *media_url;
 	const json_t *attributes;
 	const char *first_name, *last_name, *email, *phone, *device_id, *account_id;
 } raw;
@@ -37,25 +37,21 @@ utf8_chars(const char *s)
 }
 
 /* Checks a free-text value: valid UTF-8 (jansson and the form parser made
- * sure), at most max characters, no control characters except tab and
- * newlines (multi_line) or none at all. */
+ * sure), at most max characters, and only characters XML can carry (the
+ * public Open311 feed is XML): no control characters except tab and
+ * newlines (multi_line) or none at all, no DEL, no U+FFFE or U+FFFF. */
 static int
 check_text(const char *v, const char *field, size_t max, bool multi_line, tjson_error *err)
 {
 	if (v == NULL)
 		return 0;
-	if (!utf8_valid(v, strlen(v)))
+	size_t n = strlen(v);
+	if (!trygg_utf8_valid(v, n))
 		return tjson_error_set(err, "invalid_utf8", field, "%s is not valid UTF-8", field);
 	if (utf8_chars(v) > max)
 		return tjson_error_set(err, "too_long", field, "%s is longer than %zu characters",
 		    field, max);
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-		bool ctl = *p < 0x20 || *p == 0x7f;
-		if (ctl && !(multi_line && (*p == '\n' || *p == '\r' || *p == '\t')))
-			return tjson_error_set(err, "invalid_value", field,
-			    "%s contains control characters", field);
-	}
-	return 0;
+	return intake_text_check(v, field, multi_line, err);
 }
 
 bool
@@ -130,10 +126,15 @@ validate(const raw *in, const report_ctx *ctx, report_in *out, tjson_error *err)
 	if (in->category == NULL || in->category[0] == '\0')
 		return tjson_error_set(err, "missing_field", f_cat, "%s is required", f_cat);
 	const category *c = categories_find(ctx->categories, in->category);
-	if (c == NULL)
-		return tjson_error_set(err, "unknown_category", f_cat,
-		    "%s '%.64s' is not a known service; see /open311/v2/services.json", f_cat,
-		    in->category);
+	if (c == NULL) {
+		tjson_error_set(err, "unknown_category", f_cat,
+		    "%s '%.*s' is not a known service; see /open311/v2/services.json", f_cat,
+		    (int)trygg_utf8_prefix(in->category, 64), in->category);
+		/* GeoReport v2: a service_code that does not exist is a 404. */
+		if (in->open311)
+			err->status = 404;
+		return TRYGG_EINVAL;
+	}
 	if (ctx->partner != NULL && !partner_may_report(ctx->partner, c->code)) {
 		tjson_error_set(err, "category_not_allowed", f_cat,
 		    "this key may not report %s '%s'", f_cat, c->code);
@@ -144,9 +145,13 @@ validate(const raw *in, const report_ctx *ctx, report_in *out, tjson_error *err)
 	if (in->has_lat != in->has_long)
 		return tjson_error_set(err, "missing_field", in->has_lat ? "long" : "lat",
 		    "lat and long must be given together");
-	if (!in->has_lat && (in->address == NULL || in->address[0] == '\0'))
+	bool has_address = in->address != NULL && in->address[0] != '\0';
+	bool has_address_id = in->address_id != NULL && in->address_id[0] != '\0';
+	if (!in->has_lat && !has_address && !has_address_id)
 		return tjson_error_set(err, "missing_field", "lat",
-		    "a location is required: lat and long, or address_string");
+		    in->open311
+		        ? "a location is required: lat and long, address_string or address_id"
+		        : "a location is required: lat and long, or address_string");
 	if (in->has_lat) {
 		if (!isfinite(in->lat) || in->lat < -90 || in->lat > 90)
 			return tjson_error_set(err, "out_of_range", "lat",
@@ -158,9 +163,12 @@ validate(const raw *in, const report_ctx *ctx, report_in *out, tjson_error *err)
 
 	int rv;
 	if ((rv = check_text(in->address, "address_string", REPORT_ADDRESS_MAX, false, err)) ||
+	    (rv = check_text(in->address_id, "address_id", REPORT_ADDRESS_MAX, false, err)) ||
 	    (rv = check_text(in->description, "description", REPORT_DESCRIPTION_MAX, true, err)) ||
-	    (rv = check_text(in->first_name, "first_name", REPORT_NAME_MAX, false, err)) ||
-	    (rv = check_text(in->last_name, "last_name", REPORT_NAME_MAX, false, err)) ||
+	    (rv = check_text(in->first_name, in->open311 ? "first_name" : "contact.first_name",
+	         REPORT_NAME_MAX, false, err)) ||
+	    (rv = check_text(in->last_name, in->open311 ? "last_name" : "contact.last_name",
+	         REPORT_NAME_MAX, false, err)) ||
 	    (rv = check_text(in->device_id, "device_id", REPORT_NAME_MAX, false, err)) ||
 	    (rv = check_text(in->account_id, "account_id", REPORT_NAME_MAX, false, err)))
 		return rv;
@@ -168,12 +176,14 @@ validate(const raw *in, const report_ctx *ctx, report_in *out, tjson_error *err)
 		return tjson_error_set(err, "invalid_url", "media_url",
 		    "media_url must be an http or https URL of at most %d bytes", REPORT_URL_MAX);
 	if (in->email && in->email[0] &&
-	    (strlen(in->email) > REPORT_EMAIL_MAX || !email_ok(in->email)))
-		return tjson_error_set(err, "invalid_value", "email",
-		    "email must be an e-mail address");
+	    (strlen(in->email) > REPORT_EMAIL_MAX || !email_ok(in->email) ||
+	        intake_text_check(in->email, "email", false, err) != 0))
+		return tjson_error_set(err, "invalid_value",
+		    in->open311 ? "email" : "contact.email", "email must be an e-mail address");
 	if (in->phone && in->phone[0] &&
 	    (strlen(in->phone) > REPORT_PHONE_MAX || !phone_ok(in->phone)))
-		return tjson_error_set(err, "invalid_value", "phone",
+		return tjson_error_set(err, "invalid_value",
+		    in->open311 ? "phone" : "contact.phone",
 		    "phone may hold digits, spaces and + - ( ) only");
 
 	json_t *attrs;
@@ -203,7 +213,9 @@ validate(const raw *in, const report_ctx *ctx, report_in *out, tjson_error *err)
 	out->has_position = in->has_lat;
 	out->lat = in->lat;
 	out->lon = in->lon;
-	out->address = dup_or_null(in->address);
+	/* Open311's address_id alone is a location: without an address_string
+	 * it is kept as the address (the report's only place for it). */
+	out->address = dup_or_null(has_address ? in->address : in->address_id);
 	out->description = dup_or_null(in->description);
 	out->media_url = dup_or_null(in->media_url);
 	out->attributes = attrs;
@@ -255,7 +267,8 @@ intake_report_from_json(const json_t *body, const report_ctx *ctx, report_in *ou
 		    tjson_get_string(contact, "phone", false, 0, &in.phone, err) != 0) {
 			/* Name the member inside contact the way the client wrote it. */
 			char field[sizeof(err->field)];
-			snprintf(field, sizeof(field), "contact.%.100s", err->field);
+			snprintf(field, sizeof(field), "contact.%.*s",
+			    (int)trygg_utf8_prefix(err->field, 100), err->field);
 			snprintf(err->field, sizeof(err->field), "%s", field);
 			return TRYGG_EINVAL;
 		}
@@ -301,6 +314,10 @@ intake_report_from_form(const form *f, const report_ctx *ctx, report_in *out, tj
 				    "attributes are sent as attribute[code]=value");
 				goto out;
 			}
+			/* An empty value is an attribute not given (Open311 clients,
+			 * FixMyStreet among them, send every attribute they know). */
+			if (value[0] == '\0')
+				continue;
 			char *code = xstrndup(name + 10, (size_t)(close - (name + 10)));
 			if (close[1] == '\0') {
 				json_object_set_new(attrs, code, json_string(value));
@@ -320,8 +337,8 @@ intake_report_from_form(const form *f, const report_ctx *ctx, report_in *out, tj
 		for (size_t k = 0; known[k]; k++)
 			ok = ok || strcmp(name, known[k]) == 0;
 		if (!ok) {
-			rv = tjson_error_set(err, "unknown_field", name, "unknown field '%.100s'",
-			    name);
+			rv = tjson_error_set(err, "unknown_field", name, "unknown field '%.*s'",
+			    (int)trygg_utf8_prefix(name, 100), name);
 			goto out;
 		}
 	}
@@ -330,6 +347,7 @@ intake_report_from_form(const form *f, const report_ctx *ctx, report_in *out, tj
 	    (rv = form_number(f, "long", &in.has_long, &in.lon, err)) != 0)
 		goto out;
 	in.address = form_get(f, "address_string");
+	in.address_id = form_get(f, "address_id");
 	in.description = form_get(f, "description");
 	in.media_url = form_get(f, "media_url");
 	in.attributes = attrs;

@@ -64,19 +64,34 @@ uuid_array(char **ids, size_t n)
 	return b.s;
 }
 
-/* Notes come from another service but end up in public Open311 output:
- * keep them short and printable. */
-static void
-clean_note(const char *in, char *out, size_t len)
+/* Notes come from another service but end up in public Open311 output,
+ * XML included: keep them short, valid UTF-8 and printable. Control
+ * characters become spaces; bytes that are not UTF-8 and characters XML
+ * cannot carry (U+FFFE, U+FFFF) become U+FFFD; the cut at len never splits
+ * a character. */
+void
+status_clean_note(const char *in, char *out, size_t len)
 {
-	size_t o = 0;
-	for (const char *p = in ? in : ""; *p && o + 1 < len; p++)
-		out[o++] = ((unsigned char)*p < 0x20 || *p == 0x7f) ? ' ' : *p;
-	/* Do not cut a UTF-8 sequence in half. */
-	while (o > 0 && o + 1 >= len && ((unsigned char)out[o - 1] & 0xc0) == 0x80)
-		o--;
-	if (o > 0 && o + 1 >= len && (unsigned char)out[o - 1] >= 0xc0)
-		o--;
+	size_t o = 0, n = in ? strlen(in) : 0;
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t l = trygg_utf8_decode(in + i, n - i, &cp);
+		const char *rep = NULL;
+		if (l == 0) {
+			rep = "\xef\xbf\xbd";
+			l = 1;
+		} else if (cp < 0x20 || cp == 0x7f) {
+			rep = " ";
+		} else if (!trygg_xml_char(cp)) {
+			rep = "\xef\xbf\xbd";
+		}
+		size_t w = rep ? strlen(rep) : l;
+		if (o + w + 1 > len)
+			break;
+		memcpy(out + o, rep ? rep : in + i, w);
+		o += w;
+		i += l;
+	}
 	out[o] = '\0';
 }
 
@@ -104,14 +119,14 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	if (desc == &trygg__events__task_acknowledged__descriptor) {
 		Trygg__Events__TaskAcknowledged *t = (Trygg__Events__TaskAcknowledged *)m;
 		ids = uuid_array(t->report_ids, t->n_report_ids);
-		clean_note(t->note, note, sizeof(note));
+		status_clean_note(t->note, note, sizeof(note));
 		const char *v[2] = {ids, note};
 		if (ids)
 			db_batch_add(b, SQL_ACK, 2, v);
 	} else if (desc == &trygg__events__task_completed__descriptor) {
 		Trygg__Events__TaskCompleted *t = (Trygg__Events__TaskCompleted *)m;
 		ids = uuid_array(t->report_ids, t->n_report_ids);
-		clean_note(t->note, note, sizeof(note));
+		status_clean_note(t->note, note, sizeof(note));
 		const char *v[3] = {ids, "fixed", note};
 		if (ids)
 			db_batch_add(b, SQL_CLOSE, 3, v);
@@ -126,10 +141,10 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	} else {
 		Trygg__Events__TaskDeclined *t = (Trygg__Events__TaskDeclined *)m;
 		ids = uuid_array(t->report_ids, t->n_report_ids);
-		clean_note(t->note, note, sizeof(note));
+		status_clean_note(t->note, note, sizeof(note));
 		if (note[0] == '\0' && t->owner != NULL && t->owner[0] != '\0') {
 			char owner[900];
-			clean_note(t->owner, owner, sizeof(owner));
+			status_clean_note(t->owner, owner, sizeof(owner));
 			snprintf(note, sizeof(note), "Handled by %s", owner);
 		}
 		const char *reason = t->reason == TRYGG__EVENTS__TASK_DECLINED__REASON__NOT_OURS

@@ -1,16 +1,23 @@
 /*
- * fuzz_intake_request.c: libFuzzer target for intake's request parsing:
- * Open311 form bodies (form.c) and native JSON bodies (json.c), each run
- * through the full report validation (report.c, categories.c, places.c)
- * as a partner allowed every category.
+ * fuzz_intake_request.c: libFuzzer target for intake's whole request path
+ * short of the network: Open311 form bodies (form.c) and native JSON
+ * bodies (json.c), each run through the full report validation (report.c,
+ * categories.c, places.c) as a partner allowed every category, and then
+ * rendered as the client would see it (render.c): the error document in
+ * Open311 JSON and XML (built as api.c's intake_error builds it), or the
+ * accepted report's texts as XML elements and JSON strings.
  *
  * The first input byte picks the front end (even: form, odd: JSON); the
  * rest is the body. Whatever the bytes, the answer must be either a
- * validated report whose texts are valid UTF-8 within their limits, or an
- * error with a code, a 4xx status and a field name; nothing may crash or
- * leak.
+ * validated report whose texts are valid UTF-8 within their limits and
+ * carry only characters XML can, or an error with a code, a 4xx status and
+ * a field name whose texts are valid UTF-8; every rendered document must
+ * be valid UTF-8 (and the JSON one must parse); nothing may crash or leak.
+ * (Issue 9: a name cut inside a character by "%.100s" made jansson return
+ * NULL for the error text, and the error renderer crashed. This target
+ * used to stop before rendering and did not see it.)
  *
- * fuzz-sources: services/intake/form.c services/intake/report.c services/intake/categories.c services/intake/places.c services/intake/partner.c services/intake/auth.c services/intake/ratelimit.c services/common/json.c services/common/util.c services/common/log.c
+ * fuzz-sources: services/intake/form.c services/intake/report.c services/intake/categories.c services/intake/places.c services/intake/partner.c services/intake/auth.c services/intake/ratelimit.c services/intake/render.c services/intake/query.c services/common/json.c services/common/util.c services/common/log.c
  *
  * Built with -DTRYGG_FUZZ_SEEDS instead, it writes a few valid and
  * invalid bodies into the directory named by argv[1].
@@ -20,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "intake/directory.h"
+#include "intake/render.h"
 #include "intake/report.h"
 
 static category_set cats;
@@ -58,11 +67,98 @@ init_once(void)
 	partner_set_allowed(&everyone, NULL);
 }
 
+/* render.c reads categories and places through the directory; the target
+ * links no database, so these stand in for directory.c. */
+const category_set *
+directory_categories(const directory *dir)
+{
+	(void)dir;
+	return &cats;
+}
+
+const place_set *
+directory_places(const directory *dir)
+{
+	(void)dir;
+	return &places;
+}
+
+partner *
+directory_partner(directory *dir, int id)
+{
+	(void)dir;
+	(void)id;
+	return &everyone;
+}
+
+/* Valid UTF-8 with only characters XML 1.0 can carry. */
+static void
+check_xml_text(const char *s)
+{
+	size_t n = strlen(s);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t len = trygg_utf8_decode(s + i, n - i, &cp);
+		if (len == 0 || !trygg_xml_char(cp))
+			abort();
+		i += len;
+	}
+}
+
+/* The error as both Open311 formats render it (api.c's intake_error). */
+static void
+render_error(const tjson_error *e)
+{
+	char text[512];
+	if (e->field[0])
+		snprintf(text, sizeof(text), "%s: %s", e->field, e->message);
+	else
+		snprintf(text, sizeof(text), "%s", e->message);
+	for (int xml = 0; xml < 2; xml++) {
+		size_t len;
+		char *doc = render_open311_error(xml, (unsigned)e->status, text, &len);
+		if (doc == NULL || strlen(doc) != len || !trygg_utf8_valid(doc, len))
+			abort();
+		if (xml) {
+			check_xml_text(doc);
+		} else {
+			json_error_t je;
+			json_t *v = json_loadb(doc, len, 0, &je);
+			if (!json_is_array(v))
+				abort();
+			json_decref(v);
+		}
+		free(doc);
+	}
+}
+
+/* An accepted report's texts, as the feed would write them. */
+static void
+render_ok(const report_in *r)
+{
+	const char *texts[] = {r->address, r->description, r->media_url, r->category};
+	strbuf b = {0};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		if (texts[i] == NULL)
+			continue;
+		check_xml_text(texts[i]);
+		sb_xml_elem(&b, "t", texts[i]);
+		sb_append_json(&b, texts[i]);
+	}
+	json_t *o = render_report_new(r, 1, &everyone, NULL);
+	char *s = json_dumps(o, JSON_COMPACT);
+	if (s == NULL || (b.s != NULL && !trygg_utf8_valid(b.s, b.len)))
+		abort();
+	free(s);
+	json_decref(o);
+	sb_free(&b);
+}
+
 static void
 check_ok(const report_in *r)
 {
 	if (r->description &&
-	    (!utf8_valid(r->description, strlen(r->description)) ||
+	    (!trygg_utf8_valid(r->description, strlen(r->description)) ||
 	        strlen(r->description) > 4 * REPORT_DESCRIPTION_MAX))
 		abort();
 	if (r->media_url && !intake_media_url_ok(r->media_url))
@@ -74,8 +170,11 @@ check_ok(const report_in *r)
 static void
 check_err(const tjson_error *e)
 {
-	if (e->code == NULL || e->status < 400 || e->status > 499)
+	if (e->code == NULL || e->status < 400 || e->status > 499 ||
+	    !trygg_utf8_valid(e->message, strlen(e->message)) ||
+	    !trygg_utf8_valid(e->field, strlen(e->field)))
 		abort();
+	render_error(e);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -101,11 +200,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			return 0;
 		}
 		for (size_t i = 0; i < f.n; i++) {
-			if (!utf8_valid(f.fields[i].name, strlen(f.fields[i].name)))
+			if (!trygg_utf8_valid(f.fields[i].name, strlen(f.fields[i].name)))
 				abort();
 		}
 		if (intake_report_from_form(&f, &ctx, &r, &e) == 0) {
 			check_ok(&r);
+			render_ok(&r);
 			report_in_fini(&r);
 		} else {
 			check_err(&e);
@@ -119,6 +219,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (intake_report_from_json(obj, &ctx, &r, &e) == 0) {
 			check_ok(&r);
+			render_ok(&r);
 			report_in_fini(&r);
 		} else {
 			check_err(&e);

@@ -40,7 +40,7 @@ SAN="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
 
 status=0
 found=0
-for src in tests/fuzz/fuzz_*.c; do
+for src in ${FUZZ_ONLY:-tests/fuzz/fuzz_*.c}; do
 	[ -e "$src" ] || continue
 	found=1
 	name=$(basename "$src" .c)

@@ -189,11 +189,20 @@ def test_intake_postgres_down_503():
 
 
 def test_intake_contact_purge_and_drain():
-    svc, keys = start_intake({"TRYGG_CONTACT_RETENTION": "1s", "TRYGG_PURGE_INTERVAL": "200ms"})
-    s, _, b = post(svc, keys[APP], report(contact={"email": "x@example.se"}))
+    svc, keys = start_intake({"TRYGG_CONTACT_RETENTION": "1h", "TRYGG_PURGE_INTERVAL": "200ms"})
+    s, _, old = post(svc, keys[APP], report(contact={"email": "old@example.se"}))
     check(s == 201, "post")
-    wait_for(lambda: psql1("SELECT count(*) FROM intake.report_contacts") == "0", 15, "purge")
-    check(report_count() == 1, "the report itself stays")
+    s, _, new = post(svc, keys[APP], report(contact={"email": "new@example.se"}))
+    check(s == 201, "post")
+    # One contact past its retention, one well within it: only the first
+    # goes (a purge that ignored age would take both).
+    psql("UPDATE intake.report_contacts SET created_at = now() - interval '2 hours'"
+         " WHERE report_id = '%s'" % old["id"])
+    wait_for(lambda: psql1("SELECT count(*) FROM intake.report_contacts") == "1", 15, "purge")
+    time.sleep(1.0)  # several more purge rounds
+    check(psql1("SELECT report_id FROM intake.report_contacts") == new["id"],
+          "a contact within its retention was purged")
+    check(report_count() == 2, "the reports themselves stay")
     # SIGTERM under load: every answered 201 is stored, the exit is clean.
     import threading
     results = []
@@ -213,4 +222,4 @@ def test_intake_contact_purge_and_drain():
         t.join()
     check(rc == 0, "exit code %s; log:\n%s" % (rc, svc.tail()))
     created = results.count(201)
-    check(report_count() >= 1 + created, "201s not stored: %d > %d" % (1 + created, report_count()))
+    check(report_count() >= 2 + created, "201s not stored: %d > %d" % (2 + created, report_count()))

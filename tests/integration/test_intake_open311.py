@@ -6,7 +6,7 @@ import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 
-from harness import check, http, http_json, psql1
+from harness import check, http, http_json, psql, psql1, wait_for
 from intake_support import (stop, APP, GAMLA_STAN, POLICE, SCHOOL, SERGELS, STAFF, VASAPARKEN,
                             form_post, start_intake)
 
@@ -88,13 +88,20 @@ def test_intake_open311_post_both_formats():
            "phone": "070-1234567"}))
     check(status == 201, "POST json: %s %r" % (status, body))
     doc = json.loads(body)
-    srid, token = doc[0]["service_request_id"], doc[0]["token"]
-    check(srid and token and "service_notice" in doc[0], "response %r" % doc)
+    srid = doc[0]["service_request_id"]
+    # The spec: service_request_id or token, not both (ours is known at once).
+    check(srid and "token" not in doc[0] and "service_notice" in doc[0], "response %r" % doc)
+    check(hdrs.get("Content-Type") == "application/json; charset=utf-8", "type %r" % hdrs)
+    # The token is the report's id (what the native API calls it).
+    status, native = http_json("GET", svc.base + "/v1/reports/" + srid,
+                               headers={"Authorization": "Bearer " + keys[APP]})
+    token = native["id"]
     status, hdrs, body = form_post(svc, "xml", fields(keys[APP], "litter", None,
                                                       address_string="Sveavägen 20"))
     check(status == 201, "POST xml: %s %r" % (status, body))
     root = ET.fromstring(body)
-    check(root.tag == "service_requests" and root.findtext("request/service_request_id"), "xml %r" % body)
+    check(root.tag == "service_requests" and root.findtext("request/service_request_id") and
+          root.find("request/token") is None, "xml %r" % body)
     srid2 = root.findtext("request/service_request_id")
     # GET one, both formats; contact details never appear.
     status, one = get_json(svc, "/requests/%s.json" % srid)
@@ -137,7 +144,7 @@ def test_intake_open311_errors():
     cases = [
         (fields("", "litter"), 403, "api_key"),
         (fields("tk_" + "B" * 43, "litter"), 403, "api_key"),
-        (fields(keys[APP], "unicorns"), 400, "service_code"),
+        (fields(keys[APP], "unicorns"), 404, "service_code"),  # the spec: 404
         (fields(keys[APP], "youth_at_risk"), 403, "service_code"),
         (fields(keys[APP], "litter", GAMLA_STAN), 400, "outside the district"),
         (fields(keys[APP], "litter", (59.33, 200)), 400, "long"),
@@ -221,16 +228,151 @@ def test_intake_open311_list_filters_and_privacy():
     check(status == 200 and len(lst) == 3, "date range %s %r" % (status, lst))
     status, lst = get_json(svc, "/requests.json?end_date=2001-01-01T00:00:00Z")
     check(lst == [], "old window")
+    # Empty dates are dates not given (the last 90 days).
+    status, lst = get_json(svc, "/requests.json?start_date=&end_date=")
+    check(status == 200 and len(lst) == 3, "empty dates %s %r" % (status, lst))
+    # More anonymous reads than the old, never-refilled bucket of 10 allowed.
+    for _ in range(3):
+        status, root = get_xml(svc, "/requests.xml?service_code=litter,lighting")
+        check(status == 200 and len(root.findall("request")) == 2, "xml filter %s" % status)
     stop(svc)
 
 
 def test_intake_open311_public_rate_limit():
-    svc, keys = start_intake({"TRYGG_PUBLIC_RATE_PER_MIN": "60"})  # burst 10
-    statuses = [http("GET", svc.base + O + "/requests.json")[0] for _ in range(12)]
-    check(statuses[:10] == [200] * 10 and statuses[-1] == 429, "statuses %r" % statuses)
+    # 120 a minute: a burst of 12, then 2 a second. The default (600: a
+    # burst of 60) or a bucket that never refills would both fail this.
+    svc, keys = start_intake({"TRYGG_PUBLIC_RATE_PER_MIN": "120"})
+    statuses = []
+    for _ in range(70):
+        statuses.append(http("GET", svc.base + O + "/requests.json")[0])
+        if statuses[-1] != 200:
+            break
+    ok = statuses.count(200)
+    check(statuses[-1] == 429 and 12 <= ok < 60, "burst: %d OK then %r" % (ok, statuses[-1:]))
     status, hdrs, body = http("GET", svc.base + O + "/requests.xml")
-    check(status == 429 and int(hdrs.get("Retry-After", "0")) >= 1, "429 %s %r" % (status, hdrs))
+    check(status == 429 and 1 <= int(hdrs.get("Retry-After", "0")) <= 2, "429 %s %r" % (status, hdrs))
     check(xml_error(body)[0] == 429, "Open311 error document")
     # With a key the partner's own limit applies instead.
     check(get_json(svc, "/requests.json?api_key=" + keys[STAFF])[0] == 200, "keyed GET")
+    # The bucket refills: after the Retry-After, anonymous reads work again.
+    time.sleep(1.6)
+    check(http("GET", svc.base + O + "/requests.json")[0] == 200, "no refill")
+    time.sleep(1.1)
+    check(http("GET", svc.base + O + "/requests.xml")[0] == 200, "no refill (2)")
+    stop(svc)
+
+
+def test_intake_open311_spec_rules():
+    """GeoReport v2 rules real clients rely on (issue 9, item 4)."""
+    svc, keys = start_intake({"TRYGG_PUBLIC_URL": "https://trygg.example.se/",
+                              "TRYGG_DIRECTORY_REFRESH": "1h"})
+    # FixMyStreet's graffiti report: every attribute it knows, some empty.
+    status, hdrs, body = form_post(svc, "xml", fields(
+        keys[APP], "graffiti", VASAPARKEN, description="Tag",
+        **{"attribute[surface]": "", "email": "", "phone": "", "first_name": "",
+           "last_name": "", "media_url": "", "address_string": "", "address_id": "",
+           "account_id": "", "device_id": "", "jurisdiction_id": ""}))
+    check(status == 201, "empty optional attributes: %s %r" % (status, body))
+    check(hdrs.get("Content-Type") == "text/xml; charset=utf-8", "xml type %r" % hdrs)
+    # address_id alone is a location.
+    status, _, body = form_post(svc, "json", fields(keys[APP], "litter", None,
+                                                    address_id="#NOTPINPOINTED#"))
+    check(status == 201, "address_id: %s %r" % (status, body))
+    # An unknown service_code is a 404, in both formats.
+    for fmt in ("json", "xml"):
+        status, _, body = form_post(svc, fmt, fields(keys[APP], "unicorns"))
+        code = (xml_error if fmt == "xml" else json_error)(body)[0]
+        check(status == 404 and code == 404, "unknown service %s: %s" % (fmt, status))
+    # JSON says its charset, documents and errors alike.
+    for path in ("/services.json", "/requests.json", "/discovery.json", "/requests/0.json"):
+        status, hdrs, _ = http("GET", svc.base + O + path)
+        check(hdrs.get("Content-Type") == "application/json; charset=utf-8", "%s: %r" % (path, hdrs))
+    # Discovery: the configured URL, and a changeset that follows the categories.
+    status, d1 = get_json(svc, "/discovery.json")
+    check(d1["endpoints"][0]["url"] == "https://trygg.example.se/open311/v2", "url %r" % d1)
+    time.sleep(0.05)
+    psql("UPDATE intake.categories SET name = 'Litter and bins' WHERE service_code = 'litter'")
+    psql("NOTIFY intake_directory")
+    wait_for(lambda: get_json(svc, "/discovery.json")[1]["changeset"] != d1["changeset"], 10,
+             "changeset changes with the categories")
+    status, d2 = get_json(svc, "/discovery.json")
+    check(d2["changeset"] > d1["changeset"] and d2["endpoints"][0]["changeset"] == d2["changeset"],
+          "changeset %r -> %r" % (d1["changeset"], d2["changeset"]))
+    status, root = get_xml(svc, "/discovery.xml")
+    check(root.findtext("changeset") == d2["changeset"], "xml changeset")
+    # A reload without a change keeps it.
+    psql("NOTIFY intake_directory")
+    time.sleep(0.5)
+    check(get_json(svc, "/discovery.json")[1]["changeset"] == d2["changeset"], "spurious change")
+    # A token does not reveal what requests/{id} hides.
+    status, _, body = form_post(svc, "json", fields(keys[POLICE], "drug_dealing",
+                                                    description="Dealing at the stairs"))
+    srid = json.loads(body)[0]["service_request_id"]
+    token = psql1("SELECT id FROM intake.reports WHERE service_request_id = %s" % int(srid))
+    check(get_json(svc, "/requests/%s.json" % srid)[0] == 404, "sensitive by id")
+    check(get_json(svc, "/tokens/%s.json" % token)[0] == 404, "sensitive by token")
+    status, _, body = http("GET", svc.base + O + "/tokens/%s.xml" % token)
+    check(status == 404 and xml_error(body)[0] == 404, "sensitive by token (xml)")
+    status, t = get_json(svc, "/tokens/%s.json?api_key=%s" % (token, keys[STAFF]))
+    check(status == 200 and t[0]["service_request_id"] == srid, "staff token %r" % t)
+    stop(svc)
+
+
+def test_intake_open311_client_round_trip():
+    """A real client's full round trip (tests/tools/open311_client.py, which
+    talks the way FixMyStreet's Open311.pm does), in XML and in JSON."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "../tools"))
+    from open311_client import Open311Client, Open311Error
+    svc, keys = start_intake({"TRYGG_PUBLIC_URL": "https://trygg.example.se"})
+    for fmt in ("xml", "json"):
+        client = Open311Client(svc.base + O, api_key=keys[APP], jurisdiction="norrmalm", fmt=fmt)
+        d = client.discovery()
+        endpoint = d["endpoints"]["endpoint"] if fmt == "xml" else d["endpoints"][0]
+        check(endpoint["url"] == "https://trygg.example.se/open311/v2", "discovery %r" % d)
+        services = {s["service_code"]: s for s in client.get_service_list()}
+        check({"graffiti", "lighting", "litter"} <= set(services), "services %r" % list(services))
+        meta = client.get_service_meta_info("graffiti")
+        check(meta["service_code"] == "graffiti" and meta["attributes"][0]["code"] == "surface"
+              and {v["key"] for v in meta["attributes"][0]["values"]} >= {"wall", "door"},
+              "definition %r" % meta)
+        # Every optional field, some of them empty, as FixMyStreet sends them.
+        srid, rec = client.send_service_request(
+            "graffiti", lat=VASAPARKEN[0], lon=VASAPARKEN[1], address_string="", address_id="",
+            description="Tag på väggen ✓", media_url="", email="anna@example.se",
+            first_name="Anna", last_name="", phone="", device_id="", account_id="",
+            attributes={"surface": ""})
+        check(srid and "token" not in rec, "POST answer %r" % rec)
+        check(client.last_content_type == ("text/xml; charset=utf-8" if fmt == "xml"
+                                           else "application/json; charset=utf-8"),
+              "type %r" % client.last_content_type)
+        srid2, _ = client.send_service_request(
+            "lighting", address_string="Sveavägen 20", description="Lamp out",
+            media_url="https://example.se/p.jpg", attributes={"pole_number": "17"})
+        # The spec's 404 for an unknown service reaches the client as such.
+        try:
+            client.send_service_request("unicorns", lat=SERGELS[0], lon=SERGELS[1])
+            check(False, "unknown service accepted")
+        except Open311Error as e:
+            check(e.status == 404 and e.code == 404, "unknown service: %r" % e)
+        # GET by id list, one by one, and by dates.
+        got = {r["service_request_id"]: r for r in client.get_service_requests([srid, srid2])}
+        check(set(got) == {srid, srid2}, "by ids %r" % list(got))
+        check(got[srid]["description"] == "Tag på väggen ✓" and got[srid]["status"] == "open",
+              "fields %r" % got[srid])
+        check(got[srid2]["address"] == "Sveavägen 20" and got[srid2]["media_url"] ==
+              "https://example.se/p.jpg", "fields %r" % got[srid2])
+        check("anna" not in json.dumps(got), "contact leaked")
+        one = client.get_service_request(srid)
+        check(one["service_code"] == "graffiti" and float(one["lat"]) == VASAPARKEN[0], "one %r" % one)
+        now = time.time()
+        window = client.get_service_requests(
+            start_date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 600)),
+            end_date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 600)))
+        check({srid, srid2} <= {r["service_request_id"] for r in window}, "by dates")
+        check(client.get_service_requests(start_date="", end_date="") != [], "empty dates")
+        # The token (the report's id) resolves to the same request.
+        token = psql1("SELECT id FROM intake.reports WHERE service_request_id = %d" % int(srid))
+        check(client.get_service_request_id_from_token(token) == srid, "token")
     stop(svc)

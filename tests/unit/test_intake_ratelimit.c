@@ -78,6 +78,23 @@ test_table(void **state)
 	assert_true(ratelimit_table_take(&t, "10.0.0.1", 2 * SEC, &retry));
 }
 
+/* Peeking (the failed-authentication limit) never spends a token. */
+static void
+test_table_peek(void **state)
+{
+	(void)state;
+	static ratelimit_table t;
+	unsigned retry = 0;
+	ratelimit_table_init(&t, 0.5, 1.0);
+	for (int i = 0; i < 5; i++)
+		assert_true(ratelimit_table_peek(&t, "10.0.0.9", 0, &retry));
+	assert_true(ratelimit_table_take(&t, "10.0.0.9", 0, &retry));
+	assert_false(ratelimit_table_peek(&t, "10.0.0.9", 0, &retry));
+	assert_int_equal(retry, 2);
+	assert_true(ratelimit_table_peek(&t, "10.0.0.9", 2 * SEC, &retry));
+	assert_true(ratelimit_table_take(&t, "10.0.0.9", 2 * SEC, &retry));
+}
+
 int
 main(void)
 {
@@ -86,6 +103,7 @@ main(void)
 	    cmocka_unit_test(test_slow_rate_retry_after),
 	    cmocka_unit_test(test_set_keeps_tokens),
 	    cmocka_unit_test(test_table),
+	    cmocka_unit_test(test_table_peek),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,38 @@ test_xml_escape(void **state)
 	sb_free(&b);
 }
 
+/* Stored text XML cannot carry, or bytes that are not UTF-8, never reach a
+ * document as they are (issue 9). */
+static void
+test_unsafe_text(void **state)
+{
+	(void)state;
+	strbuf b = {0};
+	sb_xml_elem(&b, "d",
+	    "a\xef\xbf\xbf b\x01"
+	    "c\xef\xbf\xbe \xff\xc3 \xc3\xa9\t");
+	assert_string_equal(b.s,
+	    "<d>a\xef\xbf\xbd b\xef\xbf\xbd"
+	    "c\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd \xc3\xa9\t</d>");
+	sb_free(&b);
+	sb_append_json(&b, "x\xffy\xc3");
+	assert_string_equal(b.s, "\"x\xef\xbf\xbdy\xef\xbf\xbd\"");
+	sb_free(&b);
+	/* An error whose description is cut inside a character still renders. */
+	size_t len;
+	char *doc = render_open311_error(false, 400, "field 'aa\xc3' appears twice", &len);
+	assert_non_null(doc);
+	json_error_t je;
+	json_t *v = json_loadb(doc, len, 0, &je);
+	assert_non_null(v);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(v, 0), "code")), 400);
+	json_decref(v);
+	free(doc);
+	doc = render_open311_error(true, 404, "x\xef\xbf\xbf", &len);
+	assert_non_null(strstr(doc, "<description>x\xef\xbf\xbd</description>"));
+	free(doc);
+}
+
 static category_set
 sample_categories(void)
 {
@@ -175,6 +207,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_xml_escape),
+	    cmocka_unit_test(test_unsafe_text),
 	    cmocka_unit_test(test_services),
 	    cmocka_unit_test(test_errors),
 	    cmocka_unit_test(test_visibility),

@@ -162,12 +162,12 @@ test_json_errors(void **state)
 	    "unknown_field", "extra");
 	json_fails("{\"category\":\"litter\",\"lat\":59.33,\"long\":18.06,\"contact\":{\"email\":"
 	           "\"nope\"}}",
-	    &app, 400, "invalid_value", "email");
+	    &app, 400, "invalid_value", "contact.email");
 	json_fails("{\"category\":\"litter\",\"lat\":59.33,\"long\":18.06,\"contact\":{\"fax\":1}}",
 	    &app, 400, "unknown_field", "contact.fax");
 	json_fails("{\"category\":\"litter\",\"lat\":59.33,\"long\":18.06,\"contact\":{\"phone\":"
 	           "\"call me\"}}",
-	    &app, 400, "invalid_value", "phone");
+	    &app, 400, "invalid_value", "contact.phone");
 	json_fails("{\"category\":\"litter\",\"address_string\":\"a\\u0001b\"}", &app, 400,
 	    "invalid_value", "address_string");
 
@@ -280,6 +280,113 @@ test_form(void **state)
 	    "invalid_form", "attribute[x");
 }
 
+/* True if the error's texts are valid UTF-8 (they go into JSON and XML). */
+static bool
+err_texts_ok(const tjson_error *e)
+{
+	return trygg_utf8_valid(e->message, strlen(e->message)) &&
+	    trygg_utf8_valid(e->field, strlen(e->field));
+}
+
+/* Issue 9: names and codes cut inside a character, characters XML cannot
+ * carry, and what Open311 clients send for "nothing". */
+static void
+test_hostile(void **state)
+{
+	(void)state;
+	report_in r;
+	tjson_error e;
+	char body[600], name[128];
+	/* 99 bytes, then a two-byte character: a cut at 100 splits it. */
+	memset(name, 'a', 99);
+	strcpy(name + 99, "%C3%A9");
+	snprintf(body, sizeof(body), "%s=1&%s=2", name, name);
+	form f;
+	assert_int_not_equal(form_parse(body, strlen(body), &f, &e), 0);
+	assert_string_equal(e.code, "duplicate_field");
+	assert_true(err_texts_ok(&e));
+	snprintf(body, sizeof(body), "service_code=litter&lat=59.33&long=18.06&%s=1", name);
+	form_fails(body, &app, 400, "unknown_field",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "\xc3\xa9");
+	assert_int_not_equal(check_form(body, &app, &r, &e), 0);
+	assert_true(err_texts_ok(&e));
+	/* An unknown service_code cut at 64 bytes; Open311 answers 404. */
+	snprintf(body, sizeof(body),
+	    "service_code=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa%%C3%%A9&"
+	    "lat=59.33&long=18.06");
+	assert_int_not_equal(check_form(body, &app, &r, &e), 0);
+	assert_int_equal(e.status, 404);
+	assert_string_equal(e.code, "unknown_category");
+	assert_true(err_texts_ok(&e));
+	/* The native API keeps 400 for it, and a long attribute name is cut
+	 * at a character boundary too. */
+	json_fails("{\"category\":\"nope\",\"lat\":59.33,\"long\":18.06}", &app, 400,
+	    "unknown_category", "category");
+	char jb[400];
+	snprintf(jb, sizeof(jb),
+	    "{\"category\":\"graffiti\",\"lat\":59.33,\"long\":18.06,\"attributes\":{\"%s\":1}}",
+	    "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+	    "bbbbb"
+	    "bbbbbbbb\xc3\xa9");
+	assert_int_not_equal(check_json(jb, &app, &r, &e), 0);
+	assert_string_equal(e.code, "unknown_field");
+	assert_true(err_texts_ok(&e));
+
+	/* U+FFFF, U+FFFE and C0 controls in every text field are refused. */
+	static const char *const bad[] = {"%EF%BF%BF", "%EF%BF%BE", "%01", "%1B"};
+	static const char *const fields[] = {"description", "address_string", "address_id",
+	    "first_name", "last_name", "email", "device_id", "account_id"};
+	for (size_t i = 0; i < TRYGG_ARRAY_LEN(bad); i++) {
+		for (size_t k = 0; k < TRYGG_ARRAY_LEN(fields); k++) {
+			snprintf(body, sizeof(body),
+			    "service_code=litter&lat=59.33&long=18.06&%s=x%s@y", fields[k], bad[i]);
+			if (check_form(body, &app, &r, &e) == 0) {
+				report_in_fini(&r);
+				fail_msg("accepted: %s", body);
+			}
+			assert_int_equal(e.status, 400);
+			assert_string_equal(e.field, fields[k]);
+		}
+		snprintf(body, sizeof(body),
+		    "service_code=graffiti&lat=59.33&long=18.06&attribute[surface]=wall&"
+		    "attribute[count]=1&attribute[tags][]=a%s",
+		    bad[i]);
+		assert_int_not_equal(check_form(body, &app, &r, &e), 0);
+	}
+	json_fails("{\"category\":\"litter\",\"lat\":59.33,\"long\":18.06,\"description\":"
+	           "\"a\\uffffb\"}",
+	    &app, 400, "invalid_value", "description");
+	json_fails("{\"category\":\"litter\",\"lat\":59.33,\"long\":18.06,\"contact\":"
+	           "{\"last_name\":\"\\ufffe\"}}",
+	    &app, 400, "invalid_value", "contact.last_name");
+	/* Tab and newlines in a description, U+FFFD and astral characters are fine. */
+	assert_int_equal(check_json("{\"category\":\"litter\",\"lat\":59.33,\"long\":18.06,"
+	                            "\"description\":\"a\\tb\\r\\nc \\ufffd \\ud83d\\ude00\"}",
+	                     &app, &r, &e),
+	    0);
+	report_in_fini(&r);
+
+	/* Empty optional attributes count as absent; an empty required one
+	 * is missing. */
+	assert_int_equal(check_form("service_code=graffiti&lat=59.33&long=18.06&"
+	                            "attribute[surface]=wall&attribute[count]=&attribute[tags][]=",
+	                     &app, &r, &e),
+	    0);
+	assert_null(json_object_get(r.attributes, "count"));
+	assert_null(json_object_get(r.attributes, "tags"));
+	report_in_fini(&r);
+	form_fails("service_code=graffiti&lat=59.33&long=18.06&attribute[surface]=", &app, 400,
+	    "missing_field", "attribute[surface]");
+	/* address_id alone is a location. */
+	assert_int_equal(check_form("service_code=litter&address_id=%23NOTPINPOINTED%23", &app, &r,
+	                     &e),
+	    0);
+	assert_string_equal(r.address, "#NOTPINPOINTED#");
+	report_in_fini(&r);
+}
+
 static void
 test_helpers(void **state)
 {
@@ -295,11 +402,28 @@ test_helpers(void **state)
 	assert_true(partner_may_report(&app, "litter"));
 	assert_false(partner_may_report(&app, "youth_at_risk"));
 	assert_true(partner_may_report(&school, "youth_at_risk"));
-	assert_true(utf8_valid("\xc3\xa5", 2));
-	assert_false(utf8_valid("\xc3", 1));
-	assert_false(utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
-	assert_false(utf8_valid("\xc0\xaf", 2));     /* overlong */
-	assert_false(utf8_valid("\xf4\x90\x80\x80", 4));
+	assert_true(trygg_utf8_valid("\xc3\xa5", 2));
+	assert_false(trygg_utf8_valid("\xc3", 1));
+	assert_false(trygg_utf8_valid("\xed\xa0\x80", 3)); /* surrogate */
+	assert_false(trygg_utf8_valid("\xc0\xaf", 2));     /* overlong */
+	assert_false(trygg_utf8_valid("\xf4\x90\x80\x80", 4));
+	/* Truncation never splits a character. */
+	assert_int_equal(trygg_utf8_prefix("ab\xc3\xa9", 3), 2);
+	assert_int_equal(trygg_utf8_prefix("ab\xc3\xa9", 4), 4);
+	assert_int_equal(trygg_utf8_prefix("ab\xc3\xa9", 100), 4);
+	assert_int_equal(trygg_utf8_prefix("\xf0\x9f\x98\x80", 3), 0);
+	char t[8] = "ab\xe2\x82";
+	trygg_utf8_trim(t);
+	assert_string_equal(t, "ab");
+	strcpy(t, "ab\xc3\xa9");
+	trygg_utf8_trim(t);
+	assert_string_equal(t, "ab\xc3\xa9");
+	assert_false(trygg_xml_char(0xffff));
+	assert_false(trygg_xml_char(0xfffe));
+	assert_false(trygg_xml_char(0x1));
+	assert_true(trygg_xml_char('\t'));
+	assert_true(trygg_xml_char(0xfffd));
+	assert_true(trygg_xml_char(0x1f600));
 }
 
 int
@@ -310,6 +434,7 @@ main(void)
 	    cmocka_unit_test(test_json_errors),
 	    cmocka_unit_test(test_attributes),
 	    cmocka_unit_test(test_form),
+	    cmocka_unit_test(test_hostile),
 	    cmocka_unit_test(test_helpers),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);

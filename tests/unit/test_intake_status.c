@@ -92,6 +92,28 @@ test_nothing_to_do(void **state)
 	assert_int_equal(apply("trygg.events.ReportReceived", NULL, (const uint8_t *)"x", 1), 0);
 }
 
+/* Crews' notes reach the public XML feed: nothing XML cannot carry, no
+ * invalid UTF-8, no character cut in half (issue 9). */
+static void
+test_clean_note(void **state)
+{
+	(void)state;
+	char out[16];
+	status_clean_note("a\x01"
+	                  "b\xef\xbf\xbf"
+	                  "c\xef\xbf\xbe\xff",
+	    out, sizeof(out));
+	assert_string_equal(out,
+	    "a b\xef\xbf\xbd"
+	    "c\xef\xbf\xbd\xef\xbf\xbd");
+	status_clean_note("abcdefghijkl\xc3\xa9\xc3\xa9", out, sizeof(out));
+	assert_string_equal(out, "abcdefghijkl\xc3\xa9");
+	status_clean_note(NULL, out, sizeof(out));
+	assert_string_equal(out, "");
+	status_clean_note("tab\there", out, sizeof(out));
+	assert_string_equal(out, "tab here");
+}
+
 static void
 test_poison(void **state)
 {
@@ -106,6 +128,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_acknowledged_completed_declined),
 	    cmocka_unit_test(test_nothing_to_do),
+	    cmocka_unit_test(test_clean_note),
 	    cmocka_unit_test(test_poison),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
