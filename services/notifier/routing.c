@@ -272,7 +272,9 @@ routing_timezone_ok(const char *tz)
 		if (access(path, R_OK) == 0)
 			return true;
 	}
-	return false;
+	/* A POSIX rule ("CET-1CEST,M3.5.0,M10.5.0/3") has an offset, hence a
+	 * digit, and is read by tzset itself; a zone name has none. */
+	return tz[0] != ':' && strpbrk(name, "0123456789") != NULL;
 }
 
 void

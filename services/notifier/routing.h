@@ -126,8 +126,8 @@ int routing_route(const routing_table *t, const routing_report *r,
 const char *routing_task_place(const char *const *places, size_t nplaces);
 
 /* True if tz (a TZ value such as "Europe/Stockholm") names a zone in the
- * zone database, or is empty; false for a name glibc would silently take
- * as UTC. */
+ * zone database, is a POSIX rule (it has an offset), or is empty; false for
+ * a name glibc would silently take as UTC. */
 bool routing_timezone_ok(const char *tz);
 
 /*

@@ -243,6 +243,7 @@ test_dst_europe_stockholm(void **state)
 	assert_true(routing_timezone_ok("UTC"));
 	assert_false(routing_timezone_ok("Europe/Stokholm"));
 	assert_false(routing_timezone_ok("../../etc/passwd"));
+	assert_true(routing_timezone_ok("CET-1CEST,M3.5.0,M10.5.0/3"));
 }
 
 static void
