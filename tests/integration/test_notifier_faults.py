@@ -149,13 +149,27 @@ def test_acks_while_timers_fire_never_deadlock():
     bulk(st, n, 300)
     bulk_done(st)
     wait_for(lambda: int(psql1("SELECT count(*) FROM notifier.tasks")) >= n, 60, "the tasks")
-    tasks = [r[0] for r in psql("SELECT id FROM notifier.tasks")]
+    # The middle of each task's grid cell, so a report there joins it.
+    rows = [(tid, (int(row) + 0.5) * 0.001, (int(col) + 0.5) * 0.002) for tid, row, col in
+            (r[:1] + r[1].split(":")[1:] for r in psql("SELECT id, task_key FROM notifier.tasks"))]
+    tasks = [r[0] for r in rows]
     random.shuffle(tasks)
-    # Every timer falls due at once, while the acknowledgements come in.
+    random.shuffle(rows)
+    # Every timer falls due at once, while the acknowledgements come in and
+    # repeat reports join the same tasks (inbox batches lock them in event
+    # order).
     psql("UPDATE notifier.timers SET due_at = now() + interval '500 milliseconds'")
     time.sleep(0.45)
     answers = []
     lock = threading.Lock()
+
+    def joiner(part):
+        for i, (tid, lat, lon) in enumerate(part):
+            st.report(places=[], lat=lat, lon=lon,
+                      report_id="join-%s-%d" % (tid[:8], i))
+    joiners = [threading.Thread(target=joiner, args=(rows[i::4],)) for i in range(4)]
+    for t in joiners:
+        t.start()
 
     def worker(part):
         for tid in part:
@@ -165,9 +179,12 @@ def test_acks_while_timers_fire_never_deadlock():
     threads = [threading.Thread(target=worker, args=(tasks[i::16],)) for i in range(16)]
     for t in threads:
         t.start()
-    for t in threads:
+    for t in threads + joiners:
         t.join(120)
     check(len(answers) == len(tasks), "%d of %d acks answered" % (len(answers), len(tasks)))
+    wait_for(lambda: int(psql1("SELECT count(*) FROM notifier.task_reports")) >= 2 * n, 60,
+             "the repeat reports to join")
+    check(int(psql1("SELECT count(*) FROM notifier.tasks")) == n, "a repeat report opened a task")
     bad = [a for a in answers if a != 200]
     check(not bad, "%d acks failed: %r" % (len(bad), sorted(set(bad))))
     wait_for(lambda: psql1("SELECT count(*) FROM notifier.timers WHERE due_at <= now()"
