@@ -44,37 +44,40 @@ SET search_path = notifier;
 -- maintenance, the outreach unit, the police contact, social services
 -- (youth at risk, vulnerable victims, school incidents), the traffic
 -- office, and the district office as the default for everything else.
+-- The supervisors' webhooks point at the same demo receiver, which knows one
+-- secret; a real supervisor's webhook gets its own (`admin unit set --supervisor`).
 INSERT INTO units (name, display_name, kind, handles_sensitive, default_for, webhook_url,
     webhook_secret, email, supervisor_name, supervisor_email, supervisor_webhook_url,
-    ack_target_s, completion_target_s)
+    supervisor_webhook_secret, ack_target_s, completion_target_s)
 VALUES
  ('cleaning-south', 'Cleaning crew, city centre (south)', 'crew', false, NULL, :'receiver', :'secret',
-  'cleaning-south@crews.trygg.invalid', 'Supervisor cleaning', 'cleaning-lead@trygg.invalid', :'receiver', 1800, 86400),
+  'cleaning-south@crews.trygg.invalid', 'Supervisor cleaning', 'cleaning-lead@trygg.invalid', :'receiver', :'secret', 1800, 86400),
  ('cleaning-north', 'Cleaning crew, Vasastan (north)', 'crew', false, NULL, :'receiver', :'secret',
-  'cleaning-north@crews.trygg.invalid', 'Supervisor cleaning', 'cleaning-lead@trygg.invalid', :'receiver', 1800, 86400),
+  'cleaning-north@crews.trygg.invalid', 'Supervisor cleaning', 'cleaning-lead@trygg.invalid', :'receiver', :'secret', 1800, 86400),
  ('graffiti-removal', 'Graffiti removal', 'crew', false, NULL, :'receiver', :'secret',
-  'graffiti@crews.trygg.invalid', 'Supervisor graffiti', 'graffiti-lead@trygg.invalid', :'receiver', 1800, 86400),
+  'graffiti@crews.trygg.invalid', 'Supervisor graffiti', 'graffiti-lead@trygg.invalid', :'receiver', :'secret', 1800, 86400),
  ('street-lighting', 'Street lighting', 'crew', false, NULL, :'receiver', :'secret',
-  'lighting@crews.trygg.invalid', 'Lighting duty officer', 'lighting-lead@trygg.invalid', :'receiver', 3600, 172800),
+  'lighting@crews.trygg.invalid', 'Lighting duty officer', 'lighting-lead@trygg.invalid', :'receiver', :'secret', 3600, 172800),
  ('park-maintenance', 'Park maintenance', 'crew', false, NULL, :'receiver', :'secret',
-  'parks@crews.trygg.invalid', 'Park supervisor', 'parks-lead@trygg.invalid', :'receiver', 3600, 172800),
+  'parks@crews.trygg.invalid', 'Park supervisor', 'parks-lead@trygg.invalid', :'receiver', :'secret', 3600, 172800),
  ('outreach', 'Outreach unit (socialtjänsten uppsökande)', 'unit', false, NULL, :'receiver', :'secret',
-  'outreach@units.trygg.invalid', 'Outreach coordinator', 'outreach-lead@trygg.invalid', :'receiver', 1800, 86400),
+  'outreach@units.trygg.invalid', 'Outreach coordinator', 'outreach-lead@trygg.invalid', :'receiver', :'secret', 1800, 86400),
  ('police-contact', 'Police contact, Norrmalm', 'police', true, NULL, :'receiver', :'secret',
-  'police-contact@units.trygg.invalid', 'Duty officer', 'police-duty@trygg.invalid', :'receiver', 900, 86400),
+  'police-contact@units.trygg.invalid', 'Duty officer', 'police-duty@trygg.invalid', :'receiver', :'secret', 900, 86400),
  ('social-services', 'Social services, Norrmalm', 'unit', true, 'sensitive', :'receiver', :'secret',
-  'social@units.trygg.invalid', 'Duty social worker', 'social-duty@trygg.invalid', :'receiver', 900, 86400),
+  'social@units.trygg.invalid', 'Duty social worker', 'social-duty@trygg.invalid', :'receiver', :'secret', 900, 86400),
  ('traffic-office', 'Traffic office', 'unit', false, NULL, :'receiver', :'secret',
-  'traffic@units.trygg.invalid', 'Traffic duty', 'traffic-lead@trygg.invalid', :'receiver', 3600, 172800),
+  'traffic@units.trygg.invalid', 'Traffic duty', 'traffic-lead@trygg.invalid', :'receiver', :'secret', 3600, 172800),
  ('district-office', 'District office (default)', 'unit', false, 'all', :'receiver', :'secret',
-  'district@units.trygg.invalid', 'District safety coordinator', 'district-lead@trygg.invalid', :'receiver', 3600, 172800),
- ('operators', 'Notifier operators', 'operator', true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 3600, 86400)
+  'district@units.trygg.invalid', 'District safety coordinator', 'district-lead@trygg.invalid', :'receiver', :'secret', 3600, 172800),
+ ('operators', 'Notifier operators', 'operator', true, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 3600, 86400)
 ON CONFLICT (name) DO UPDATE SET display_name = EXCLUDED.display_name, kind = EXCLUDED.kind,
     handles_sensitive = EXCLUDED.handles_sensitive, default_for = EXCLUDED.default_for,
     webhook_url = EXCLUDED.webhook_url, webhook_secret = EXCLUDED.webhook_secret,
     email = EXCLUDED.email, supervisor_name = EXCLUDED.supervisor_name,
     supervisor_email = EXCLUDED.supervisor_email,
     supervisor_webhook_url = EXCLUDED.supervisor_webhook_url,
+    supervisor_webhook_secret = EXCLUDED.supervisor_webhook_secret,
     ack_target_s = EXCLUDED.ack_target_s, completion_target_s = EXCLUDED.completion_target_s,
     active = true;
 

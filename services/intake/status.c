@@ -3,15 +3,20 @@
  * of personal data after its retention period.
  *
  * The notifier publishes the life of each task (TaskOpened ...
- * TaskCompleted); a task names the reports it covers. intake follows that
- * stream through an inbox, so each event changes status exactly once, in
- * the same transaction as the inbox cursor:
+ * TaskCompleted). TaskOpened names the report that opened the task and
+ * TaskJoined the one that joined it: intake records the task of each
+ * report (reports.task_id); the other events name only the task, and are
+ * applied to its reports by task_id (and, for events published before
+ * that change, to the report_ids they list). intake follows that stream
+ * through an inbox, so each event changes status exactly once, in the
+ * same transaction as the inbox cursor:
+ *   TaskOpened        the report's task_id
  *   TaskAcknowledged  open|in_progress -> acknowledged
  *   TaskCompleted     -> closed, close_reason fixed, status_notes = note
  *   TaskDeclined      -> closed, close_reason not_ours|duplicate|no_action
  *                        (status_notes: the note, else "Handled by <owner>")
- *   TaskJoined        the joining report takes the task's state: acknowledged
- *                        if the task already is
+ *   TaskJoined        the joining report's task_id, and the task's state:
+ *                        acknowledged if the task already is
  * A closed report stays closed (a late acknowledgement does not reopen
  * it). Other task events have no effect on reports.
  *
@@ -34,13 +39,30 @@
 #define EVENT_CAP (256u * 1024)
 #define MAX_IDS 1000
 
+/* $1: report ids (a literal array, maybe empty), $N: the task id (maybe
+ * NULL): the reports of the task, and those named. */
 static const char SQL_ACK[] = "UPDATE reports SET status = 'acknowledged', updated_at = now(),"
                               " status_notes = coalesce(nullif($2, ''), status_notes)"
-                              " WHERE id = ANY($1::uuid[]) AND status IN ('open', 'in_progress')";
+                              " WHERE (id = ANY($1::uuid[]) OR task_id = $3)"
+                              " AND status IN ('open', 'in_progress')";
 static const char SQL_CLOSE[] =
     "UPDATE reports SET status = 'closed', close_reason = $2, updated_at = now(),"
     " status_notes = nullif($3, '')"
-    " WHERE id = ANY($1::uuid[]) AND status <> 'closed'";
+    " WHERE (id = ANY($1::uuid[]) OR task_id = $4) AND status <> 'closed'";
+static const char SQL_TASK[] = "UPDATE reports SET task_id = $2 WHERE id = ANY($1::uuid[])";
+
+/* The task id as sent by the notifier (a UUID; anything short and plain is
+ * kept), or NULL: then only the listed reports are touched. */
+static const char *
+task_of(const char *id)
+{
+	if (id == NULL || id[0] == '\0' || strlen(id) > 64)
+		return NULL;
+	for (const char *p = id; *p; p++)
+		if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f)
+			return NULL;
+	return id;
+}
 
 /* Builds a Postgres array literal of the ids that are UUIDs; returns NULL
  * if there are none (nothing to do). */
@@ -100,7 +122,9 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 {
 	(void)arg;
 	const ProtobufCMessageDescriptor *desc;
-	if (strcmp(ev->type, "trygg.events.TaskAcknowledged") == 0)
+	if (strcmp(ev->type, "trygg.events.TaskOpened") == 0)
+		desc = &trygg__events__task_opened__descriptor;
+	else if (strcmp(ev->type, "trygg.events.TaskAcknowledged") == 0)
 		desc = &trygg__events__task_acknowledged__descriptor;
 	else if (strcmp(ev->type, "trygg.events.TaskCompleted") == 0)
 		desc = &trygg__events__task_completed__descriptor;
@@ -116,30 +140,43 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		return rv;
 	char note[1001];
 	char *ids = NULL;
-	if (desc == &trygg__events__task_acknowledged__descriptor) {
+	if (desc == &trygg__events__task_opened__descriptor) {
+		Trygg__Events__TaskOpened *t = (Trygg__Events__TaskOpened *)m;
+		const char *task = task_of(t->task_id);
+		ids = uuid_array(t->report_ids, t->n_report_ids);
+		const char *v[2] = {ids, task};
+		if (ids && task)
+			db_batch_add(b, SQL_TASK, 2, v);
+	} else if (desc == &trygg__events__task_acknowledged__descriptor) {
 		Trygg__Events__TaskAcknowledged *t = (Trygg__Events__TaskAcknowledged *)m;
+		const char *task = task_of(t->task_id);
 		ids = uuid_array(t->report_ids, t->n_report_ids);
 		status_clean_note(t->note, note, sizeof(note));
-		const char *v[2] = {ids, note};
-		if (ids)
-			db_batch_add(b, SQL_ACK, 2, v);
+		const char *v[3] = {ids ? ids : "{}", note, task};
+		if (ids || task)
+			db_batch_add(b, SQL_ACK, 3, v);
 	} else if (desc == &trygg__events__task_completed__descriptor) {
 		Trygg__Events__TaskCompleted *t = (Trygg__Events__TaskCompleted *)m;
+		const char *task = task_of(t->task_id);
 		ids = uuid_array(t->report_ids, t->n_report_ids);
 		status_clean_note(t->note, note, sizeof(note));
-		const char *v[3] = {ids, "fixed", note};
-		if (ids)
-			db_batch_add(b, SQL_CLOSE, 3, v);
+		const char *v[4] = {ids ? ids : "{}", "fixed", note, task};
+		if (ids || task)
+			db_batch_add(b, SQL_CLOSE, 4, v);
 	} else if (desc == &trygg__events__task_joined__descriptor) {
 		Trygg__Events__TaskJoined *t = (Trygg__Events__TaskJoined *)m;
+		const char *task = task_of(t->task_id);
 		char *one[1] = {t->report_id};
-		if (t->status != NULL && strcmp(t->status, "acknowledged") == 0)
-			ids = uuid_array(one, 1);
-		const char *v[2] = {ids, ""};
-		if (ids)
-			db_batch_add(b, SQL_ACK, 2, v);
+		ids = uuid_array(one, 1);
+		const char *vt[2] = {ids, task};
+		if (ids && task)
+			db_batch_add(b, SQL_TASK, 2, vt);
+		const char *v[3] = {ids, "", NULL};
+		if (ids && t->status != NULL && strcmp(t->status, "acknowledged") == 0)
+			db_batch_add(b, SQL_ACK, 3, v);
 	} else {
 		Trygg__Events__TaskDeclined *t = (Trygg__Events__TaskDeclined *)m;
+		const char *task = task_of(t->task_id);
 		ids = uuid_array(t->report_ids, t->n_report_ids);
 		status_clean_note(t->note, note, sizeof(note));
 		if (note[0] == '\0' && t->owner != NULL && t->owner[0] != '\0') {
@@ -151,9 +188,9 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		    ? "not_ours"
 		    : t->reason == TRYGG__EVENTS__TASK_DECLINED__REASON__DUPLICATE ? "duplicate"
 		                                                                   : "no_action";
-		const char *v[3] = {ids, reason, note};
-		if (ids)
-			db_batch_add(b, SQL_CLOSE, 3, v);
+		const char *v[4] = {ids ? ids : "{}", reason, note, task};
+		if (ids || task)
+			db_batch_add(b, SQL_CLOSE, 4, v);
 	}
 	free(ids);
 	envelope_message_free(m);

@@ -45,7 +45,8 @@ static const char USAGE[] =
     "        --webhook URL|none --secret S   webhook and its signing secret\n"
     "        --email ADDR|none\n"
     "        --supervisor ADDR|URL|none  supervisor's e-mail and/or webhook\n"
-    "                                  (give it twice for both)\n"
+    "                                  (give it twice for both); a webhook URL\n"
+    "                                  gets a new secret of its own, printed once\n"
     "        --supervisor-name TEXT\n"
     "        --ack-target DUR --completion-target DUR   e.g. 30m, 24h, 1h30m\n"
     "        --sensitive | --not-sensitive   handles sensitive categories\n"
@@ -402,7 +403,7 @@ static const char UNIT_SET_USAGE[] =
 		    {.name = "--active"}, {.name = "--inactive"}, \
 	}
 
-#define UNIT_MAX_COLS 16
+#define UNIT_MAX_COLS 20
 
 /* The columns a unit command sets, as text parameters (NULL = SQL NULL). */
 typedef struct unit_change {
@@ -413,6 +414,9 @@ typedef struct unit_change {
 	const char *webhook; /* given and not none */
 	bool secret;         /* --secret given */
 	const char *default_for;
+	bool default_given;
+	int sensitive;               /* 1 --sensitive, 0 --not-sensitive, -1 neither */
+	char sup_secret[2 * 32 + 1]; /* generated for a new supervisor webhook, or "" */
 } unit_change;
 
 static void
@@ -472,12 +476,22 @@ unit_options(admin_option *o, size_t no, unit_change *c, bool adding)
 				            "--supervisor");
 			set_col(c, "supervisor_email", NULL);
 			set_col(c, "supervisor_webhook_url", NULL);
+			set_col(c, "supervisor_webhook_secret", NULL);
 		} else if (strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0) {
 			check_url("--supervisor", v);
 			if (sup_hook)
 				admin_usage("--supervisor: two webhook URLs given");
 			sup_hook = true;
 			set_col(c, "supervisor_webhook_url", v);
+			/* The supervisor's webhook has a secret of its own, so the crew
+			 * cannot forge what its supervisor receives: a new one each
+			 * time a URL is given, printed once. */
+			uint8_t raw[32];
+			if (RAND_bytes(raw, sizeof(raw)) != 1)
+				admin_die("the random generator failed");
+			for (size_t k = 0; k < sizeof(raw); k++)
+				snprintf(c->sup_secret + 2 * k, 3, "%02x", raw[k]);
+			set_col(c, "supervisor_webhook_secret", c->sup_secret);
 		} else {
 			check_email("--supervisor", v);
 			if (sup_mail)
@@ -500,12 +514,14 @@ unit_options(admin_option *o, size_t no, unit_change *c, bool adding)
 	bool notsens = admin_get(o, no, "--not-sensitive")->value != NULL;
 	if (sens && notsens)
 		admin_usage("--sensitive and --not-sensitive contradict each other");
+	c->sensitive = sens ? 1 : notsens ? 0 : -1;
 	if (sens || notsens)
 		set_col(c, "handles_sensitive", sens ? "true" : "false");
 	if ((v = admin_get(o, no, "--default")->value) != NULL) {
 		if (strcmp(v, "all") != 0 && strcmp(v, "sensitive") != 0 && !is_none(v))
 			admin_usage("--default '%s': expected all, sensitive or none", v);
 		c->default_for = is_none(v) ? NULL : v;
+		c->default_given = true;
 		set_col(c, "default_for", c->default_for);
 	}
 	bool act = admin_get(o, no, "--active")->value != NULL;
@@ -516,10 +532,40 @@ unit_options(admin_option *o, size_t no, unit_change *c, bool adding)
 		set_col(c, "active", act ? "true" : "false");
 }
 
+/* Prints a generated supervisor secret, once, after the change committed. */
+static void
+print_supervisor_secret(const char *name, const unit_change *c)
+{
+	if (c->sup_secret[0])
+		printf("Supervisor webhook secret for %s (signs its escalations; shown only now,"
+		       " give it to the supervisor's receiver):\n\n  %s\n\n",
+		    name, c->sup_secret);
+}
+
 /* Checks against the database what the columns alone cannot say. */
 static void
 unit_precheck(const char *name, const unit_change *c)
 {
+	/* Sensitive reports without a rule go to the sensitive default: it
+	 * must be a unit that handles them (the schema insists too). */
+	const char *v1[1] = {name};
+	PGresult *cur = admin_db_run("SELECT handles_sensitive, coalesce(default_for, '')"
+	                             " FROM units WHERE name = $1",
+	    1, v1);
+	bool exists = PQntuples(cur) == 1;
+	bool handles = exists && PQgetvalue(cur, 0, 0)[0] == 't';
+	bool is_sens_default = exists && strcmp(PQgetvalue(cur, 0, 1), "sensitive") == 0;
+	PQclear(cur);
+	if (c->sensitive >= 0)
+		handles = c->sensitive == 1;
+	if (c->default_for && strcmp(c->default_for, "sensitive") == 0 && !handles)
+		admin_die("--default sensitive: unit '%s' does not handle sensitive reports; only"
+		          " such a unit may receive them (add --sensitive if it should)",
+		    name);
+	if (c->sensitive == 0 && is_sens_default && !(c->default_given && c->default_for == NULL))
+		admin_die("--not-sensitive: unit '%s' is the default for sensitive reports; give it"
+		          " --default none (and another unit --default sensitive) first",
+		    name);
 	if (c->default_for) {
 		const char *v[2] = {c->default_for, name};
 		PGresult *r =
@@ -588,6 +634,7 @@ unit_add(int argc, char **argv)
 	free(cols);
 	free(vals);
 	printf("unit %s added (%s)\n", name, admin_get(o, TRYGG_ARRAY_LEN(o), "--kind")->value);
+	print_supervisor_secret(name, &c);
 }
 
 static void
@@ -618,6 +665,7 @@ unit_set(int argc, char **argv)
 	free(sql);
 	free(sets);
 	printf("unit %s updated\n", name);
+	print_supervisor_secret(name, &c);
 }
 
 static void

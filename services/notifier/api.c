@@ -1,7 +1,10 @@
 /*
  * api.c: the HTTP handlers (see api.h). Each request is one statement:
  * the key check, the authorisation and the work happen in the same
- * query, and transitions in task_action() (sql/001_init.sql).
+ * query, and transitions in task_action() (sql/002_issue9.sql), which
+ * refuses with SQLSTATEs of its own (TN...) that map to HTTP statuses here.
+ * A statement that lost a deadlock or a serialization conflict (40P01,
+ * 40001) is run again a few times before the client sees an error.
  */
 #include "api.h"
 
@@ -21,9 +24,10 @@
 #define NOTE_MAX 2000
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
+#define API_PARAMS_MAX 7
+#define API_TRIES 4 /* a statement that lost a deadlock runs this often at most */
 
-static const char SQL_ACTION[] =
-    "SELECT status, code, message, body::text FROM task_action($1::uuid, $2, $3, $4, $5, $6, $7)";
+static const char SQL_ACTION[] = "SELECT task_action($1::uuid, $2, $3, $4, $5, $6, $7)::text";
 
 static const char SQL_LIST[] =
     "WITH me AS (SELECT * FROM key_unit($1) WHERE name IS NOT NULL)"
@@ -66,7 +70,52 @@ typedef struct api_ctx {
 	enum req_kind kind;
 	char action[16];
 	char task[37];
+	/* the statement, kept to run it again after a deadlock */
+	const char *sql;
+	int nparams;
+	char *values[API_PARAMS_MAX];
+	int tries;
 } api_ctx;
+
+/* task_action's refusals (sql/002_issue9.sql). */
+static const struct action_error {
+	const char *sqlstate;
+	unsigned status;
+	const char *code;
+} action_errors[] = {
+    {"TNKEY", 401, "unauthorized"},
+    {"TNNOT", 404, "not_found"},
+    {"TNACT", 400, "invalid_action"},
+    {"TNDON", 409, "conflict"},
+    {"TNDEC", 409, "conflict"},
+};
+
+static const struct action_error *
+action_error(const char *sqlstate)
+{
+	for (size_t i = 0; sqlstate && i < TRYGG_ARRAY_LEN(action_errors); i++)
+		if (strcmp(sqlstate, action_errors[i].sqlstate) == 0)
+			return &action_errors[i];
+	return NULL;
+}
+
+/* A deadlock or serialization failure: the statement may simply run again. */
+static bool
+retryable(const db_reply *rep)
+{
+	return rep->err == TRYGG_EDB && rep->sqlstate &&
+	    (strcmp(rep->sqlstate, "40P01") == 0 || strcmp(rep->sqlstate, "40001") == 0);
+}
+
+static void
+ctx_free(api_ctx *c)
+{
+	for (int i = 0; i < c->nparams; i++)
+		free(c->values[i]);
+	free(c);
+}
+
+static int submit_ctx(api_ctx *c);
 
 bool
 api_is_uuid(const char *s)
@@ -145,13 +194,52 @@ action_word(const char *action)
 	return strcmp(action, "ack") == 0 ? "acknowledged" : "marked done";
 }
 
+/* Answers a refused action (task_action's own SQLSTATE). */
+static void
+respond_refused(api_ctx *c, const struct action_error *e, const char *message)
+{
+	http_request *req = c->req;
+	if (c->kind == REQ_ACTION) {
+		http_respond_error(req, e->status, e->code, message, NULL);
+		return;
+	}
+	respond_page(req, e->status == 404 ? 404 : 409,
+	    "<h1>Not possible</h1><p>Task <code>%s</code> cannot be %s: %s.</p>", c->task,
+	    action_word(c->action),
+	    strcmp(e->sqlstate, "TNDON") == 0       ? "it is already done"
+	        : strcmp(e->sqlstate, "TNDEC") == 0 ? "it was declined"
+	                                            : "it is not known");
+}
+
 static void
 replied(void *arg, const db_reply *rep)
 {
 	api_ctx *c = arg;
 	http_request *req = c->req;
+	if (retryable(rep) && c->tries < API_TRIES) {
+		log_info("api_retry", "\"request_id\":\"%s\",\"sqlstate\":\"%s\",\"try\":%d",
+		    http_request_id(req), rep->sqlstate, c->tries);
+		if (submit_ctx(c) == 0)
+			return;
+		respond_unavailable(req);
+		goto out;
+	}
 	if (rep->err == TRYGG_EDBCONN || rep->err == TRYGG_ECLOSED) {
 		respond_unavailable(req);
+		goto out;
+	}
+	const struct action_error *refused = NULL;
+	if (rep->err == TRYGG_EDB && (c->kind == REQ_ACTION || c->kind == REQ_LINK) &&
+	    (refused = action_error(rep->sqlstate)) != NULL) {
+		respond_refused(c, refused, rep->message ? rep->message : refused->code);
+		goto out;
+	}
+	/* The only value a list query casts is `before`: a date Postgres
+	 * cannot read (22007) or that does not exist (22008) is the client's. */
+	if (rep->err == TRYGG_EDB && c->kind == REQ_LIST && rep->sqlstate &&
+	    (strcmp(rep->sqlstate, "22007") == 0 || strcmp(rep->sqlstate, "22008") == 0)) {
+		http_respond_error(req, 400, "invalid_value", "before must be a valid timestamp",
+		    "before");
 		goto out;
 	}
 	if (rep->err != 0) {
@@ -166,31 +254,14 @@ replied(void *arg, const db_reply *rep)
 	switch (c->kind) {
 	case REQ_ACTION:
 	case REQ_LINK: {
-		int status = atoi(PQgetvalue(r, 0, 0));
-		if (status == 200)
-			notifier_after_commit(c->n, true); /* an action may schedule deliveries */
+		notifier_after_commit(c->n, true); /* an action may schedule deliveries */
 		if (c->kind == REQ_LINK) {
-			if (status == 200)
-				respond_page(req, 200,
-				    "<h1>Task %s</h1><p>Task <code>%s</code> is %s. "
-				    "Thank you.</p>",
-				    action_word(c->action), c->task, action_word(c->action));
-			else
-				respond_page(req, status == 404 ? 404 : 409,
-				    "<h1>Not possible</h1><p>Task <code>%s</code> cannot be %s: "
-				    "%s.</p>",
-				    c->task, action_word(c->action),
-				    strcmp(PQgetvalue(r, 0, 2), "task is done") == 0
-				        ? "it is already done"
-				        : strcmp(PQgetvalue(r, 0, 2), "task is declined") == 0
-				        ? "it was declined"
-				        : "it is not known");
-		} else if (status == 200) {
-			const char *body = PQgetvalue(r, 0, 3);
-			http_respond(req, 200, "application/json", body, strlen(body));
+			respond_page(req, 200,
+			    "<h1>Task %s</h1><p>Task <code>%s</code> is %s. Thank you.</p>",
+			    action_word(c->action), c->task, action_word(c->action));
 		} else {
-			http_respond_error(req, (unsigned)status, PQgetvalue(r, 0, 1),
-			    PQgetvalue(r, 0, 2), NULL);
+			const char *body = PQgetvalue(r, 0, 0);
+			http_respond(req, 200, "application/json", body, strlen(body));
 		}
 		break;
 	}
@@ -223,7 +294,21 @@ replied(void *arg, const db_reply *rep)
 	}
 	}
 out:
-	free(c);
+	ctx_free(c);
+}
+
+/* Runs c's statement (again); 0, or an error with nothing submitted. */
+static int
+submit_ctx(api_ctx *c)
+{
+	db_batch *b = db_batch_new();
+	db_batch_add(b, c->sql, c->nparams, (const char *const *)c->values);
+	if (db_pool_submit(c->n->svc.pool, b, replied, c) != 0) {
+		db_batch_free(b);
+		return TRYGG_EDBCONN;
+	}
+	c->tries++;
+	return 0;
 }
 
 /* Submits one statement for the request; answers 503 if Postgres is away. */
@@ -235,13 +320,14 @@ submit(notifier *n, http_request *req, enum req_kind kind, const char *sql, int 
 	c->n = n;
 	c->req = req;
 	c->kind = kind;
+	c->sql = sql;
+	c->nparams = nparams;
+	for (int i = 0; i < nparams && i < API_PARAMS_MAX; i++)
+		c->values[i] = values[i] ? xstrdup(values[i]) : NULL;
 	snprintf(c->action, sizeof(c->action), "%s", action ? action : "");
 	snprintf(c->task, sizeof(c->task), "%s", task ? task : "");
-	db_batch *b = db_batch_new();
-	db_batch_add(b, sql, nparams, values);
-	if (db_pool_submit(n->svc.pool, b, replied, c) != 0) {
-		db_batch_free(b);
-		free(c);
+	if (submit_ctx(c) != 0) {
+		ctx_free(c);
 		respond_unavailable(req);
 	}
 }

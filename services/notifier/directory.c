@@ -4,6 +4,7 @@
  */
 #include "directory.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,6 +113,20 @@ on_timer(uv_timer_t *t)
 int
 directory_start(notifier *n, void (*on_ready)(notifier *n), directory **out)
 {
+	/* The rules' windows are local time: a mistyped zone must stop the
+	 * service, not quietly route by UTC. */
+	if (!routing_timezone_ok(n->cfg.timezone)) {
+		char tb[200];
+		log_error("timezone_unknown",
+		    "\"timezone\":%s,\"error\":\"TRYGG_TIMEZONE names no zone in the time zone"
+		    " database (e.g. Europe/Stockholm; see /usr/share/zoneinfo)\"",
+		    log_json_str(n->cfg.timezone, tb, sizeof(tb)));
+		fprintf(stderr,
+		    "trygg-notifier: TRYGG_TIMEZONE '%s' is not a known time zone (e.g."
+		    " Europe/Stockholm; see /usr/share/zoneinfo)\n",
+		    n->cfg.timezone);
+		return TRYGG_EINVAL;
+	}
 	directory *d = xcalloc(1, sizeof(*d));
 	d->n = n;
 	d->on_ready = on_ready;

@@ -14,7 +14,9 @@
 
 #include "notifier.h"
 
-/* Starts loading; on_ready runs once, after the first successful load. */
+/* Starts loading; on_ready runs once, after the first successful load.
+ * TRYGG_EINVAL (logged, nothing started) if the configured time zone is
+ * not in the zone database. */
 int directory_start(notifier *n, void (*on_ready)(notifier *n), directory **out) TRYGG_MUSTCHECK;
 
 /* Reloads the routing table now (on NOTIFY notifier_routing). Accepts

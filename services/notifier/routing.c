@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 const char ROUTING_SQL_UNITS[] =
     "SELECT name, handles_sensitive, coalesce(default_for, ''), ack_target_s,"
@@ -175,7 +176,6 @@ int
 routing_route(const routing_table *t, const routing_report *r, routing_result *out)
 {
 	const routing_rule *best = NULL;
-	const char *best_place = NULL;
 	memset(out, 0, sizeof(*out));
 	for (size_t i = 0; i < t->nrules; i++) {
 		const routing_rule *rule = &t->rules[i];
@@ -184,7 +184,6 @@ routing_route(const routing_table *t, const routing_report *r, routing_result *o
 			continue;
 		if (best == NULL || better(rule, best)) {
 			best = rule;
-			best_place = place;
 		}
 	}
 	const routing_unit *u;
@@ -198,9 +197,11 @@ routing_route(const routing_table *t, const routing_report *r, routing_result *o
 		out->unit = def;
 	}
 	u = find_unit(t, out->unit);
-	if (u == NULL)
+	/* A sensitive report never reaches a unit that does not handle them,
+	 * whatever the default says (the schema refuses such a default too). */
+	if (u == NULL || (r->sensitive && !u->handles_sensitive))
 		return TRYGG_ENOENT;
-	out->place = best_place && best_place[0] ? best_place : (r->nplaces ? r->places[0] : NULL);
+	out->place = routing_task_place(r->places, r->nplaces);
 
 	/* Targets: the rule's, else the unit's (ack) and the report's
 	 * response target (completion); "at once" shortens both. */
@@ -233,6 +234,47 @@ routing_route(const routing_table *t, const routing_report *r, routing_result *o
 			out->copies[out->ncopies++] = rule->unit;
 	}
 	return 0;
+}
+
+const char *
+routing_task_place(const char *const *places, size_t nplaces)
+{
+	const char *best = NULL;
+	for (size_t i = 0; i < nplaces; i++)
+		if (places[i] && places[i][0] && (best == NULL || strcmp(places[i], best) < 0))
+			best = places[i];
+	return best;
+}
+
+bool
+routing_timezone_ok(const char *tz)
+{
+	if (tz == NULL || tz[0] == '\0')
+		return true; /* unset: the process's own zone */
+	const char *name = tz[0] == ':' ? tz + 1 : tz;
+	if (name[0] == '\0' || strstr(name, "..") != NULL)
+		return false;
+	if (name[0] == '/')
+		return access(name, R_OK) == 0;
+	/* A zone name (Europe/Stockholm, UTC) must be a file in the zone
+	 * database: glibc quietly takes an unknown name for UTC. */
+	static const char *const dirs[] = {"/usr/share/zoneinfo/", "/usr/lib/zoneinfo/",
+	    "/usr/share/lib/zoneinfo/"};
+	const char *env = getenv("TZDIR");
+	char path[512];
+	if (env && env[0]) {
+		snprintf(path, sizeof(path), "%s/%s", env, name);
+		if (access(path, R_OK) == 0)
+			return true;
+	}
+	for (size_t i = 0; i < TRYGG_ARRAY_LEN(dirs); i++) {
+		snprintf(path, sizeof(path), "%s%s", dirs[i], name);
+		if (access(path, R_OK) == 0)
+			return true;
+	}
+	/* A POSIX rule ("CET-1CEST,M3.5.0,M10.5.0/3") has an offset, hence a
+	 * digit, and is read by tzset itself; a zone name has none. */
+	return tz[0] != ':' && strpbrk(name, "0123456789") != NULL;
 }
 
 void

@@ -15,8 +15,14 @@
  * its unit as a copy recipient (the cleaning crew of the site beside the
  * outreach unit). A sensitive report considers only units that handle
  * sensitive categories, and gets no copies. A report no rule matches goes
- * to the default unit (for a sensitive one, the sensitive default) and is
- * flagged unmatched so it is counted; it is never dropped.
+ * to the default unit (for a sensitive one, the sensitive default, which
+ * must handle sensitive reports) and is flagged unmatched so it is
+ * counted; it is never dropped.
+ *
+ * The place a task is about (its key) does not depend on the rule: of the
+ * report's places, the first in byte order of the slug. So a report in
+ * two overlapping places joins the same task whichever rule (or time of
+ * week) routed it.
  *
  * Ownership: a routing_result borrows its strings from the table, which
  * must outlive it.
@@ -114,6 +120,15 @@ bool routing_window_matches(unsigned days, int from_min, int to_min, int weekday
  */
 int routing_route(const routing_table *t, const routing_report *r,
     routing_result *out) TRYGG_MUSTCHECK;
+
+/* The place a report's task is about: of its places, the smallest slug in
+ * byte order (stable, and independent of the routing rules); NULL if none. */
+const char *routing_task_place(const char *const *places, size_t nplaces);
+
+/* True if tz (a TZ value such as "Europe/Stockholm") names a zone in the
+ * zone database, is a POSIX rule (it has an offset), or is empty; false for
+ * a name glibc would silently take as UTC. */
+bool routing_timezone_ok(const char *tz);
 
 /*
  * The key of the task a report belongs to: the place slug; else, with a

@@ -84,8 +84,10 @@ def publish(event_type, payload):
          % (NOTIFIER, event_type, payload.hex()))
 
 
-def task(report_ids, note=None, reason=None, unit=False):
-    msg = pb_string(1, "task-1")
+def task(report_ids, note=None, reason=None, unit=False, tid="task-1"):
+    # Each task has its own id: intake applies an event to the reports it
+    # has recorded for the task (TaskOpened) as well as to those listed.
+    msg = pb_string(1, tid)
     for r in report_ids:
         msg += pb_string(2, r)
     if unit:
@@ -120,12 +122,13 @@ def test_intake_status_from_task_events():
     publish("trygg.events.TaskAcknowledged", task(ids[:2], note="On our way", unit=True))
     wait_for(lambda: status_of(0)["status"] == "acknowledged", 15, "acknowledged")
     check(status_of(1)["status"] == "acknowledged" and status_of(2)["status"] == "open", "scope")
-    publish("trygg.events.TaskCompleted", task(ids[:1], note="Bin emptied"))
+    publish("trygg.events.TaskCompleted", task(ids[:1], note="Bin emptied", tid="task-2"))
     wait_for(lambda: status_of(0)["status"] == "closed", 15, "completed")
     r0 = status_of(0)
     check(r0["close_reason"] == "fixed" and r0["status_notes"] == "Bin emptied", "fixed %r" % r0)
-    publish("trygg.events.TaskDeclined", task(ids[1:2], reason=1, note="Private property"))
-    publish("trygg.events.TaskDeclined", task(ids[2:3], reason=2))
+    publish("trygg.events.TaskDeclined", task(ids[1:2], reason=1, note="Private property",
+                                              tid="task-3"))
+    publish("trygg.events.TaskDeclined", task(ids[2:3], reason=2, tid="task-4"))
     wait_for(lambda: status_of(2)["status"] == "closed", 15, "declined")
     check(status_of(1)["close_reason"] == "not_ours" and
           status_of(1)["status_notes"] == "Private property", "not ours %r" % status_of(1))
@@ -133,17 +136,19 @@ def test_intake_status_from_task_events():
     # A poison event is recorded and skipped; a late acknowledgement does
     # not reopen a closed report; a bogus id is ignored.
     publish("trygg.events.TaskCompleted", b"\xff\xff\xff")
-    publish("trygg.events.TaskAcknowledged", task(ids[:1] + ["not-a-uuid"], unit=True))
-    publish("trygg.events.TaskCompleted", task(ids[3:4], note="Done"))
+    publish("trygg.events.TaskAcknowledged", task(ids[:1] + ["not-a-uuid"], unit=True,
+                                                  tid="task-5"))
+    publish("trygg.events.TaskCompleted", task(ids[3:4], note="Done", tid="task-6"))
     wait_for(lambda: status_of(3)["status"] == "closed", 15, "after the poison event")
     check(status_of(0)["status"] == "closed", "closed report reopened")
     check(psql1("SELECT count(*) FROM intake.inbox_failed") == "1", "poison event recorded")
     # A repeat report joining an acknowledged task is acknowledged; a
     # decline naming the owner says who handles it.
-    joined = pb_string(1, "task-1") + pb_string(2, ids[0]) + pb_string(3, ids[4]) + \
+    joined = pb_string(1, "task-7") + pb_string(2, ids[0]) + pb_string(3, ids[4]) + \
         pb_string(5, "acknowledged")
     publish("trygg.events.TaskJoined", joined)
-    publish("trygg.events.TaskDeclined", task(ids[5:6], reason=1) + pb_string(6, "Trafikverket"))
+    publish("trygg.events.TaskDeclined", task(ids[5:6], reason=1, tid="task-8")
+            + pb_string(6, "Trafikverket"))
     wait_for(lambda: status_of(5)["status"] == "closed", 15, "declined with owner")
     check(status_of(4)["status"] == "acknowledged", "joined %r" % status_of(4))
     check(status_of(5)["status_notes"] == "Handled by Trafikverket", "owner %r" % status_of(5))

@@ -148,11 +148,13 @@ def test_notifier_admin_unit_rule_routes_and_keys():
 
 class Flaky:
     """A webhook receiver that refuses with 404 (a permanent failure: a dead
-    letter at once) until told to accept."""
+    letter at once) until told to accept. What it accepts is kept: got has
+    (delivery id, JSON body), raw (path, headers, raw body)."""
 
-    def __init__(self):
-        self.accept = False
+    def __init__(self, accept=False):
+        self.accept = accept
         self.got = []
+        self.raw = []
         outer = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -161,6 +163,7 @@ class Flaky:
                 ok = outer.accept
                 if ok:
                     outer.got.append((self.headers.get("Trygg-Delivery"), json.loads(body)))
+                    outer.raw.append((self.path, dict(self.headers), body))
                 self.send_response(200 if ok else 404)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -171,7 +174,8 @@ class Flaky:
         self.port = free_port()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), H)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = "http://127.0.0.1:%d/hook" % self.port
+        self.base = "http://127.0.0.1:%d" % self.port
+        self.url = self.base + "/hook"
 
     def stop(self):
         self.server.shutdown()
@@ -283,3 +287,81 @@ def test_notifier_admin_bad_arguments():
                        capture_output=True, text=True, timeout=30)
     check(p.returncode == 1 and "DATABASE_URL" in p.stderr, "no URL: %s %r" % (p.returncode,
                                                                               p.stderr))
+
+
+def test_notifier_admin_sensitive_default_must_handle_sensitive():
+    # The operator frees the sensitive default and tries to give it to an
+    # ordinary crew: refused by the tool and by the schema; a sensitive
+    # report with no rule is then set aside, never sent to a crew.
+    st = Stack()
+    admin("unit", "set", "social-services", "--default", "none")
+    rc, _, err = admin("unit", "set", "cleaning-north", "--default", "sensitive", check_rc=False)
+    check(rc == 1 and "does not handle sensitive reports" in err, "crew as default: %s %r"
+          % (rc, err))
+    rc, _, err = admin("unit", "set", "police-contact", "--not-sensitive", check_rc=False)
+    check(rc == 0, "a unit that is no default may stop handling sensitive reports: %r" % err)
+    admin("unit", "set", "police-contact", "--sensitive", "--default", "sensitive")
+    rc, _, err = admin("unit", "set", "police-contact", "--not-sensitive", check_rc=False)
+    check(rc == 1 and "is the default for sensitive reports" in err, "%s %r" % (rc, err))
+    admin("unit", "set", "police-contact", "--default", "none")
+    try:
+        psql("UPDATE notifier.units SET default_for = 'sensitive' WHERE name = 'cleaning-north'")
+        refused = ""
+    except subprocess.CalledProcessError as e:
+        refused = e.stderr
+    check("units_sensitive_default_handles" in refused,
+          "the schema took a crew as sensitive default: %r" % refused)
+    check(psql1("SELECT count(*) FROM notifier.units WHERE default_for = 'sensitive'") == "0",
+          "a sensitive default is set")
+    wait_routing(st)
+    rid = st.report(category="school_incident_other", places=["odenplan"], sensitive=True,
+                    report_id="sens-nodefault-1")
+    wait_for(lambda: int(psql1("SELECT count(*) FROM notifier.inbox_failed")) >= 1, 10,
+             "the unroutable sensitive report to be set aside")
+    check(psql1("SELECT count(*) FROM notifier.task_reports WHERE report_id = '%s'" % rid) == "0",
+          "a sensitive report got a task without a sensitive unit")
+    check(not [d for d in st.received() if rid in d.get("task", {}).get("report_ids", [])],
+          "a sensitive report reached a receiver")
+
+
+def test_notifier_admin_supervisor_has_its_own_secret():
+    from notifier_support import verify_signature
+    st = Stack()
+    rec = Flaky(accept=True)
+    try:
+        # A unit without a webhook of its own still escalates to its
+        # supervisor's; one with a webhook signs its supervisor's deliveries
+        # with the supervisor's secret, never its own.
+        rc, out, _ = admin("unit", "add", "sup-only", "--kind", "crew", "--supervisor",
+                           rec.base + "/sup-only", "--ack-target", "1s")
+        m = re.search(r"Supervisor webhook secret for sup-only.*?\n\n  ([0-9a-f]{64})\n", out, re.S)
+        check(m, "no supervisor secret printed: %r" % out)
+        only_secret = m.group(1)
+        rc, out, _ = admin("unit", "add", "sup-crew", "--kind", "crew", "--webhook",
+                           rec.base + "/crew", "--secret", "crew-secret-123", "--supervisor",
+                           rec.base + "/sup-crew", "--ack-target", "1s")
+        crew_secret_sup = re.search(r"\n  ([0-9a-f]{64})\n", out).group(1)
+        check(only_secret not in psql1("SELECT string_agg(coalesce(webhook_secret, ''), ',')"
+                                       " FROM notifier.units"), "secret reused")
+        admin("rule", "add", "--category", "suptest_a", "--unit", "sup-only")
+        admin("rule", "add", "--category", "suptest_b", "--unit", "sup-crew")
+        wait_routing(st)
+        st.report(category="suptest_a", places=["odenplan"], report_id="sup-a")
+        st.report(category="suptest_b", places=["odenplan"], report_id="sup-b")
+
+        def escalation(path):
+            got = [g for g in rec.raw if g[0] == path]
+            return got if got else None
+        for path, secret in (("/sup-only", only_secret), ("/sup-crew", crew_secret_sup)):
+            g = wait_for(lambda: escalation(path), 20, "the escalation to %s" % path)[0]
+            sig = g[1].get("Trygg-Signature")
+            check(json.loads(g[2])["kind"] == "escalation", "kind %r" % g[2][:100])
+            check(verify_signature(secret, sig, g[2]), "%s: not signed with its own secret" % path)
+            check(not verify_signature("crew-secret-123", sig, g[2]),
+                  "%s: signed with the crew's secret" % path)
+        # The crew's own deliveries stay signed with the crew's secret.
+        crew = wait_for(lambda: escalation("/crew"), 10, "the crew's task")[0]
+        check(verify_signature("crew-secret-123", crew[1]["Trygg-Signature"], crew[2]),
+              "crew delivery signature")
+    finally:
+        rec.stop()

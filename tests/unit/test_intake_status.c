@@ -122,6 +122,36 @@ test_poison(void **state)
 	assert_true(apply("trygg.events.TaskCompleted", NULL, garbage, sizeof(garbage)) < 0);
 }
 
+static void
+test_by_task_id(void **state)
+{
+	(void)state;
+	/* TaskOpened records the opening report's task; the later events name
+	 * only the task and still make one statement each. */
+	char *ids[1] = {(char *)ID1};
+	Trygg__Events__TaskOpened opened = TRYGG__EVENTS__TASK_OPENED__INIT;
+	opened.task_id = "0b7c6d1e-0000-4000-8000-000000000001";
+	opened.n_report_ids = 1;
+	opened.report_ids = ids;
+	assert_int_equal(apply("trygg.events.TaskOpened", &opened.base, NULL, 0), 1);
+	Trygg__Events__TaskJoined joined = TRYGG__EVENTS__TASK_JOINED__INIT;
+	joined.task_id = opened.task_id;
+	joined.report_id = (char *)ID1;
+	joined.status = "dispatched";
+	assert_int_equal(apply("trygg.events.TaskJoined", &joined.base, NULL, 0), 1);
+	joined.status = "acknowledged";
+	assert_int_equal(apply("trygg.events.TaskJoined", &joined.base, NULL, 0), 2);
+	Trygg__Events__TaskAcknowledged ack = TRYGG__EVENTS__TASK_ACKNOWLEDGED__INIT;
+	ack.task_id = opened.task_id;
+	assert_int_equal(apply("trygg.events.TaskAcknowledged", &ack.base, NULL, 0), 1);
+	Trygg__Events__TaskCompleted done = TRYGG__EVENTS__TASK_COMPLETED__INIT;
+	done.task_id = opened.task_id;
+	assert_int_equal(apply("trygg.events.TaskCompleted", &done.base, NULL, 0), 1);
+	Trygg__Events__TaskDeclined dec = TRYGG__EVENTS__TASK_DECLINED__INIT;
+	dec.task_id = "bad id with spaces";
+	assert_int_equal(apply("trygg.events.TaskDeclined", &dec.base, NULL, 0), 0);
+}
+
 int
 main(void)
 {
@@ -130,6 +160,7 @@ main(void)
 	    cmocka_unit_test(test_nothing_to_do),
 	    cmocka_unit_test(test_clean_note),
 	    cmocka_unit_test(test_poison),
+	    cmocka_unit_test(test_by_task_id),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -181,6 +183,125 @@ test_task_keys(void **state)
 	assert_string_equal(k, "report:abc");
 }
 
+/* Local weekday and minute of a UTC instant (seconds), in Stockholm. */
+static void
+stockholm(int64_t utc_s, int *weekday, int *minute)
+{
+	routing_local_time(utc_s * 1000000, weekday, minute);
+}
+
+static void
+test_dst_europe_stockholm(void **state)
+{
+	(void)state;
+	setenv("TZ", "Europe/Stockholm", 1);
+	tzset();
+	int wd, min;
+	/* Spring forward, Sunday 29 March 2026: 02:00 CET is 03:00 CEST. */
+	stockholm(1774745940, &wd, &min); /* 00:59 UTC */
+	assert_int_equal(wd, 6);
+	assert_int_equal(min, 1 * 60 + 59);
+	stockholm(1774746000, &wd, &min); /* 01:00 UTC */
+	assert_int_equal(min, 3 * 60);
+	/* Fall back, Sunday 25 October 2026: 03:00 CEST is 02:00 CET. */
+	stockholm(1792889940, &wd, &min); /* 00:59 UTC */
+	assert_int_equal(min, 2 * 60 + 59);
+	stockholm(1792890000, &wd, &min); /* 01:00 UTC */
+	assert_int_equal(wd, 6);
+	assert_int_equal(min, 2 * 60);
+	/* A weekday 07:00-18:00 rule opens at 07:00 local on both sides of
+	 * the change: 06:00 UTC in winter, 05:00 UTC in summer. */
+	routing_table *t = routing_table_new();
+	routing_table_add_unit(t, "day-crew", false, NULL, 1800, 86400);
+	routing_table_add_unit(t, "district", false, "all", 3600, 86400);
+	routing_rule day = {1, "litter", NULL, 31, 420, 1080, "day-crew", false, 100, 0, 0};
+	routing_table_add_rule(t, &day);
+	static const struct {
+		int64_t utc_s;
+		const char *unit;
+	} cases[] = {
+	    {1774589400, "district"}, /* Fri 27 March 05:30 UTC = 06:30 CET */
+	    {1774593000, "day-crew"}, /* Fri 27 March 06:30 UTC = 07:30 CET */
+	    {1774845000, "district"}, /* Mon 30 March 04:30 UTC = 06:30 CEST */
+	    {1774848600, "day-crew"}, /* Mon 30 March 05:30 UTC = 07:30 CEST */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *places[1] = {"odenplan"};
+		routing_report r = {.category = "litter",
+		    .places = places,
+		    .nplaces = 1,
+		    .response_target_min = 60};
+		stockholm(cases[i].utc_s, &r.weekday, &r.minute);
+		routing_result res;
+		assert_int_equal(routing_route(t, &r, &res), 0);
+		assert_string_equal(res.unit, cases[i].unit);
+	}
+	routing_table_free(t);
+	/* An unknown zone is refused, not taken for UTC. */
+	assert_true(routing_timezone_ok("Europe/Stockholm"));
+	assert_true(routing_timezone_ok(""));
+	assert_true(routing_timezone_ok("UTC"));
+	assert_false(routing_timezone_ok("Europe/Stokholm"));
+	assert_false(routing_timezone_ok("../../etc/passwd"));
+	assert_true(routing_timezone_ok("CET-1CEST,M3.5.0,M10.5.0/3"));
+}
+
+static void
+test_place_independent_of_rule(void **state)
+{
+	(void)state;
+	/* A report inside two overlapping places: a night rule names one of
+	 * them; by day an any-place rule routes it. Its task's place is the
+	 * same either way. */
+	routing_table *t = routing_table_new();
+	routing_table_add_unit(t, "night", false, NULL, 1800, 86400);
+	routing_table_add_unit(t, "day", false, NULL, 1800, 86400);
+	routing_rule night = {1, "litter", "z-square", 127, 1320, 360, "night", false, 200, 0, 0};
+	routing_rule any = {2, "litter", NULL, 127, 0, 1440, "day", false, 100, 0, 0};
+	routing_table_add_rule(t, &night);
+	routing_table_add_rule(t, &any);
+	const char *places[2] = {"z-square", "a-park"};
+	routing_report r = {.category = "litter",
+	    .places = places,
+	    .nplaces = 2,
+	    .weekday = 2,
+	    .minute = 23 * 60,
+	    .response_target_min = 60};
+	routing_result res;
+	assert_int_equal(routing_route(t, &r, &res), 0);
+	assert_string_equal(res.unit, "night");
+	assert_string_equal(res.place, "a-park");
+	r.minute = 12 * 60;
+	assert_int_equal(routing_route(t, &r, &res), 0);
+	assert_string_equal(res.unit, "day");
+	assert_string_equal(res.place, "a-park");
+	/* Another order of the same places: the same place. */
+	const char *swapped[2] = {"a-park", "z-square"};
+	r.places = swapped;
+	assert_int_equal(routing_route(t, &r, &res), 0);
+	assert_string_equal(res.place, "a-park");
+	routing_table_free(t);
+}
+
+static void
+test_sensitive_default_must_handle(void **state)
+{
+	(void)state;
+	/* A crew named the sensitive default (a stale snapshot, say) still
+	 * never gets a sensitive report. */
+	routing_table *t = routing_table_new();
+	routing_table_add_unit(t, "crew", false, "sensitive", 1800, 86400);
+	routing_table_add_unit(t, "district", false, "all", 1800, 86400);
+	const char *places[1] = {"odenplan"};
+	routing_report r = {.category = "school_incident",
+	    .places = places,
+	    .nplaces = 1,
+	    .sensitive = true};
+	routing_result res;
+	assert_int_equal(routing_route(t, &r, &res), TRYGG_ENOENT);
+	routing_table_free(t);
+}
+
 int
 main(void)
 {
@@ -191,6 +312,9 @@ main(void)
 	    cmocka_unit_test(test_default_and_no_default),
 	    cmocka_unit_test(test_time_window),
 	    cmocka_unit_test(test_task_keys),
+	    cmocka_unit_test(test_dst_europe_stockholm),
+	    cmocka_unit_test(test_place_independent_of_rule),
+	    cmocka_unit_test(test_sensitive_default_must_handle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
