@@ -88,7 +88,7 @@ CREW_PORT=${CREW_PORT:-8099}
 if [ -x "$BIN/trygg-intake" ]; then
   start intake intake "$INTAKE_PORT" \
     TRYGG_BUS_PUB_URL="$BUS/intake.pub" TRYGG_BUS_REP_URL="$BUS/intake.rep" \
-    TRYGG_NOTIFIER_SUB_URL="$BUS/notifier.pub" TRYGG_NOTIFIER_REQ_URL="$BUS/notifier.rep"
+    TRYGG_BUS_NOTIFIER_SUB_URL="$BUS/notifier.pub" TRYGG_BUS_NOTIFIER_REQ_URL="$BUS/notifier.rep"
   started=$((started + 1))
 fi
 if [ -x "$BIN/trygg-notifier" ]; then
@@ -122,7 +122,7 @@ if [ "${BACKBONE:-}" = 1 ] || [ "$started" -eq 0 ]; then
   start testpub testpub "${TESTPUB_PORT:-8090}" \
     TRYGG_BUS_PUB_URL="$BUS/testpub.pub" TRYGG_BUS_REP_URL="$BUS/testpub.rep"
   start testsub testsub "${TESTSUB_PORT:-8091}" \
-    TRYGG_BUS_SUB_URL="$BUS/testpub.pub" TRYGG_BUS_REQ_URL="$BUS/testpub.rep"
+    TRYGG_BUS_TESTPUB_SUB_URL="$BUS/testpub.pub" TRYGG_BUS_TESTPUB_REQ_URL="$BUS/testpub.rep"
   curl -fsS -X POST -H 'Content-Type: application/json' \
     -d '{"count": 1000, "concurrency": 4, "rate": 50}' \
     "http://127.0.0.1:${TESTPUB_PORT:-8090}/produce" >/dev/null

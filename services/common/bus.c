@@ -43,6 +43,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -321,6 +322,36 @@ set_opt(bus_sock *s, int rv, const char *name)
  * handle, then listens or dials and starts receiving. On error nothing is
  * left behind and *out is NULL.
  */
+/*
+ * Dials every URL of a comma-separated list on the one socket: nng keeps a
+ * dialer per URL, so a subscriber hears every replica of a publisher and a
+ * requester asks whichever replica is connected. Non-blocking: each dialer
+ * keeps retrying in the background. An empty element is an error.
+ */
+static int
+dial_all(bus_sock *s, const char *urls)
+{
+	char *list = xstrdup(urls);
+	int err = 0;
+	char *save = NULL;
+	int n = 0;
+	for (char *u = strtok_r(list, ",", &save); u != NULL; u = strtok_r(NULL, ",", &save)) {
+		while (*u == ' ')
+			u++;
+		int rv = nng_dial(s->sock, u, NULL, NNG_FLAG_NONBLOCK);
+		if (rv != 0) {
+			warn_nng(s, "bus_dial_failed", u, rv);
+			err = map_err(rv);
+			break;
+		}
+		n++;
+	}
+	if (err == 0 && n == 0)
+		err = TRYGG_EINVAL;
+	free(list);
+	return err;
+}
+
 static int
 sock_open(uv_loop_t *loop, enum bus_kind kind, const char *url, const bus_options *o, bus_msg_cb cb,
     void *arg, bus_sock **out)
@@ -406,13 +437,8 @@ sock_open(uv_loop_t *loop, enum bus_kind kind, const char *url, const bus_option
 			goto fail_aio;
 		}
 	} else {
-		/* Non-blocking: the dialer keeps retrying in the background. */
-		rv = nng_dial(s->sock, url, NULL, NNG_FLAG_NONBLOCK);
-		if (rv != 0) {
-			warn_nng(s, "bus_dial_failed", url, rv);
-			err = map_err(rv);
+		if ((err = dial_all(s, url)) != 0)
 			goto fail_aio;
-		}
 	}
 
 	if ((rv = uv_async_init(loop, &s->async, async_cb)) != 0) {

@@ -50,7 +50,9 @@ int bus_pub_open(uv_loop_t *loop, const char *url, const bus_options *o,
 /*
  * sub0, dialing `url` (non-blocking dial: it keeps retrying in the
  * background until the publisher is there), subscribed to everything.
- * `cb` gets each message.
+ * `cb` gets each message. `url` may be a comma-separated list (one URL per
+ * replica of the publisher): each is dialled on this one socket, so the
+ * messages of all of them arrive here. TRYGG_EINVAL for an empty list.
  */
 int bus_sub_open(uv_loop_t *loop, const char *url, const bus_options *o, bus_msg_cb cb, void *arg,
     bus_sock **out) TRYGG_MUSTCHECK;
@@ -63,7 +65,9 @@ int bus_sub_open(uv_loop_t *loop, const char *url, const bus_options *o, bus_msg
 int bus_rep_open(uv_loop_t *loop, const char *url, const bus_options *o, bus_msg_cb cb, void *arg,
     bus_sock **out) TRYGG_MUSTCHECK;
 
-/* req0 dialing `url` (non-blocking dial). */
+/* req0 dialing `url` (non-blocking dial); a comma-separated list dials
+ * each URL on this socket and nng sends each request to one connected
+ * peer. */
 int bus_req_open(uv_loop_t *loop, const char *url, const bus_options *o,
     bus_sock **out) TRYGG_MUSTCHECK;
 

@@ -10,6 +10,7 @@
 typedef struct check {
 	char *name;
 	health_check_fn fn;
+	health_detail_fn detail;
 	void *arg;
 } check;
 
@@ -42,14 +43,27 @@ on_readyz(http_request *req, void *arg)
 {
 	health *h = arg;
 	bool ready = !h->draining;
-	json_t *checks = json_object();
+	json_t *checks = json_object(), *detail = json_object();
 	for (size_t i = 0; i < h->nchecks; i++) {
-		bool ok = h->checks[i].fn(h->checks[i].arg);
+		const check *c = &h->checks[i];
+		bool ok = c->fn(c->arg);
 		ready = ready && ok;
-		json_object_set_new(checks, h->checks[i].name, json_boolean(ok));
+		json_object_set_new(checks, c->name, json_boolean(ok));
+		if (c->detail != NULL) {
+			json_t *d = json_object();
+			c->detail(c->arg, d);
+			if (json_object_size(d) > 0)
+				json_object_set_new(detail, c->name, d);
+			else
+				json_decref(d);
+		}
 	}
 	json_t *body =
 	    json_pack("{s:s,s:o}", "status", ready ? "ok" : "unavailable", "checks", checks);
+	if (json_object_size(detail) > 0)
+		json_object_set_new(body, "detail", detail);
+	else
+		json_decref(detail);
 	if (h->draining)
 		json_object_set_new(body, "draining", json_true());
 	http_respond_json(req, ready ? 200 : 503, body);
@@ -85,6 +99,13 @@ health_free(health *h)
 int
 health_add_check(health *h, const char *name, health_check_fn fn, void *arg)
 {
+	return health_add_check_detail(h, name, fn, NULL, arg);
+}
+
+int
+health_add_check_detail(health *h, const char *name, health_check_fn fn, health_detail_fn detail,
+    void *arg)
+{
 	if (name == NULL || *name == '\0' || fn == NULL)
 		return TRYGG_EINVAL;
 	for (size_t i = 0; i < h->nchecks; i++) {
@@ -94,6 +115,7 @@ health_add_check(health *h, const char *name, health_check_fn fn, void *arg)
 	h->checks = xrealloc(h->checks, (h->nchecks + 1) * sizeof(*h->checks));
 	h->checks[h->nchecks].name = xstrdup(name);
 	h->checks[h->nchecks].fn = fn;
+	h->checks[h->nchecks].detail = detail;
 	h->checks[h->nchecks].arg = arg;
 	h->nchecks++;
 	return 0;

@@ -8,7 +8,9 @@
  *   GET /readyz   200 {"status":"ok","checks":{...}} when every registered
  *                 readiness check passes, else 503
  *                 {"status":"unavailable","checks":{"postgres":false,...}}
- *                 (readiness: send traffic here or not)
+ *                 (readiness: send traffic here or not); a check with a
+ *                 detail callback adds "detail":{"<check>":{...}}, what an
+ *                 operator needs to see why (e.g. set-aside events)
  *
  * Readiness checks are cheap callbacks (e.g. db_is_connected) evaluated on
  * every /readyz request on the loop thread. While draining (SIGTERM),
@@ -48,6 +50,17 @@ void health_free(health *h);
  * for a missing name or callback.
  */
 int health_add_check(health *h, const char *name, health_check_fn fn, void *arg) TRYGG_MUSTCHECK;
+
+/*
+ * Fills `obj` (an empty JSON object, borrowed) with detail about a check,
+ * e.g. {"failed_pending":3,"halted":"epoch_changed"}; an object left empty
+ * is not shown. Runs on every /readyz request, so it must be cheap.
+ */
+typedef void (*health_detail_fn)(void *arg, json_t *obj);
+
+/* As health_add_check, with a detail callback (may be NULL). */
+int health_add_check_detail(health *h, const char *name, health_check_fn fn,
+    health_detail_fn detail, void *arg) TRYGG_MUSTCHECK;
 
 /* While true, /readyz answers 503 whatever the checks say. */
 void health_set_draining(health *h, bool draining);

@@ -590,3 +590,9 @@ inbox_register_metrics(inbox *in, metrics *m)
 	metrics_gauge_fn(m, "trygg_inbox_batch_errors_total", "Batches that failed", l,
 	    stat_batch_errors, in);
 }
+
+bool
+inbox_ready(const inbox *in)
+{
+	return in != NULL && !in->stopping && (in->cursor_loaded || in->loading);
+}

@@ -70,8 +70,16 @@ typedef struct inbox_stats {
 	uint64_t invalid;      /* malformed frames dropped */
 	uint64_t failed;       /* poison events recorded in inbox_failed */
 	uint64_t batch_errors; /* batches that failed and were retried */
+	/* CONTRACT.md names, filled by backbone-inbox / backbone-outbox;
+	 * here so svc's /readyz detail compiles before their merge. */
+	uint64_t failed_pending; /* rows in inbox_failed, as last counted */
+	const char *halted;      /* NULL while applying, else the reason */
 } inbox_stats;
 void inbox_get_stats(const inbox *in, inbox_stats *out);
+
+/* True while the inbox applies: its cursor is loaded or loading, and it
+ * is not stopped (and, after backbone-outbox, not halted). */
+bool inbox_ready(const inbox *in);
 
 /* Registers trygg_inbox_* gauges that read the stats at scrape time. The
  * inbox must outlive the registry's last render. */

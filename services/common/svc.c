@@ -6,6 +6,7 @@
 #include "svc.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -71,6 +72,163 @@ register_metrics(svc *s)
 	    gauge_rss, s);
 }
 
+/* ---- event plumbing ---- */
+
+/* Stops every running inbox. An inbox frees itself after its last
+ * database callback, so this may run while a batch is in flight. */
+static void
+stop_inboxes(svc *s)
+{
+	for (size_t i = 0; i < s->nstreams; i++) {
+		inbox_stop(s->streams[i].in);
+		s->streams[i].in = NULL;
+	}
+}
+
+int
+svc_publish(svc *s, const char *publisher)
+{
+	svc_config *c = s->o.common;
+	if (publisher == NULL || c->bus_pub_url == NULL || c->bus_rep_url == NULL) {
+		log_error("publish_unconfigured",
+		    "\"service\":\"%s\",\"error\":\"TRYGG_BUS_PUB_URL and TRYGG_BUS_REP_URL "
+		    "must be set\"",
+		    s->o.name);
+		return TRYGG_EINVAL;
+	}
+	uint64_t retention_s = c->outbox_retention_ms / 1000;
+	outbox_options oo = {.publisher = publisher,
+	    .schema = s->o.schema,
+	    .pub_url = c->bus_pub_url,
+	    .rep_url = c->bus_rep_url,
+	    .retention_s = retention_s > UINT32_MAX ? UINT32_MAX : (unsigned)retention_s};
+	int rv = outbox_relay_start(svc_uv(s), s->db, &oo, &s->relay);
+	if (rv != 0)
+		return rv;
+	outbox_relay_register_metrics(s->relay, s->metrics);
+	return 0;
+}
+
+void
+svc_relay_kick(svc *s)
+{
+	if (s->relay != NULL)
+		outbox_relay_kick(s->relay);
+}
+
+outbox_relay *
+svc_relay(svc *s)
+{
+	return s->relay;
+}
+
+static bool
+check_inbox(void *arg)
+{
+	return inbox_ready(((svc_inbox *)arg)->in);
+}
+
+/* What an operator needs in /readyz: why a stream is not ready, and how
+ * many of its events are set aside (`trygg-<svc> admin events failed`). */
+static void
+detail_inbox(void *arg, json_t *obj)
+{
+	svc_inbox *si = arg;
+	if (si->in == NULL) {
+		json_object_set_new(obj, "state",
+		    json_string(si->svc->draining ? "stopped" : "not_started"));
+		return;
+	}
+	inbox_stats st;
+	inbox_get_stats(si->in, &st);
+	json_object_set_new(obj, "applied_seq", json_integer((json_int_t)st.applied_seq));
+	json_object_set_new(obj, "known_seq", json_integer((json_int_t)st.known_seq));
+	json_object_set_new(obj, "failed_pending", json_integer((json_int_t)st.failed_pending));
+	if (st.halted != NULL)
+		json_object_set_new(obj, "halted", json_string(st.halted));
+}
+
+static int
+start_stream(svc *s, svc_inbox *si)
+{
+	inbox_options io = {.publisher = si->publisher,
+	    .sub_url = si->st.urls->sub_url,
+	    .req_url = si->st.urls->req_url,
+	    .batch_max = si->st.batch_max,
+	    .on_committed = si->st.on_committed};
+	/* TRYGG_INBOX_SKIP_PURGED goes to inbox_options.skip_purged once
+	 * backbone-outbox adds that field. */
+	int rv = inbox_start(svc_uv(s), s->inbox_db, &io, si->st.apply, si->st.arg, &si->in);
+	if (rv != 0) {
+		log_error("inbox_start_failed", "\"service\":\"%s\",\"publisher\":\"%s\"",
+		    s->o.name, si->publisher);
+		return rv;
+	}
+	inbox_register_metrics(si->in, s->metrics);
+	si->st.start_later = false;
+	return 0;
+}
+
+int
+svc_consume(svc *s, const svc_stream *st)
+{
+	if (st->publisher == NULL || st->apply == NULL || st->urls == NULL ||
+	    s->nstreams == SVC_MAX_STREAMS)
+		return TRYGG_EINVAL;
+	if (st->urls->sub_url == NULL || st->urls->req_url == NULL) {
+		log_info("stream_off",
+		    "\"service\":\"%s\",\"publisher\":\"%s\",\"reason\":\"its sub or req "
+		    "URL is unset\"",
+		    s->o.name, st->publisher);
+		return 0;
+	}
+	svc_inbox *si = &s->streams[s->nstreams];
+	memset(si, 0, sizeof(*si));
+	si->svc = s;
+	si->st = *st;
+	si->publisher = xstrdup(st->publisher);
+	si->st.publisher = si->publisher;
+	si->check_name = xmalloc(strlen(st->publisher) + 7);
+	sprintf(si->check_name, "inbox_%s", st->publisher);
+	s->nstreams++;
+	int rv = health_add_check_detail(s->health, si->check_name, check_inbox, detail_inbox, si);
+	if (rv != 0)
+		return rv;
+	return st->start_later ? 0 : start_stream(s, si);
+}
+
+int
+svc_consume_start(svc *s)
+{
+	if (s->draining || s->closed)
+		return 0;
+	for (size_t i = 0; i < s->nstreams; i++) {
+		int rv;
+		if (s->streams[i].st.start_later && (rv = start_stream(s, &s->streams[i])) != 0)
+			return rv;
+	}
+	return 0;
+}
+
+inbox *
+svc_inbox_of(svc *s, const char *publisher)
+{
+	for (size_t i = 0; i < s->nstreams; i++)
+		if (strcmp(s->streams[i].publisher, publisher) == 0)
+			return s->streams[i].in;
+	return NULL;
+}
+
+static void
+free_streams(svc *s)
+{
+	for (size_t i = 0; i < s->nstreams; i++) {
+		free(s->streams[i].publisher);
+		free(s->streams[i].check_name);
+	}
+	s->nstreams = 0;
+}
+
 /* SIGTERM: stop taking requests, then let the service stop its parts. */
 static void
 on_loop_drain(loop *l, void *arg)
@@ -83,6 +241,7 @@ on_loop_drain(loop *l, void *arg)
 	log_info("draining", "\"service\":\"%s\"", s->o.name);
 	health_set_draining(s->health, true);
 	http_server_stop(s->http);
+	stop_inboxes(s);
 	if (s->on_drain != NULL)
 		s->on_drain(s, s->drain_arg);
 	else
@@ -198,6 +357,9 @@ svc_close_all(svc *s)
 	if (s->closed)
 		return;
 	s->closed = true;
+	stop_inboxes(s);
+	outbox_relay_stop(s->relay);
+	s->relay = NULL;
 	http_server_close(s->http);
 	db_pool_close(s->pool);
 	s->http = NULL;
@@ -206,11 +368,26 @@ svc_close_all(svc *s)
 	s->inbox_db = NULL;
 }
 
+static void
+on_relay_flushed(void *arg)
+{
+	svc *s = arg;
+	svc_close_all(s);
+	loop_drain_done(&s->loop);
+}
+
 void
 svc_drain_done(svc *s)
 {
-	svc_close_all(s);
-	loop_drain_done(&s->loop);
+	if (s->drain_done)
+		return;
+	s->drain_done = true;
+	/* The service's parts are stopped: nothing writes outbox rows any
+	 * more, so publish what is left, then close. */
+	if (s->relay != NULL && !s->closed)
+		outbox_relay_flush(s->relay, on_relay_flushed, s);
+	else
+		on_relay_flushed(s);
 }
 
 int
@@ -220,6 +397,7 @@ svc_run(svc *s)
 	svc_close_all(s);
 	if (loop_fini(&s->loop) != 0)
 		log_warn("loop_not_clean", "\"service\":\"%s\"", s->o.name);
+	free_streams(s);
 	health_free(s->health);
 	metrics_free(s->metrics);
 	config_fini(&s->cfg);
@@ -233,6 +411,7 @@ svc_abort(svc *s)
 	log_error("start_failed", "\"service\":\"%s\"", s->o.name);
 	svc_close_all(s);
 	loop_fini(&s->loop);
+	free_streams(s);
 	health_free(s->health);
 	metrics_free(s->metrics);
 	config_fini(&s->cfg);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "admin_db.h"
+#include "admin_events.h"
 #include "auth.h"
 #include "directory.h"
 #include "intake.h"
@@ -49,7 +50,8 @@ static const char USAGE[] =
     "      creates the demo partners, issues each a fresh key (revoking the\n"
     "      previous demo keys), prints them and writes PATH (JSON: name -> key)\n"
     "\n"
-    "The database is TRYGG_DATABASE_URL or DATABASE_URL (intake's role).\n";
+    "The database is TRYGG_DATABASE_URL or DATABASE_URL (intake's role).\n"
+    "Events (docs/ARCHITECTURE.md, what can go wrong):\n";
 
 static void
 notify(void)
@@ -435,12 +437,19 @@ admin_main(int argc, char **argv)
 {
 	if (argc < 1 || strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
 		fputs(USAGE, argc < 1 ? stderr : stdout);
+		fputs(admin_events_usage, argc < 1 ? stderr : stdout);
 		return argc < 1 ? 2 : 0;
 	}
 	const char *cmd = argv[0];
 	const char *sub = argc > 1 ? argv[1] : "";
 	admin_set_prog("trygg-intake admin");
 	admin_db_connect("intake", intake_migrations, "intake's");
+	if (strcmp(cmd, "events") == 0 || strcmp(cmd, "outbox") == 0) {
+		int code = cmd[0] == 'e' ? admin_events_main("intake", argc - 1, argv + 1)
+		                         : admin_outbox_main("intake", argc - 1, argv + 1);
+		admin_db_close();
+		return code;
+	}
 	if (strcmp(cmd, "partner") == 0 && strcmp(sub, "add") == 0)
 		partner_add(argc - 2, argv + 2);
 	else if (strcmp(cmd, "partner") == 0 && strcmp(sub, "list") == 0)

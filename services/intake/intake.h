@@ -21,10 +21,7 @@
 
 typedef struct intake_config {
 	svc_config common;
-	char *bus_pub_url;
-	char *bus_rep_url;
-	char *notifier_sub_url;
-	char *notifier_req_url;
+	svc_stream_urls notifier; /* TRYGG_BUS_NOTIFIER_SUB_URL, _REQ_URL */
 	char *district_box;
 	uint64_t directory_refresh_ms;
 	uint64_t contact_retention_ms;
@@ -43,8 +40,7 @@ typedef struct intake {
 	svc svc;
 	directory *dir;
 	store *store;
-	outbox_relay *relay;
-	inbox *inbox;
+	outbox_relay *relay; /* svc's, for the store's kicks */
 	uv_timer_t purge_timer;
 	bool purge_running;
 	double district_box[4];
@@ -98,7 +94,8 @@ bool intake_rate_limit_public(intake *in, http_request *req, api_format fmt);
 int api_register(intake *in) TRYGG_MUSTCHECK;
 int open311_register(intake *in) TRYGG_MUSTCHECK;
 
-/* Status from task events, and the purge timer. */
+/* The purge timer (status_start/stop); status_apply is the effect of the
+ * notifier's task events, the stream main.c consumes. */
 int status_start(intake *in) TRYGG_MUSTCHECK;
 void status_stop(intake *in);
 /* The inbox's apply function (exposed for tests). */

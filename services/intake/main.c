@@ -1,11 +1,12 @@
 /*
  * trygg-intake: the gateway partners post reports to (issue 4).
  *
- * main only wires the parts together: the config table, the outbox relay
- * (ReportReceived events), the directory (partners, keys, categories,
- * places), the group-committing store, both APIs' routes, and the task
- * event inbox with the purge timer. `trygg-intake admin ...` is the
- * operator's command line instead (admin.c).
+ * main only wires the parts together. intake publishes ReportReceived,
+ * consumes the notifier's task events (report status, status.c), and
+ * serves the native and Open311 APIs from the directory (partners, keys,
+ * categories, places) and the group-committing store; a timer purges
+ * personal data. `trygg-intake admin ...` is the operator's command line
+ * instead (admin.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,14 +19,9 @@ extern const struct migration intake_migrations[];
 
 static const config_option options[] = {
     SVC_CONFIG_OPTIONS(intake_config, "8080"),
-    CONFIG_OPT_URL("bus_pub_url", intake_config, bus_pub_url, "tcp://127.0.0.1:5570", 0,
-        "where intake publishes its events (ReportReceived)"),
-    CONFIG_OPT_URL("bus_rep_url", intake_config, bus_rep_url, "tcp://127.0.0.1:5571", 0,
-        "where intake serves replays of its events"),
-    CONFIG_OPT_URL("notifier_sub_url", intake_config, notifier_sub_url, NULL, 0,
-        "the notifier's event stream (task events move report status); unset: none"),
-    CONFIG_OPT_URL("notifier_req_url", intake_config, notifier_req_url, NULL, 0,
-        "the notifier's replay socket"),
+    SVC_PUBLISH_OPTIONS(intake_config, "tcp://127.0.0.1:5570", "tcp://127.0.0.1:5571"),
+    /* Unset: report status stays open (no notifier to follow). */
+    SVC_STREAM_OPTIONS(intake_config, notifier, "notifier", NULL, NULL),
     CONFIG_OPT_STRING("district_box", intake_config, district_box, "59.326,18.020,59.357,18.085", 0,
         "min_lat,min_long,max_lat,max_long: the district when no boundary polygon is loaded"),
     CONFIG_OPT_DURATION("directory_refresh", intake_config, directory_refresh_ms, "10s", 100,
@@ -80,27 +76,18 @@ parse_box(intake *in)
 	return 0;
 }
 
-static void
-on_flushed(void *arg)
-{
-	intake *in = arg;
-	outbox_relay_stop(in->relay);
-	in->relay = NULL;
-	directory_free(in->dir);
-	in->dir = NULL;
-	store_free(in->store);
-	in->store = NULL;
-	svc_drain_done(&in->svc);
-}
-
-/* Every accepted report has its answer: stop following the notifier and
- * publish what is left in the outbox. */
+/* SIGTERM, after the HTTP server and the inbox stopped: every accepted
+ * report gets its answer, then svc flushes the outbox. */
 static void
 on_store_drained(void *arg)
 {
 	intake *in = arg;
 	status_stop(in);
-	outbox_relay_flush(in->relay, on_flushed, in);
+	directory_free(in->dir);
+	in->dir = NULL;
+	store_free(in->store);
+	in->store = NULL;
+	svc_drain_done(&in->svc);
 }
 
 static void
@@ -138,13 +125,14 @@ main(int argc, char **argv)
 	double per_min = in.cfg.public_rate_per_min;
 	ratelimit_table_init(&public_rl, per_min / 60.0, per_min / 10.0 < 10 ? 10 : per_min / 10.0);
 	in.public_rl = &public_rl;
-	outbox_options oo = {.publisher = "intake",
-	    .schema = "intake",
-	    .pub_url = in.cfg.bus_pub_url,
-	    .rep_url = in.cfg.bus_rep_url};
-	if (outbox_relay_start(svc_uv(&in.svc), in.svc.db, &oo, &in.relay) != 0)
+	if (svc_publish(&in.svc, "intake") != 0 ||
+	    svc_consume(&in.svc,
+	        &(svc_stream){.publisher = "notifier",
+	            .urls = &in.cfg.notifier,
+	            .apply = status_apply,
+	            .arg = &in}) != 0)
 		return svc_abort(&in.svc);
-	outbox_relay_register_metrics(in.relay, in.svc.metrics);
+	in.relay = svc_relay(&in.svc);
 	unsigned parallel = (unsigned)in.cfg.commit_parallel;
 	if (parallel > (unsigned)in.cfg.common.db_connections)
 		parallel = (unsigned)in.cfg.common.db_connections;
@@ -156,7 +144,6 @@ main(int argc, char **argv)
 	    health_add_check(in.svc.health, "directory", check_directory, &in) != 0 ||
 	    api_register(&in) != 0 || open311_register(&in) != 0 || status_start(&in) != 0) {
 		status_stop(&in);
-		outbox_relay_stop(in.relay);
 		directory_free(in.dir);
 		store_free(in.store);
 		return svc_abort(&in.svc);

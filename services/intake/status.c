@@ -256,26 +256,12 @@ status_start(intake *in)
 	in->purge_timer.data = in;
 	uv_timer_start(&in->purge_timer, on_purge_timer, in->cfg.purge_interval_ms,
 	    in->cfg.purge_interval_ms);
-	if (in->cfg.notifier_sub_url == NULL || in->cfg.notifier_req_url == NULL) {
-		log_info("status_inbox_off",
-		    "\"reason\":\"notifier_sub_url or notifier_req_url unset\"");
-		return 0;
-	}
-	inbox_options io = {.publisher = "notifier",
-	    .sub_url = in->cfg.notifier_sub_url,
-	    .req_url = in->cfg.notifier_req_url};
-	int rv = inbox_start(svc_uv(&in->svc), in->svc.inbox_db, &io, status_apply, in, &in->inbox);
-	if (rv != 0)
-		return rv;
-	inbox_register_metrics(in->inbox, in->svc.metrics);
 	return 0;
 }
 
 void
 status_stop(intake *in)
 {
-	inbox_stop(in->inbox);
-	in->inbox = NULL;
 	if (in->purge_timer.data != NULL && !uv_is_closing((uv_handle_t *)&in->purge_timer))
 		uv_close((uv_handle_t *)&in->purge_timer, NULL);
 }

@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "admin_db.h"
+#include "admin_events.h"
 #include "sign.h"
 
 extern const struct migration notifier_migrations[];
@@ -65,7 +66,8 @@ static const char USAGE[] =
     "  deliveries dead [--unit NAME] [--limit N]\n"
     "  deliveries retry ID                      re-queues a dead letter\n"
     "\n"
-    "The database is TRYGG_DATABASE_URL or DATABASE_URL (the notifier's role).\n";
+    "The database is TRYGG_DATABASE_URL or DATABASE_URL (the notifier's role).\n"
+    "Events (docs/ARCHITECTURE.md, what can go wrong):\n";
 
 #define KEY_RANDOM_BYTES 20
 #define KEY_ID_LEN 12 /* as in `key list`: left(key_hash, 12) */
@@ -1060,7 +1062,15 @@ admin_main(int argc, char **argv)
 	admin_set_prog("trygg-notifier admin");
 	if (argc < 1 || strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
 		fputs(USAGE, argc < 1 ? stderr : stdout);
+		fputs(admin_events_usage, argc < 1 ? stderr : stdout);
 		return argc < 1 ? ADMIN_EXIT_USAGE : 0;
+	}
+	if (strcmp(argv[0], "events") == 0 || strcmp(argv[0], "outbox") == 0) {
+		connect_db();
+		int code = argv[0][0] == 'e' ? admin_events_main("notifier", argc - 1, argv + 1)
+		                             : admin_outbox_main("notifier", argc - 1, argv + 1);
+		admin_db_close();
+		return code;
 	}
 	const char *verb = argc > 1 ? argv[1] : "";
 	for (size_t i = 0; i < TRYGG_ARRAY_LEN(commands); i++) {

@@ -3,12 +3,12 @@
  * signed webhook and e-mail, takes acknowledgements, escalates, and closes
  * the loop with task events (issue 5; docs/notifier.md).
  *
- * main() only wires the parts together: config, the common runtime, the
- * outbox relay (publisher "notifier"), the reference data (directory.c),
- * then, once routing is known, the inbox on intake's stream (ingest.c),
- * the delivery worker (delivery.c) and the timers (timers.c); the HTTP API
- * (api.c) is registered at once. `trygg-notifier admin ...` is the
- * operator's command line instead (admin.c).
+ * main() only wires the parts together. The notifier publishes task
+ * events, consumes intake's ReportReceived (ingest.c) once routing is known
+ * (directory.c), then runs the delivery worker (delivery.c) and the timers
+ * (timers.c); it serves the crews' and staff's HTTP API (api.c).
+ * `trygg-notifier admin ...` is the operator's command line instead
+ * (admin.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -27,14 +27,9 @@ extern const struct migration notifier_migrations[];
 
 static const config_option options[] = {
     SVC_CONFIG_OPTIONS(notifier_config, "8081"),
-    CONFIG_OPT_URL("bus_pub_url", notifier_config, bus_pub_url, "tcp://127.0.0.1:5572", 0,
-        "where the task events are published"),
-    CONFIG_OPT_URL("bus_rep_url", notifier_config, bus_rep_url, "tcp://127.0.0.1:5573", 0,
-        "where replays of the task events are served"),
-    CONFIG_OPT_URL("bus_intake_sub_url", notifier_config, bus_intake_sub_url,
-        "tcp://127.0.0.1:5570", 0, "intake's event stream"),
-    CONFIG_OPT_URL("bus_intake_req_url", notifier_config, bus_intake_req_url,
-        "tcp://127.0.0.1:5571", 0, "intake's replay socket"),
+    SVC_PUBLISH_OPTIONS(notifier_config, "tcp://127.0.0.1:5572", "tcp://127.0.0.1:5573"),
+    SVC_STREAM_OPTIONS(notifier_config, intake, "intake", "tcp://127.0.0.1:5570",
+        "tcp://127.0.0.1:5571"),
     CONFIG_OPT_STRING("public_url", notifier_config, public_url, "http://127.0.0.1:8081", 0,
         "base URL of this service as crews reach it (links in messages)"),
     CONFIG_OPT_STRING("smtp_url", notifier_config, smtp_url, "", 0,
@@ -106,15 +101,9 @@ on_ready(notifier *n)
 {
 	if (n->draining)
 		return;
-	inbox_options io = {.publisher = "intake",
-	    .sub_url = n->cfg.bus_intake_sub_url,
-	    .req_url = n->cfg.bus_intake_req_url,
-	    .on_committed = on_inbox_committed};
-	if (inbox_start(svc_uv(&n->svc), n->svc.inbox_db, &io, ingest_apply, n, &n->inbox) != 0) {
-		log_error("inbox_start_failed", "\"url\":\"%s\"", n->cfg.bus_intake_sub_url);
-		exit(1); /* cannot serve without it; a supervisor restarts us */
+	if (svc_consume_start(&n->svc) != 0) {
+		exit(1); /* cannot serve without it (logged); a supervisor restarts us */
 	}
-	inbox_register_metrics(n->inbox, n->svc.metrics);
 	if (delivery_worker_start(n, &n->deliveries) != 0 ||
 	    task_timers_start(n, &n->timers) != 0) {
 		log_error("worker_start_failed", NULL);
@@ -124,32 +113,24 @@ on_ready(notifier *n)
 }
 
 static void
-on_flushed(void *arg)
+on_worker_stopped(void *arg)
 {
 	notifier *n = arg;
-	outbox_relay_stop(n->relay);
-	n->relay = NULL;
+	n->deliveries = NULL;
 	http_client_close(n->http);
 	n->http = NULL;
 	svc_drain_done(&n->svc);
 }
 
-static void
-on_worker_stopped(void *arg)
-{
-	notifier *n = arg;
-	n->deliveries = NULL;
-	outbox_relay_flush(n->relay, on_flushed, n);
-}
-
+/* SIGTERM, after the HTTP server and the inbox stopped: stop the timers
+ * and reference data, let the deliveries in flight finish; svc then
+ * flushes the outbox. */
 static void
 on_drain(svc *s, void *arg)
 {
 	notifier *n = arg;
 	TRYGG_UNUSED(s);
 	n->draining = true;
-	inbox_stop(n->inbox);
-	n->inbox = NULL;
 	task_timers_stop(n->timers);
 	n->timers = NULL;
 	directory_stop(n->dir);
@@ -198,14 +179,16 @@ main(int argc, char **argv)
 		tzset();
 	}
 	register_metrics(&n);
-	outbox_options oo = {.publisher = "notifier",
-	    .schema = "notifier",
-	    .pub_url = n.cfg.bus_pub_url,
-	    .rep_url = n.cfg.bus_rep_url};
-	if (http_client_new(svc_uv(&n.svc), &n.http) != 0 ||
-	    outbox_relay_start(svc_uv(&n.svc), n.svc.db, &oo, &n.relay) != 0)
+	if (http_client_new(svc_uv(&n.svc), &n.http) != 0 || svc_publish(&n.svc, "notifier") != 0 ||
+	    svc_consume(&n.svc,
+	        &(svc_stream){.publisher = "intake",
+	            .urls = &n.cfg.intake,
+	            .apply = ingest_apply,
+	            .on_committed = on_inbox_committed,
+	            .arg = &n,
+	            .start_later = true}) != 0)
 		goto fail;
-	outbox_relay_register_metrics(n.relay, n.svc.metrics);
+	n.relay = svc_relay(&n.svc);
 	if (db_listen(n.svc.db, "notifier_deliveries", on_deliveries_notify, &n) != 0 ||
 	    db_listen(n.svc.db, "notifier_routing", on_routing_notify, &n) != 0 ||
 	    api_register(&n) != 0 || directory_start(&n, on_ready, &n.dir) != 0)
@@ -213,7 +196,6 @@ main(int argc, char **argv)
 	svc_set_drain(&n.svc, on_drain, &n);
 	return svc_run(&n.svc);
 fail:
-	outbox_relay_stop(n.relay);
 	http_client_close(n.http);
 	return svc_abort(&n.svc);
 }

@@ -28,10 +28,7 @@
 
 typedef struct notifier_config {
 	svc_config common;
-	char *bus_pub_url;
-	char *bus_rep_url;
-	char *bus_intake_sub_url;
-	char *bus_intake_req_url;
+	svc_stream_urls intake; /* TRYGG_BUS_INTAKE_SUB_URL, _REQ_URL */
 	char *public_url;
 	char *smtp_url;
 	char *smtp_from;
@@ -56,8 +53,7 @@ typedef struct task_timers task_timers;
 typedef struct notifier {
 	notifier_config cfg;
 	svc svc;
-	outbox_relay *relay;
-	inbox *inbox;
+	outbox_relay *relay; /* svc's (svc_publish), kicked after commits */
 	http_client *http;
 	directory *dir;
 	delivery_worker *deliveries;

@@ -157,7 +157,7 @@ BUS=ipc://$work/bus
 intake_http=$(port); notifier_http=$(port); recv_port=$(port)
 env -i PATH="$PATH" DATABASE_URL="${SUPER/trygg@/intake@}" TRYGG_HTTP_PORT=$intake_http \
   TRYGG_LOG_LEVEL=warn TRYGG_BUS_PUB_URL="$BUS/intake.pub" TRYGG_BUS_REP_URL="$BUS/intake.rep" \
-  TRYGG_NOTIFIER_SUB_URL="$BUS/notifier.pub" TRYGG_NOTIFIER_REQ_URL="$BUS/notifier.rep" \
+  TRYGG_BUS_NOTIFIER_SUB_URL="$BUS/notifier.pub" TRYGG_BUS_NOTIFIER_REQ_URL="$BUS/notifier.rep" \
   ${BENCH_INTAKE_ENV:-} "$BIN/trygg-intake" 2>"$out/notifier-bench-intake.log" &
 pids+=($!)
 env -i PATH="$PATH" DATABASE_URL="${SUPER/trygg@/notifier@}" TRYGG_HTTP_PORT=$notifier_http \

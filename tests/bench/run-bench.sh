@@ -69,7 +69,7 @@ env -i PATH="$PATH" DATABASE_URL="${SUPER/trygg@/testpub@}" TRYGG_HTTP_PORT=$pub
   TRYGG_DB_CONNECTIONS=$CONC "$BIN/trygg-testpub" 2>"$out/testpub.log" &
 pids+=($!)
 env -i PATH="$PATH" DATABASE_URL="${SUPER/trygg@/testsub@}" TRYGG_HTTP_PORT=$sub_http \
-  TRYGG_BUS_SUB_URL=$pub_url TRYGG_BUS_REQ_URL=$rep_url TRYGG_LOG_LEVEL=warn \
+  TRYGG_BUS_TESTPUB_SUB_URL=$pub_url TRYGG_BUS_TESTPUB_REQ_URL=$rep_url TRYGG_LOG_LEVEL=warn \
   "$BIN/trygg-testsub" 2>"$out/testsub.log" &
 pids+=($!)
 

@@ -77,8 +77,8 @@ class Stack:
         self.reportpub = Service("reportpub", "trygg-reportpub", {
             "DATABASE_URL": role_url("reportpub"), "TRYGG_HTTP_PORT": free_port(),
             "TRYGG_BUS_PUB_URL": self.intake_pub, "TRYGG_BUS_REP_URL": self.intake_rep,
-            "TRYGG_NOTIFIER_SUB_URL": self.notifier_pub,
-            "TRYGG_NOTIFIER_REQ_URL": self.notifier_rep})
+            "TRYGG_BUS_NOTIFIER_SUB_URL": self.notifier_pub,
+            "TRYGG_BUS_NOTIFIER_REQ_URL": self.notifier_rep})
         nport = free_port()
         env = {"DATABASE_URL": role_url("notifier"), "TRYGG_HTTP_PORT": nport,
                "TRYGG_BUS_PUB_URL": self.notifier_pub, "TRYGG_BUS_REP_URL": self.notifier_rep,

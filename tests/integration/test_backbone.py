@@ -26,7 +26,7 @@ def make_pair(sub_env=None):
         "TRYGG_BUS_PUB_URL": pub_url, "TRYGG_BUS_REP_URL": rep_url,
         "TRYGG_ALLOW_INJECT": "true"})
     env = {"DATABASE_URL": role_url(SUB), "TRYGG_HTTP_PORT": free_port(),
-           "TRYGG_BUS_SUB_URL": pub_url, "TRYGG_BUS_REQ_URL": rep_url}
+           "TRYGG_BUS_TESTPUB_SUB_URL": pub_url, "TRYGG_BUS_TESTPUB_REQ_URL": rep_url}
     env.update(sub_env or {})
     sub = Service("testsub", "trygg-testsub", env)
     return pub, sub

@@ -49,8 +49,8 @@ def test_intake_events_on_the_bus():
     fresh_schemas("testsub")
     sub = Service("testsub", "trygg-testsub", {
         "DATABASE_URL": role_url("testsub"), "TRYGG_HTTP_PORT": free_port(),
-        "TRYGG_PUBLISHER": "intake", "TRYGG_BUS_SUB_URL": svc.env["TRYGG_BUS_PUB_URL"],
-        "TRYGG_BUS_REQ_URL": svc.env["TRYGG_BUS_REP_URL"]})
+        "TRYGG_PUBLISHER": "intake", "TRYGG_BUS_TESTPUB_SUB_URL": svc.env["TRYGG_BUS_PUB_URL"],
+        "TRYGG_BUS_TESTPUB_REQ_URL": svc.env["TRYGG_BUS_REP_URL"]})
     for i in range(20):
         check(post(svc, keys[APP], report(description="n%d" % i))[0] == 201, "post")
     sub.start()  # late: the first 20 come by replay
@@ -107,8 +107,8 @@ def task(report_ids, note=None, reason=None, unit=False, tid="task-1"):
 
 def test_intake_status_from_task_events():
     pub = start_notifier()
-    svc, keys = start_intake({"TRYGG_NOTIFIER_SUB_URL": pub.env["TRYGG_BUS_PUB_URL"],
-                              "TRYGG_NOTIFIER_REQ_URL": pub.env["TRYGG_BUS_REP_URL"]})
+    svc, keys = start_intake({"TRYGG_BUS_NOTIFIER_SUB_URL": pub.env["TRYGG_BUS_PUB_URL"],
+                              "TRYGG_BUS_NOTIFIER_REQ_URL": pub.env["TRYGG_BUS_REP_URL"]})
     ids = []
     for i in range(6):
         s, _, b = post(svc, keys[APP], report(description="r%d" % i))

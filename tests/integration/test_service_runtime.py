@@ -31,7 +31,7 @@ def test_bad_config_stops_with_a_clear_message():
 def test_help_lists_every_option():
     r = _run({}, ["--help"])
     check(r.returncode == 0, "--help exited %s" % r.returncode)
-    for name in ("DATABASE_URL", "TRYGG_HTTP_PORT", "TRYGG_LOG_LEVEL", "TRYGG_BUS_SUB_URL",
+    for name in ("DATABASE_URL", "TRYGG_HTTP_PORT", "TRYGG_LOG_LEVEL", "TRYGG_BUS_TESTPUB_SUB_URL",
                  "TRYGG_DRAIN_TIMEOUT", "TRYGG_DB_CONNECTIONS"):
         check(name in r.stdout, "%s missing from --help:\n%s" % (name, r.stdout))
 
@@ -40,8 +40,8 @@ def test_health_metrics_reload_and_drain():
     fresh_schemas("testsub")
     sub = Service("testsub", "trygg-testsub", {
         "DATABASE_URL": role_url("testsub"), "TRYGG_HTTP_PORT": free_port(),
-        "TRYGG_BUS_SUB_URL": "tcp://127.0.0.1:%d" % free_port(),
-        "TRYGG_BUS_REQ_URL": "tcp://127.0.0.1:%d" % free_port(), "TRYGG_LOG_LEVEL": "info"})
+        "TRYGG_BUS_TESTPUB_SUB_URL": "tcp://127.0.0.1:%d" % free_port(),
+        "TRYGG_BUS_TESTPUB_REQ_URL": "tcp://127.0.0.1:%d" % free_port(), "TRYGG_LOG_LEVEL": "info"})
     sub.start()
     status, body = sub.get("/healthz")
     check(status == 200 and body["status"] == "ok", "healthz %s %r" % (status, body))

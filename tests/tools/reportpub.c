@@ -9,7 +9,7 @@
  * POST /reports/bulk {"count", "rate", "category"?, "places"?} produces
  * many, at most `rate` per second, for load tests.
  *
- * With notifier_sub_url set it also follows the notifier's stream through
+ * With TRYGG_BUS_NOTIFIER_SUB_URL set it also follows the notifier's stream through
  * an inbox and records each task event, decoded with protobuf-c, in
  * reportpub.task_events: this is what proves that the events the notifier
  * encodes are what intake will read.
@@ -31,33 +31,23 @@ extern const struct migration reportpub_migrations[];
 
 typedef struct reportpub_config {
 	svc_config common;
-	char *bus_pub_url;
-	char *bus_rep_url;
 	char *publisher;
-	char *notifier_sub_url;
-	char *notifier_req_url;
+	svc_stream_urls notifier;
 } reportpub_config;
 
 static const config_option options[] = {
     SVC_CONFIG_OPTIONS(reportpub_config, "8092"),
-    CONFIG_OPT_URL("bus_pub_url", reportpub_config, bus_pub_url, "tcp://127.0.0.1:5570", 0,
-        "where ReportReceived events are published"),
-    CONFIG_OPT_URL("bus_rep_url", reportpub_config, bus_rep_url, "tcp://127.0.0.1:5571", 0,
-        "where replays are served"),
+    SVC_PUBLISH_OPTIONS(reportpub_config, "tcp://127.0.0.1:5570", "tcp://127.0.0.1:5571"),
     CONFIG_OPT_STRING("publisher", reportpub_config, publisher, "intake", 0,
         "publisher name on the envelopes"),
-    CONFIG_OPT_STRING("notifier_sub_url", reportpub_config, notifier_sub_url, "", 0,
-        "the notifier's event stream (empty: do not follow)"),
-    CONFIG_OPT_STRING("notifier_req_url", reportpub_config, notifier_req_url, "", 0,
-        "the notifier's replay socket"),
+    /* Unset: do not follow the notifier. */
+    SVC_STREAM_OPTIONS(reportpub_config, notifier, "notifier", NULL, NULL),
     CONFIG_END,
 };
 
 typedef struct reportpub {
 	reportpub_config cfg;
 	svc svc;
-	outbox_relay *relay;
-	inbox *inbox;
 	uv_timer_t tick;
 	/* bulk production */
 	uint64_t remaining, done, failed, seq;
@@ -89,7 +79,7 @@ tx_done(void *arg, const db_reply *rep)
 	reportpub *rp = t->rp;
 	bool ok = rep->err == 0;
 	if (ok)
-		outbox_relay_kick(rp->relay);
+		svc_relay_kick(&rp->svc);
 	if (t->req) {
 		if (ok)
 			http_respond_json(t->req, 201, json_pack("{s:s}", "report_id", t->id));
@@ -346,26 +336,14 @@ apply_event(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 }
 
 static void
-on_flushed(void *arg)
-{
-	reportpub *rp = arg;
-	outbox_relay_stop(rp->relay);
-	rp->relay = NULL;
-	free(rp->bulk_category);
-	json_decref(rp->bulk_places);
-	svc_drain_done(&rp->svc);
-}
-
-static void
 on_drain(svc *s, void *arg)
 {
 	reportpub *rp = arg;
-	TRYGG_UNUSED(s);
 	rp->stopping = true;
 	uv_close((uv_handle_t *)&rp->tick, NULL);
-	inbox_stop(rp->inbox);
-	rp->inbox = NULL;
-	outbox_relay_flush(rp->relay, on_flushed, rp);
+	free(rp->bulk_category);
+	json_decref(rp->bulk_places);
+	svc_drain_done(s);
 }
 
 int
@@ -383,23 +361,13 @@ main(int argc, char **argv)
 	int rv = svc_init(&rp.svc, &so);
 	if (rv != 0)
 		return rv == TRYGG_ECLOSED ? 0 : 1;
-	outbox_options oo = {.publisher = rp.cfg.publisher,
-	    .schema = "reportpub",
-	    .pub_url = rp.cfg.bus_pub_url,
-	    .rep_url = rp.cfg.bus_rep_url};
-	if (outbox_relay_start(svc_uv(&rp.svc), rp.svc.db, &oo, &rp.relay) != 0)
+	if (svc_publish(&rp.svc, rp.cfg.publisher) != 0 ||
+	    svc_consume(&rp.svc,
+	        &(svc_stream){.publisher = "notifier",
+	            .urls = &rp.cfg.notifier,
+	            .apply = apply_event,
+	            .arg = &rp}) != 0)
 		return svc_abort(&rp.svc);
-	outbox_relay_register_metrics(rp.relay, rp.svc.metrics);
-	if (rp.cfg.notifier_sub_url[0]) {
-		inbox_options io = {.publisher = "notifier",
-		    .sub_url = rp.cfg.notifier_sub_url,
-		    .req_url = rp.cfg.notifier_req_url};
-		if (inbox_start(svc_uv(&rp.svc), rp.svc.inbox_db, &io, apply_event, &rp,
-		        &rp.inbox) != 0) {
-			outbox_relay_stop(rp.relay);
-			return svc_abort(&rp.svc);
-		}
-	}
 	uv_timer_init(svc_uv(&rp.svc), &rp.tick);
 	rp.tick.data = &rp;
 	if (http_server_route(rp.svc.http, "POST /reports", handle_report, &rp) != 0 ||

@@ -29,19 +29,13 @@ extern const struct migration testpub_migrations[];
 
 typedef struct testpub_config {
 	svc_config common;
-	char *bus_pub_url;
-	char *bus_rep_url;
-	char *inject_url;
 	char *publisher;
 	bool allow_inject;
 } testpub_config;
 
 static const config_option options[] = {
     SVC_CONFIG_OPTIONS(testpub_config, "8090"),
-    CONFIG_OPT_URL("bus_pub_url", testpub_config, bus_pub_url, "tcp://127.0.0.1:5560", 0,
-        "where the event stream is published"),
-    CONFIG_OPT_URL("bus_rep_url", testpub_config, bus_rep_url, "tcp://127.0.0.1:5561", 0,
-        "where replays are served"),
+    SVC_PUBLISH_OPTIONS(testpub_config, "tcp://127.0.0.1:5560", "tcp://127.0.0.1:5561"),
     CONFIG_OPT_STRING("publisher", testpub_config, publisher, "testpub", 0,
         "publisher name on the envelopes"),
     CONFIG_OPT_BOOL("allow_inject", testpub_config, allow_inject, "false", 0,
@@ -55,7 +49,6 @@ typedef struct testpub testpub;
 typedef struct producer {
 	svc *svc;
 	testpub *owner;
-	outbox_relay *relay;
 	bool running, stopping;
 	bool next_known, loading;
 	uint64_t next_n;    /* next event number to write */
@@ -74,7 +67,6 @@ struct testpub {
 	testpub_config cfg;
 	svc svc;
 	producer prod;
-	outbox_relay *relay;
 };
 
 static void pump(producer *p);
@@ -100,7 +92,7 @@ tx_done(void *arg, const db_reply *rep)
 	    (rep->err == TRYGG_EDB && rep->sqlstate && strcmp(rep->sqlstate, "23505") == 0);
 	if (ok) {
 		p->done++;
-		outbox_relay_kick(p->relay);
+		svc_relay_kick(p->svc);
 	} else {
 		if (p->nretry == p->capretry) {
 			p->capretry = p->capretry ? p->capretry * 2 : 64;
@@ -334,7 +326,7 @@ handle_inject(http_request *req, void *arg)
 	}
 	json_t *answer = json_pack("{s:s}", "injected", kind);
 	json_decref(obj);
-	if (outbox_relay_publish_raw(tp->relay, m) != 0) {
+	if (outbox_relay_publish_raw(svc_relay(&tp->svc), m) != 0) {
 		nng_msg_free(m);
 		json_decref(answer);
 		http_respond_error(req, 503, "unavailable", "could not publish", NULL);
@@ -343,23 +335,13 @@ handle_inject(http_request *req, void *arg)
 	http_respond_json(req, 200, answer);
 }
 
-/* The outbox is flushed: nothing committed is left unpublished. */
-static void
-on_flushed(void *arg)
-{
-	testpub *tp = arg;
-	outbox_relay_stop(tp->relay);
-	tp->relay = tp->prod.relay = NULL;
-	free(tp->prod.retry);
-	tp->prod.retry = NULL;
-	svc_drain_done(&tp->svc);
-}
-
-/* The producer has nothing in flight: flush the outbox, then stop. */
+/* The producer has nothing in flight: svc flushes the outbox, then stops. */
 static void
 producer_stopped(testpub *tp)
 {
-	outbox_relay_flush(tp->relay, on_flushed, tp);
+	free(tp->prod.retry);
+	tp->prod.retry = NULL;
+	svc_drain_done(&tp->svc);
 }
 
 static void
@@ -392,16 +374,10 @@ main(int argc, char **argv)
 	int rv = svc_init(&tp.svc, &so);
 	if (rv != 0)
 		return rv == TRYGG_ECLOSED ? 0 : 1;
-	outbox_options oo = {.publisher = tp.cfg.publisher,
-	    .schema = "testpub",
-	    .pub_url = tp.cfg.bus_pub_url,
-	    .rep_url = tp.cfg.bus_rep_url};
-	if (outbox_relay_start(svc_uv(&tp.svc), tp.svc.db, &oo, &tp.relay) != 0)
+	if (svc_publish(&tp.svc, tp.cfg.publisher) != 0)
 		return svc_abort(&tp.svc);
-	outbox_relay_register_metrics(tp.relay, tp.svc.metrics);
 	tp.prod.svc = &tp.svc;
 	tp.prod.owner = &tp;
-	tp.prod.relay = tp.relay;
 	uv_timer_init(svc_uv(&tp.svc), &tp.prod.tick);
 	tp.prod.tick.data = &tp.prod;
 	if (http_server_route(tp.svc.http, "POST /produce", handle_produce_post, &tp) != 0 ||

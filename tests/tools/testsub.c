@@ -22,8 +22,7 @@ extern const struct migration testsub_migrations[];
 
 typedef struct testsub_config {
 	svc_config common;
-	char *bus_sub_url;
-	char *bus_req_url;
+	svc_stream_urls stream;
 	char *publisher;
 	int batch_max;
 	int fail_on_n;
@@ -31,12 +30,11 @@ typedef struct testsub_config {
 
 static const config_option options[] = {
     SVC_CONFIG_OPTIONS(testsub_config, "8091"),
-    CONFIG_OPT_URL("bus_sub_url", testsub_config, bus_sub_url, "tcp://127.0.0.1:5560", 0,
-        "the publisher's event stream"),
-    CONFIG_OPT_URL("bus_req_url", testsub_config, bus_req_url, "tcp://127.0.0.1:5561", 0,
-        "the publisher's replay socket"),
+    /* TRYGG_BUS_TESTPUB_SUB_URL, _REQ_URL, whatever the publisher's name. */
+    SVC_STREAM_OPTIONS(testsub_config, stream, "testpub", "tcp://127.0.0.1:5560",
+        "tcp://127.0.0.1:5561"),
     CONFIG_OPT_STRING("publisher", testsub_config, publisher, "testpub", 0,
-        "whose stream to follow"),
+        "whose stream to follow (the name on its envelopes)"),
     CONFIG_OPT_INT("batch_max", testsub_config, batch_max, "500", 1, 10000, 0,
         "events applied per transaction"),
     CONFIG_OPT_INT("fail_on_n", testsub_config, fail_on_n, "0", 0, 2147483647, 0,
@@ -47,7 +45,6 @@ static const config_option options[] = {
 typedef struct testsub {
 	testsub_config cfg;
 	svc svc;
-	inbox *inbox;
 } testsub;
 
 static const char SQL_APPLY[] =
@@ -80,15 +77,6 @@ apply_event(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	return 0;
 }
 
-static void
-on_drain(svc *s, void *arg)
-{
-	testsub *ts = arg;
-	inbox_stop(ts->inbox);
-	ts->inbox = NULL;
-	svc_drain_done(s);
-}
-
 int
 main(int argc, char **argv)
 {
@@ -104,13 +92,12 @@ main(int argc, char **argv)
 	int rv = svc_init(&ts.svc, &so);
 	if (rv != 0)
 		return rv == TRYGG_ECLOSED ? 0 : 1;
-	inbox_options io = {.publisher = ts.cfg.publisher,
-	    .sub_url = ts.cfg.bus_sub_url,
-	    .req_url = ts.cfg.bus_req_url,
-	    .batch_max = (unsigned)ts.cfg.batch_max};
-	if (inbox_start(svc_uv(&ts.svc), ts.svc.inbox_db, &io, apply_event, &ts, &ts.inbox) != 0)
+	if (svc_consume(&ts.svc,
+	        &(svc_stream){.publisher = ts.cfg.publisher,
+	            .urls = &ts.cfg.stream,
+	            .apply = apply_event,
+	            .arg = &ts,
+	            .batch_max = (unsigned)ts.cfg.batch_max}) != 0)
 		return svc_abort(&ts.svc);
-	inbox_register_metrics(ts.inbox, ts.svc.metrics);
-	svc_set_drain(&ts.svc, on_drain, &ts);
 	return svc_run(&ts.svc);
 }
