@@ -103,7 +103,10 @@ define service_rules
 $(BUILD)/gen/$(1)_sql.c: $$(sort $$(wildcard services/$(1)/sql/*.sql)) tools/embed-sql.sh
 	@mkdir -p $$(dir $$@)
 	sh tools/embed-sql.sh $(subst -,_,$(1)) $$(sort $$(wildcard services/$(1)/sql/*.sql)) > $$@
-$(BUILD)/bin/trygg-$(1): $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/$(1)/*.c)) $(BUILD)/gen/$(1)_sql.c $(LIB)
+$(BUILD)/gen/$(1)_web.c: $$(sort $$(wildcard services/$(1)/web/*)) tools/embed-files.sh
+	@mkdir -p $$(dir $$@)
+	sh tools/embed-files.sh $(subst -,_,$(1)) $$(sort $$(wildcard services/$(1)/web/*)) > $$@
+$(BUILD)/bin/trygg-$(1): $$(patsubst %.c,$(BUILD)/obj/%.o,$$(wildcard services/$(1)/*.c)) $(BUILD)/gen/$(1)_sql.c $(BUILD)/gen/$(1)_web.c $(LIB)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CPPFLAGS) $$(CFLAGS) -Iservices/$(1) $$(filter %.o %.c,$$^) $(LIB) $$(LDFLAGS) $(PKG_LIBS) -o $$@
 endef
@@ -123,7 +126,7 @@ $(BUILD)/bin/trygg-%: $(BUILD)/obj/tests/tools/%.o $(BUILD)/gen/tool_%_sql.c $(L
 define service_unit_rules
 $(BUILD)/tests/test_$(subst -,_,$(1))_%: $(BUILD)/obj/tests/unit/test_$(subst -,_,$(1))_%.o \
     $$(patsubst %.c,$(BUILD)/obj/%.o,$$(filter-out services/$(1)/main.c,$$(wildcard services/$(1)/*.c))) \
-    $(BUILD)/gen/$(1)_sql.c $(LIB)
+    $(BUILD)/gen/$(1)_sql.c $(BUILD)/gen/$(1)_web.c $(LIB)
 	@mkdir -p $$(dir $$@)
 	$$(CC) $$(CPPFLAGS) $$(CFLAGS) -Iservices/$(1) $$(filter %.o %.c,$$^) $(LIB) $$(LDFLAGS) $(PKG_LIBS) $$(shell pkg-config --libs cmocka) -o $$@
 endef
