@@ -132,7 +132,8 @@ main(int argc, char **argv)
 	outbox_options oo = {.publisher = "intake",
 	    .schema = "intake",
 	    .pub_url = in.cfg.bus_pub_url,
-	    .rep_url = in.cfg.bus_rep_url};
+	    .rep_url = in.cfg.bus_rep_url,
+	    .replay_db = db_pool_client(in.svc.pool, 2)};
 	if (outbox_relay_start(svc_uv(&in.svc), in.svc.db, &oo, &in.relay) != 0)
 		return svc_abort(&in.svc);
 	outbox_relay_register_metrics(in.relay, in.svc.metrics);

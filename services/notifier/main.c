@@ -201,7 +201,8 @@ main(int argc, char **argv)
 	outbox_options oo = {.publisher = "notifier",
 	    .schema = "notifier",
 	    .pub_url = n.cfg.bus_pub_url,
-	    .rep_url = n.cfg.bus_rep_url};
+	    .rep_url = n.cfg.bus_rep_url,
+	    .replay_db = db_pool_client(n.svc.pool, 2)};
 	if (http_client_new(svc_uv(&n.svc), &n.http) != 0 ||
 	    outbox_relay_start(svc_uv(&n.svc), n.svc.db, &oo, &n.relay) != 0)
 		goto fail;

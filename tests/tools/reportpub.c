@@ -141,8 +141,12 @@ write_report(reportpub *rp, http_request *req, const char *id, const char *categ
 	db_batch *b = db_batch_new();
 	const char *values[1] = {id};
 	db_batch_add(b, SQL_REPORT, 1, values);
-	outbox_add_event(b, "trygg.events.ReportReceived", buf, len);
+	int rv = outbox_add_event(b, "trygg.events.ReportReceived", buf, len);
 	free(buf);
+	if (rv != 0) {
+		db_batch_free(b);
+		return rv;
+	}
 	tx *t = xcalloc(1, sizeof(*t));
 	t->rp = rp;
 	t->req = req;
@@ -386,7 +390,8 @@ main(int argc, char **argv)
 	outbox_options oo = {.publisher = rp.cfg.publisher,
 	    .schema = "reportpub",
 	    .pub_url = rp.cfg.bus_pub_url,
-	    .rep_url = rp.cfg.bus_rep_url};
+	    .rep_url = rp.cfg.bus_rep_url,
+	    .replay_db = db_pool_client(rp.svc.pool, 2)};
 	if (outbox_relay_start(svc_uv(&rp.svc), rp.svc.db, &oo, &rp.relay) != 0)
 		return svc_abort(&rp.svc);
 	outbox_relay_register_metrics(rp.relay, rp.svc.metrics);
