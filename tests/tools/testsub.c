@@ -15,6 +15,7 @@
 #include "envelope.h"
 #include "inbox.h"
 #include "log.h"
+#include "outbox.h"
 #include "svc.h"
 #include "trygg/testing.pb-c.h"
 
@@ -27,6 +28,7 @@ typedef struct testsub_config {
 	char *publisher;
 	int batch_max;
 	int fail_on_n;
+	bool inbox_skip_purged;
 } testsub_config;
 
 static const config_option options[] = {
@@ -41,6 +43,8 @@ static const config_option options[] = {
         "events applied per transaction"),
     CONFIG_OPT_INT("fail_on_n", testsub_config, fail_on_n, "0", 0, 2147483647, 0,
         "make the effect of event n fail (tests only; 0: never)"),
+    CONFIG_OPT_BOOL("inbox_skip_purged", testsub_config, inbox_skip_purged, "false", 0,
+        "go past events the publisher purged (recorded) instead of halting"),
     CONFIG_END,
 };
 
@@ -64,7 +68,7 @@ apply_event(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		return 0; /* not ours to apply: no effect, the cursor still moves */
 	ProtobufCMessage *m;
 	int rv = envelope_message_unpack(&trygg__testing__test_event__descriptor, ev->payload.data,
-	    ev->payload.len, 64 * 1024, &m);
+	    ev->payload.len, OUTBOX_PAYLOAD_MAX * 2, &m);
 	if (rv != 0)
 		return rv;
 	const Trygg__Testing__TestEvent *te = (const Trygg__Testing__TestEvent *)m;
@@ -107,7 +111,8 @@ main(int argc, char **argv)
 	inbox_options io = {.publisher = ts.cfg.publisher,
 	    .sub_url = ts.cfg.bus_sub_url,
 	    .req_url = ts.cfg.bus_req_url,
-	    .batch_max = (unsigned)ts.cfg.batch_max};
+	    .batch_max = (unsigned)ts.cfg.batch_max,
+	    .skip_purged = ts.cfg.inbox_skip_purged};
 	if (inbox_start(svc_uv(&ts.svc), ts.svc.inbox_db, &io, apply_event, &ts, &ts.inbox) != 0)
 		return svc_abort(&ts.svc);
 	inbox_register_metrics(ts.inbox, ts.svc.metrics);

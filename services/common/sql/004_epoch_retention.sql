@@ -20,7 +20,10 @@ ALTER TABLE outbox_state
 -- numbers as duplicates) until its operator accepts the new epoch. Returns
 -- the new epoch. Takes the relay's advisory lock so no sequencing round
 -- straddles the change; a running relay picks it up on its next round.
-CREATE FUNCTION outbox_new_epoch() RETURNS uuid LANGUAGE plpgsql AS $$
+-- Bound to this schema (SET search_path), so it may be called qualified
+-- from any session: SELECT intake.outbox_new_epoch();
+CREATE FUNCTION outbox_new_epoch() RETURNS uuid LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
 DECLARE
     e uuid;
 BEGIN
