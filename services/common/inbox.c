@@ -414,6 +414,19 @@ add_skipped(inbox *in, db_batch *b, const held_event *h)
 	db_batch_add(b, SQL_SKIPPED, 4, values);
 }
 
+/* The operator lifted the halt (the cursor row says halted IS NULL). */
+static void
+resume(inbox *in)
+{
+	log_info("inbox_resumed", "\"publisher\":\"%s\",\"was\":\"%s\"", in->publisher, in->halted);
+	/* Lifting a purge halt is the operator's `continue`: go past it once. */
+	in->purge_continue = in->halted == HALT_PURGED;
+	in->halted = NULL;
+	free(in->halted_detail);
+	in->halted_detail = NULL;
+	in->pending_epoch[0] = '\0';
+}
+
 static void
 halt_polled(void *arg, const db_reply *rep)
 {
@@ -427,13 +440,7 @@ halt_polled(void *arg, const db_reply *rep)
 	if (rep->err != 0 || PQntuples(rep->results[0]) != 1 || in->halted == NULL ||
 	    PQgetvalue(rep->results[0], 0, 0)[0] != '\0')
 		return; /* still halted */
-	log_info("inbox_resumed", "\"publisher\":\"%s\",\"was\":\"%s\"", in->publisher, in->halted);
-	/* Lifting a purge halt is the operator's `continue`: go past it once. */
-	in->purge_continue = in->halted == HALT_PURGED;
-	in->halted = NULL;
-	free(in->halted_detail);
-	in->halted_detail = NULL;
-	in->pending_epoch[0] = '\0';
+	resume(in);
 	/* The operator may have moved the cursor and its epoch: read both
 	 * again (the queue beyond what is in flight is already empty). */
 	in->epoch[0] = '\0';
@@ -495,8 +502,13 @@ cursor_epoch_loaded(inbox *in, const PGresult *res)
 			log_warn("inbox_listen_failed", "\"channel\":\"%s\"", in->channel);
 	}
 	const char *h = PQgetvalue(res, 0, 1);
-	if (h[0] == '\0')
-		return true;
+	if (h[0] == '\0') {
+		/* A halt of ours not stored yet stands (the timer stores it);
+		 * one that was stored has been lifted meanwhile. */
+		if (in->halted != NULL && in->halt_stored)
+			resume(in);
+		return in->halted == NULL;
+	}
 	in->halted = strcmp(h, HALT_EPOCH) == 0 ? HALT_EPOCH
 	    : strcmp(h, HALT_WENT_BACK) == 0    ? HALT_WENT_BACK
 	                                        : HALT_PURGED;

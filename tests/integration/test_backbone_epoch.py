@@ -104,6 +104,13 @@ def test_new_epoch_halts_until_accepted():
     time.sleep(2)  # more heartbeats and replays: still nothing applied
     check(applied_count() == 100, "applied %d events of the new epoch" % (applied_count() - 100))
     check(cursor()["halted"] == "epoch_changed", "halt lifted by itself")
+    # A restart remembers the halt.
+    stop_all(sub)
+    sub.start()
+    wait_for(lambda: any(l.get("since_before_start") for l in error_lines(sub, "inbox_halted")),
+             10, "the restarted subscriber to say it is halted")
+    time.sleep(1.5)
+    check(applied_count() == 100, "the restarted subscriber applied the new epoch")
 
     floor = max_applied_id()
     accept_epoch()

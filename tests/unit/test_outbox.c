@@ -422,6 +422,42 @@ test_purge_by_sequence(void **state)
 	fx_finish(&f);
 }
 
+static void
+slept(void *arg, const db_reply *rep)
+{
+	(void)rep;
+	(*(int *)arg)++;
+}
+
+/* A replay (or purge) that takes long never delays sequencing: they run on
+ * the replay connection, kept busy here for 3 s while events are produced. */
+static void
+test_slow_replay_does_not_delay_sequencing(void **state)
+{
+	(void)state;
+	fx f;
+	fx_start(&f, NULL);
+	int sleeping = 0;
+	assert_int_equal(db_query(f.replay_db, "SELECT pg_sleep(3)", 0, NULL, slept, &sleeping), 0);
+	Trygg__Bus__ReplayRequest rq = TRYGG__BUS__REPLAY_REQUEST__INIT;
+	rq.publisher = "tp";
+	rq.from_seq = 1;
+	nng_msg *m;
+	assert_int_equal(envelope_replay_request_pack(&rq, &m), 0);
+	assert_int_equal(bus_request(f.req, m, 10000, on_reply, &f), 0);
+	uint64_t t0 = trygg_now_ms();
+	for (int i = 0; i < 10; i++)
+		produce_one(&f, f.prod[i % 3], 10);
+	wait_sequenced(&f, 10);
+	assert_true(trygg_now_ms() - t0 < 2500);
+	assert_int_equal(f.replies, 0); /* still queued behind the sleep */
+	want_replies = 1;
+	assert_true(run_until(&f, replied, 10000));
+	assert_int_equal(sleeping, 1);
+	assert_true(f.reply->n_events >= 1);
+	fx_finish(&f);
+}
+
 static int
 group_setup(void **state)
 {
@@ -454,6 +490,7 @@ main(void)
 	    cmocka_unit_test(test_replay_and_epoch),
 	    cmocka_unit_test(test_reply_size_bound_with_large_events),
 	    cmocka_unit_test(test_purge_by_sequence),
+	    cmocka_unit_test(test_slow_replay_does_not_delay_sequencing),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
