@@ -102,7 +102,6 @@ static const char SQL_FAILED[] =
 
 static void maybe_apply(inbox *in);
 static void maybe_replay(inbox *in);
-static void send_replay(inbox *in);
 
 static void
 held_free(held_event *h)

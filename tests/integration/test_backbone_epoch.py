@@ -71,16 +71,21 @@ def max_applied_id():
     return int(psql1("SELECT coalesce(max(id), 0) FROM testsub.applied"))
 
 
-def test_new_epoch_halts_until_accepted():
-    """The publisher's schema is recreated while the subscriber runs: its
-    sequence numbers restart in a new epoch. Nothing of the new stream is
-    applied until the operator accepts it; then all of it, exactly once."""
+def pair_with_100_applied():
     pub, sub = make_pair()
     pub.start()
     sub.start()
     produce(pub, 100, concurrency=4)
     wait_producer_idle(pub)
     wait_applied(100)
+    return pub, sub
+
+
+def test_new_epoch_halts_until_accepted():
+    """The publisher's schema is recreated while the subscriber runs: its
+    sequence numbers restart in a new epoch. Nothing of the new stream is
+    applied until the operator accepts it; then all of it, exactly once."""
+    pub, sub = pair_with_100_applied()
     old_epoch = pub_epoch()
     check(old_epoch, "outbox_state has no epoch")
     wait_for(lambda: cursor()["epoch"] == old_epoch, 10, "cursor to adopt the epoch")
@@ -132,12 +137,7 @@ def test_seq_went_back_halts_until_accepted():
     its last_seq goes back below the subscriber's cursor and it reissues
     numbers the subscriber has already applied. The subscriber halts; the
     operator accepts from where the restored stream diverged."""
-    pub, sub = make_pair()
-    pub.start()
-    sub.start()
-    produce(pub, 100, concurrency=4)
-    wait_producer_idle(pub)
-    wait_applied(100)
+    pub, sub = pair_with_100_applied()
     stop_all(pub)
     psql("DELETE FROM testpub.outbox WHERE pub_seq > 60")
     psql("UPDATE testpub.outbox_state SET last_seq = 60")
