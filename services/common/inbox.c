@@ -66,7 +66,7 @@ struct inbox {
 	char pending_epoch[40];  /* what accepting would switch to ("" none) */
 	uint64_t pending_base;   /* ... and the seq it would continue after */
 	bool halt_stored;        /* the halt is in the cursor row */
-	bool halt_storing;       /* a query storing it or polling it is in flight */
+	bool halt_busy;          /* a query storing or polling the halt is in flight */
 	bool halt_recheck;       /* NOTIFY: poll the cursor row now */
 	bool purge_continue;     /* the operator lifted a purge halt: go past it once */
 	bool probe;              /* a heartbeat disagrees: let a replay reply decide */
@@ -244,7 +244,7 @@ halt_query_done(void *arg, const db_reply *rep)
 {
 	inbox *in = arg;
 	in->db_pending--;
-	in->halt_storing = false;
+	in->halt_busy = false;
 	if (in->stopping) {
 		maybe_free(in);
 		return;
@@ -258,14 +258,14 @@ halt_query_done(void *arg, const db_reply *rep)
 static void
 store_halt(inbox *in)
 {
-	if (in->halt_storing || in->halted == NULL)
+	if (in->halt_busy || in->halted == NULL)
 		return;
 	char base[24];
 	snprintf(base, sizeof(base), "%" PRIu64, in->pending_base);
 	const char *values[5] = {in->publisher, in->halted, in->halted_detail, in->pending_epoch,
 	    in->pending_epoch[0] != '\0' ? base : NULL};
 	if (db_query(in->db, SQL_HALT, 5, values, halt_query_done, in) == 0) {
-		in->halt_storing = true;
+		in->halt_busy = true;
 		in->db_pending++;
 	}
 }
@@ -431,7 +431,7 @@ halt_polled(void *arg, const db_reply *rep)
 {
 	inbox *in = arg;
 	in->db_pending--;
-	in->halt_storing = false;
+	in->halt_busy = false;
 	if (in->stopping) {
 		maybe_free(in);
 		return;
@@ -454,7 +454,7 @@ halt_polled(void *arg, const db_reply *rep)
 static void
 halt_tick(inbox *in)
 {
-	if (in->halt_storing)
+	if (in->halt_busy)
 		return;
 	if (!in->halt_stored) {
 		store_halt(in);
@@ -467,7 +467,7 @@ halt_tick(inbox *in)
 	in->halt_polled_ms = now;
 	const char *values[1] = {in->publisher};
 	if (db_query(in->db, SQL_HALT_POLL, 1, values, halt_polled, in) == 0) {
-		in->halt_storing = true;
+		in->halt_busy = true;
 		in->db_pending++;
 	}
 }
