@@ -158,6 +158,36 @@ def test_seq_went_back_halts_until_accepted():
     stop_all(sub, pub)
 
 
+def test_outbox_new_epoch_after_restore():
+    """The publisher-side operator step after a restore: outbox_new_epoch()
+    while both run. The subscriber halts at once, and after accepting
+    continues right after the base with no event lost or doubled."""
+    pub, sub = make_pair()
+    pub.start()
+    sub.start()
+    produce(pub, 40, concurrency=2)
+    wait_producer_idle(pub)
+    wait_applied(40)
+    old_epoch = pub_epoch()
+    new_epoch = psql1("SELECT testpub.outbox_new_epoch()::text")
+    check(new_epoch != old_epoch, "outbox_new_epoch kept the epoch")
+    base = int(psql1("SELECT epoch_base_seq FROM testpub.outbox_state"))
+    check(base == 40, "epoch_base_seq %d, expected 40" % base)
+    produce(pub, 10, concurrency=1)
+    wait_producer_idle(pub)
+    c = wait_halted("epoch_changed")
+    check(c["pending_epoch"] == new_epoch and c["pending_base_seq"] == 40, "cursor %r" % c)
+    check(applied_count() == 40, "applied events of the new epoch before accepting")
+    floor = max_applied_id()
+    accept_epoch()
+    wait_applied(50)
+    time.sleep(1.0)
+    check(applied_seqs_after(floor) == list(range(41, 51)),
+          "new epoch applied as %r" % applied_seqs_after(floor))
+    check(cursor()["epoch"] == new_epoch and cursor()["last_seq"] == 50, "cursor %r" % cursor())
+    stop_all(sub, pub)
+
+
 def purged_setup(sub_env=None):
     """20 events applied; the subscriber goes away; 30 more; then 1..40 and
     45 are older than the retention and the publisher restarts (it purges
