@@ -32,6 +32,7 @@
 #define PUBLISHER_MAX 64
 #define EVENT_ID_MAX 64
 #define TYPE_MAX 128
+#define EPOCH_MAX 64 /* a UUID's 36; may be empty (an older publisher) */
 
 /*
  * The per-allocation header: big enough to keep the block that follows it
@@ -182,18 +183,25 @@ str_ok(const char *s, size_t max)
 	return strnlen(s, max + 1) <= max;
 }
 
+/* True if s (which may be empty) is at most EPOCH_MAX bytes long. */
+static bool
+epoch_ok(const char *s)
+{
+	return s == NULL || strnlen(s, EPOCH_MAX + 1) <= EPOCH_MAX;
+}
+
 static bool
 envelope_ok(const Trygg__Bus__Envelope *e)
 {
 	return e != NULL && str_ok(e->publisher, PUBLISHER_MAX) && e->seq >= 1 &&
-	    str_ok(e->event_id, EVENT_ID_MAX) && str_ok(e->type, TYPE_MAX);
+	    str_ok(e->event_id, EVENT_ID_MAX) && str_ok(e->type, TYPE_MAX) && epoch_ok(e->epoch);
 }
 
 static bool
 heartbeat_ok(const Trygg__Bus__Heartbeat *h)
 {
 	/* Same bound as an event's publisher: it names the same thing. */
-	return h != NULL && str_ok(h->publisher, PUBLISHER_MAX);
+	return h != NULL && str_ok(h->publisher, PUBLISHER_MAX) && epoch_ok(h->epoch);
 }
 
 static bool
@@ -215,6 +223,8 @@ replay_request_ok(const Trygg__Bus__ReplayRequest *r)
 static bool
 replay_reply_ok(const Trygg__Bus__ReplayReply *r)
 {
+	if (!epoch_ok(r->epoch))
+		return false;
 	for (size_t i = 0; i < r->n_events; i++) {
 		if (!envelope_ok(r->events[i]))
 			return false;

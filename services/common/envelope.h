@@ -13,7 +13,9 @@
  * publisher of 1..64 bytes, seq >= 1, an event_id of 1..64 bytes and a type
  * of 1..128 bytes; a Heartbeat has a publisher of 1..64 bytes; a
  * ReplayRequest has a publisher of 1..64 bytes and from_seq >= 1; every event
- * of a ReplayReply is a valid Envelope. Any message (also through
+ * of a ReplayReply is a valid Envelope. The epoch of an Envelope, Heartbeat
+ * or ReplayReply is at most 64 bytes and may be empty (a publisher from
+ * before epochs: subscribers then do not check it). Any message (also through
  * envelope_message_unpack) with a field numbered 0 is rejected: protobuf-c
  * would accept it but could not read back its own repacking of it.
  *

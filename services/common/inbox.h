@@ -18,6 +18,28 @@
  * cursor, never applied twice. An event whose effect fails on its own (a
  * poison event) is recorded in inbox_failed and skipped, so one bad event
  * never stalls the stream.
+ *
+ * Epochs. The cursor row also keeps the publisher's epoch (outbox.h),
+ * adopted from the first replay reply. A replay reply whose epoch differs,
+ * or whose last_seq is below what we hold in the same epoch (the publisher
+ * was recreated or restored), halts the stream: nothing more is applied,
+ * an error `inbox_halted` names the publisher and both epochs or seqs,
+ * trygg_inbox_halted is 1, inbox_ready() is false, and the cursor row says
+ * why (halted = epoch_changed or seq_went_back, halted_detail, and
+ * pending_epoch/pending_base_seq: what accepting switches to). Heartbeats
+ * and live events that disagree only trigger such a reply (they come from a
+ * relay's memory). The operator accepts with the UPDATE of CONTRACT.md
+ * (`events accept-epoch`) and NOTIFY <schema>_inbox; the inbox listens on
+ * that channel, also polls the row every 2 s while halted, and then
+ * re-reads its cursor and continues from there.
+ *
+ * Retention. When the publisher no longer has the next event (purged), the
+ * inbox halts with halted = purged, unless skip_purged is set; after the
+ * operator clears `halted` (`events continue`), or at once with
+ * skip_purged, it goes past the range and records it in inbox_skipped in
+ * the same transaction as the cursor (counted in skipped_ranges). A halt
+ * survives a restart (it is in the cursor row); an operator's `continue`
+ * that the inbox did not see before a restart must be given again.
  */
 #ifndef TRYGG_INBOX_H
 #define TRYGG_INBOX_H
@@ -51,6 +73,9 @@ typedef struct inbox_options {
 	 * committed, e.g. to kick the service's relay or workers in-process
 	 * instead of having the effects NOTIFY. */
 	void (*on_committed)(void *arg, uint64_t last_seq);
+	/* Go past purged ranges without halting (still recorded in
+	 * inbox_skipped); default false: halt until the operator continues. */
+	bool skip_purged;
 } inbox_options;
 
 /* Opens the sockets and starts following. Returns 0 or TRYGG_EBUS. */
@@ -61,24 +86,25 @@ int inbox_start(uv_loop_t *loop, db *d, const inbox_options *o, inbox_apply_fn a
 void inbox_stop(inbox *in);
 
 typedef struct inbox_stats {
-	uint64_t applied_seq;  /* cursor as last committed */
-	uint64_t known_seq;    /* highest seq the publisher announced */
-	uint64_t applied;      /* events applied by this process */
-	uint64_t duplicates;   /* live events already held or applied */
-	uint64_t gaps;         /* live events dropped for a gap or a full queue */
-	uint64_t replays;      /* replay requests sent */
-	uint64_t invalid;      /* malformed frames dropped */
-	uint64_t failed;       /* poison events recorded in inbox_failed */
-	uint64_t batch_errors; /* batches that failed and were retried */
-	/* CONTRACT.md names, filled by backbone-inbox / backbone-outbox;
-	 * here so svc's /readyz detail compiles before their merge. */
-	uint64_t failed_pending; /* rows in inbox_failed, as last counted */
-	const char *halted;      /* NULL while applying, else the reason */
+	uint64_t applied_seq;    /* cursor as last committed */
+	uint64_t known_seq;      /* highest seq the publisher announced */
+	uint64_t applied;        /* events applied by this process */
+	uint64_t duplicates;     /* live events already held or applied */
+	uint64_t gaps;           /* live events dropped for a gap or a full queue */
+	uint64_t replays;        /* replay requests sent */
+	uint64_t invalid;        /* malformed frames dropped */
+	uint64_t failed;         /* poison events recorded in inbox_failed */
+	uint64_t batch_errors;   /* batches that failed and were retried */
+	uint64_t skipped_ranges; /* purged ranges gone past (inbox_skipped) */
+	uint64_t halts;          /* times the stream halted */
+	uint64_t failed_pending; /* rows in inbox_failed for this publisher, as last counted */
+	const char *halted;      /* NULL while applying, else epoch_changed,
+	                          * seq_went_back or purged (static strings) */
 } inbox_stats;
 void inbox_get_stats(const inbox *in, inbox_stats *out);
 
-/* True while the inbox applies: its cursor is loaded or loading, and it
- * is not stopped (and, after backbone-outbox, not halted). */
+/* True while the inbox applies (cursor loaded or loading, not halted):
+ * for /readyz, one check per consumed stream. */
 bool inbox_ready(const inbox *in);
 
 /* Registers trygg_inbox_* gauges that read the stats at scrape time. The

@@ -3,10 +3,25 @@
  * numbered event stream, plus its heartbeat, replay server and purge.
  * See outbox.h for the model.
  *
- * Everything here runs on the loop thread: database work goes through the
- * shared async db client, socket work through bus_sock. At most one
- * sequencing round and one replay query are in flight at a time; a NOTIFY
- * that arrives during a round only marks that another round is due.
+ * Everything here runs on the loop thread: database work goes through two
+ * async db clients, socket work through bus_sock. Sequencing (and the idle
+ * check before it) runs on the sequencing client `db`; replays and purges,
+ * which may read or delete many rows, on `rdb` (outbox_options.replay_db),
+ * so a far-behind subscriber never delays live publishing. At most one
+ * sequencing round, one idle check, one replay query and one purge chunk
+ * are in flight at a time; a NOTIFY that arrives during a round only marks
+ * that another round is due.
+ *
+ * While idle the relay writes nothing: the poll timer first asks, read-only,
+ * whether any row is unsequenced (and refreshes last_seq and the epoch), and
+ * a round that finds nothing updates nothing.
+ *
+ * A sequenced row that breaks the bus's limits (one from before the CHECK
+ * constraints of sql/004, or inserted around them) is never allowed to stall
+ * the stream: it goes out, live and in replays, as an event of type
+ * trygg.bus.InvalidEvent with an empty payload and its own seq and
+ * event_id, so every subscriber goes past it; it is logged as an error,
+ * counted, and recorded in outbox_invalid with the original row.
  */
 #include "outbox.h"
 
@@ -20,10 +35,19 @@
 #include "log.h"
 
 #define REPLY_BYTES_MAX (4u * 1024 * 1024) /* keep replay replies under this */
+#define PURGE_CHUNK 10000                  /* rows deleted per purge statement */
+#define INVALID_TYPE "trygg.bus.InvalidEvent"
+#define EPOCH_LEN 40 /* a UUID's text and its NUL */
+
+/* The largest allowed event, with its envelope, fits in a reply (and in a
+ * live frame under the subscribers' RECVMAXSZ, ENVELOPE_UNPACK_CAP / 8). */
+_Static_assert(OUTBOX_PAYLOAD_MAX + 1024 < REPLY_BYTES_MAX, "largest event fits a reply");
+_Static_assert(OUTBOX_PAYLOAD_MAX + 1024 < ENVELOPE_UNPACK_CAP / 8, "largest event fits a frame");
 
 struct outbox_relay {
 	uv_loop_t *loop;
-	db *db;
+	db *db;  /* sequencing, LISTEN, the idle check */
+	db *rdb; /* replays and purges (== db when no replay_db was given) */
 	outbox_options o;
 	char *publisher, *schema, *channel;
 	bus_sock *pub, *rep;
@@ -32,14 +56,17 @@ struct outbox_relay {
 	int db_pending;   /* our batches in flight; the struct outlives them */
 
 	bool last_seq_known; /* false until read, and after an unknown outcome */
-	bool loading;        /* a query for last_seq is in flight */
+	bool loading;        /* a state query is in flight (first load or idle check) */
 	bool round_running;
 	bool round_again; /* a wakeup came during the round */
 	bool replay_running;
+	bool purge_running;
 	bool stopping;
 	void (*flush_cb)(void *arg);
 	void *flush_arg;
 	uint64_t last_purge_ms;
+	char epoch[EPOCH_LEN]; /* outbox_state.epoch as last read ("" until then) */
+	uint64_t epoch_base;   /* outbox_state.epoch_base_seq */
 	outbox_stats st;
 };
 
@@ -52,23 +79,53 @@ static const char SQL_LOCK[] =
 static const char SQL_SEQUENCE[] =
     "WITH pending AS (SELECT id FROM outbox WHERE pub_seq IS NULL ORDER BY id LIMIT $1),"
     " numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM pending),"
-    " st AS (SELECT last_seq FROM outbox_state),"
+    " st AS (SELECT last_seq, epoch, epoch_base_seq FROM outbox_state),"
     " upd AS (UPDATE outbox o SET pub_seq = st.last_seq + n.rn FROM numbered n, st"
     "         WHERE o.id = n.id AND o.pub_seq IS NULL"
     "         RETURNING o.pub_seq, o.event_id, o.event_type, o.payload, o.occurred_at),"
-    " bump AS (UPDATE outbox_state SET last_seq = last_seq + (SELECT count(*) FROM numbered))"
+    /* Nothing numbered, nothing written: an idle round commits no write. */
+    " bump AS (UPDATE outbox_state SET last_seq = last_seq + (SELECT count(*) FROM numbered)"
+    "          WHERE EXISTS (SELECT 1 FROM numbered))"
     " SELECT pub_seq, event_id::text, event_type, payload,"
-    "  (extract(epoch FROM occurred_at) * 1000000)::bigint FROM upd ORDER BY pub_seq";
-static const char SQL_LAST_SEQ[] = "SELECT last_seq FROM outbox_state";
+    "  (extract(epoch FROM occurred_at) * 1000000)::bigint,"
+    "  (SELECT epoch::text FROM st), (SELECT epoch_base_seq FROM st)"
+    " FROM upd ORDER BY pub_seq";
+/* The relay's view of its state, read-only: also the idle check. */
+static const char SQL_STATE[] =
+    "SELECT last_seq, epoch::text, epoch_base_seq,"
+    " EXISTS (SELECT 1 FROM outbox WHERE pub_seq IS NULL) FROM outbox_state";
 static const char SQL_REPLAY_HEAD[] =
-    "SELECT (SELECT last_seq FROM outbox_state),"
-    " coalesce((SELECT min(pub_seq) FROM outbox WHERE pub_seq IS NOT NULL), 0)";
-static const char SQL_REPLAY_ROWS[] = "SELECT pub_seq, event_id::text, event_type, payload,"
-                                      "  (extract(epoch FROM occurred_at) * 1000000)::bigint"
-                                      " FROM outbox WHERE pub_seq >= $1 ORDER BY pub_seq LIMIT $2";
-static const char SQL_PURGE[] = "DELETE FROM outbox WHERE pub_seq IS NOT NULL"
-                                " AND occurred_at < now() - make_interval(secs => $1::bigint)"
-                                " AND pub_seq < (SELECT last_seq FROM outbox_state)";
+    "SELECT last_seq, coalesce((SELECT pub_seq FROM outbox WHERE pub_seq IS NOT NULL"
+    "  ORDER BY pub_seq LIMIT 1), 0), epoch::text, epoch_base_seq FROM outbox_state";
+/* At most $2 rows and, by a running sum of payload sizes (read from the
+ * TOAST header, not detoasted), about $3 bytes plus one row: the reply is
+ * cut exactly in replay_rows_done. */
+static const char SQL_REPLAY_ROWS[] =
+    "SELECT pub_seq, event_id, event_type, payload, occurred_us FROM ("
+    " SELECT pub_seq, event_id::text, event_type, payload,"
+    "  (extract(epoch FROM occurred_at) * 1000000)::bigint AS occurred_us,"
+    "  sum(octet_length(payload)) OVER (ORDER BY pub_seq) - octet_length(payload) AS before"
+    " FROM outbox WHERE pub_seq >= $1 ORDER BY pub_seq LIMIT $2) x"
+    " WHERE before < $3 ORDER BY pub_seq";
+/* One chunk of retention: from the oldest row up to (not including) the
+ * first row younger than the retention, at most $2 rows, never the last
+ * sequenced row (so first_available_seq stays meaningful). By sequence, so
+ * no hole opens mid-range. */
+static const char SQL_PURGE[] =
+    "WITH lo AS (SELECT pub_seq FROM outbox WHERE pub_seq IS NOT NULL ORDER BY pub_seq LIMIT 1),"
+    " lim AS (SELECT least(coalesce("
+    "   (SELECT o.pub_seq FROM outbox o WHERE o.pub_seq >= (SELECT pub_seq FROM lo)"
+    "     AND o.pub_seq < (SELECT pub_seq FROM lo) + $2::bigint"
+    "     AND o.occurred_at >= now() - make_interval(secs => $1::bigint)"
+    "     ORDER BY o.pub_seq LIMIT 1),"
+    "   (SELECT pub_seq FROM lo) + $2::bigint),"
+    "  (SELECT last_seq FROM outbox_state)) AS below)"
+    " DELETE FROM outbox WHERE pub_seq >= (SELECT pub_seq FROM lo)"
+    "  AND pub_seq < (SELECT below FROM lim)";
+static const char SQL_INVALID[] =
+    "INSERT INTO outbox_invalid (pub_seq, event_id, event_type, payload, reason)"
+    " SELECT pub_seq, event_id, event_type, payload, $2 FROM outbox WHERE pub_seq = $1"
+    " ON CONFLICT DO NOTHING";
 static const char SQL_INSERT[] = "INSERT INTO outbox (event_type, payload) VALUES ($1, $2)";
 
 static void start_round(outbox_relay *r);
@@ -84,13 +141,18 @@ flush_finished(outbox_relay *r)
 		cb(r->flush_arg);
 }
 
-void
+int
 outbox_add_event(db_batch *b, const char *type, const uint8_t *payload, size_t len)
 {
+	if (type == NULL || type[0] == '\0' ||
+	    strnlen(type, OUTBOX_EVENT_TYPE_MAX + 1) > OUTBOX_EVENT_TYPE_MAX ||
+	    len > OUTBOX_PAYLOAD_MAX)
+		return TRYGG_EINVAL;
 	const char *values[2] = {type, (const char *)payload};
 	int lengths[2] = {0, (int)len};
 	int formats[2] = {0, 1};
 	db_batch_addb(b, SQL_INSERT, 2, values, lengths, formats);
+	return 0;
 }
 
 static uint64_t
@@ -99,19 +161,69 @@ get_u64(const PGresult *res, int row, int col)
 	return strtoull(PQgetvalue(res, row, col), NULL, 10);
 }
 
+/* Why the row in `env` cannot travel as it is, or NULL if it can. */
+static const char *
+invalid_reason(const Trygg__Bus__Envelope *env)
+{
+	if (env->type[0] == '\0')
+		return "empty event_type";
+	if (strnlen(env->type, OUTBOX_EVENT_TYPE_MAX + 1) > OUTBOX_EVENT_TYPE_MAX)
+		return "event_type too long";
+	if (env->payload.len > OUTBOX_PAYLOAD_MAX)
+		return "payload too large";
+	return NULL;
+}
+
+static void
+invalid_recorded(void *arg, const db_reply *rep)
+{
+	outbox_relay *r = arg;
+	r->db_pending--;
+	if (!r->stopping && rep->err != 0)
+		log_warn("outbox_invalid_record_failed", "\"error\":\"%s\"",
+		    trygg_strerror(rep->err));
+	maybe_free(r);
+}
+
+/*
+ * Turns the envelope of a row that broke the limits into the placeholder
+ * (see the file comment), logs it and records it durably (best effort: a
+ * later replay records it again if this insert fails).
+ */
+static void
+make_placeholder(outbox_relay *r, Trygg__Bus__Envelope *env, const char *why)
+{
+	char seq[24], tbuf[160];
+	snprintf(seq, sizeof(seq), "%" PRIu64, env->seq);
+	log_error("outbox_event_invalid",
+	    "\"publisher\":\"%s\",\"seq\":%" PRIu64 ",\"event_id\":\"%s\",\"event_type\":%s,"
+	    "\"payload_bytes\":%zu,\"reason\":\"%s\"",
+	    r->publisher, env->seq, env->event_id, log_json_str(env->type, tbuf, sizeof(tbuf)),
+	    env->payload.len, why);
+	r->st.invalid++;
+	const char *values[2] = {seq, why};
+	if (db_query(r->rdb, SQL_INVALID, 2, values, invalid_recorded, r) == 0)
+		r->db_pending++;
+	env->type = INVALID_TYPE;
+	env->payload.data = NULL;
+	env->payload.len = 0;
+}
+
 /*
  * Fills `env` from row `row` of a (pub_seq, event_id, type, payload,
- * occurred_us) result. The payload is unescaped into *payload_buf, which
- * the caller frees with PQfreemem; the strings point into `res`.
+ * occurred_us) result, in epoch `epoch`. The payload is unescaped into
+ * *payload_buf, which the caller frees with PQfreemem; the strings point
+ * into `res` or are static. A row that breaks the limits becomes the
+ * placeholder.
  */
 static int
-row_to_envelope(const outbox_relay *r, const PGresult *res, int row, Trygg__Bus__Envelope *env,
-    unsigned char **payload_buf)
+row_to_envelope(outbox_relay *r, const PGresult *res, int row, const char *epoch,
+    Trygg__Bus__Envelope *env, unsigned char **payload_buf)
 {
 	size_t plen = 0;
 	unsigned char *p = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 3), &plen);
 	if (p == NULL)
-		return TRYGG_EPROTO;
+		return TRYGG_ENOMEM;
 	trygg__bus__envelope__init(env);
 	env->publisher = r->publisher;
 	env->seq = get_u64(res, row, 0);
@@ -120,7 +232,11 @@ row_to_envelope(const outbox_relay *r, const PGresult *res, int row, Trygg__Bus_
 	env->payload.data = p;
 	env->payload.len = plen;
 	env->occurred_at_us = strtoll(PQgetvalue(res, row, 4), NULL, 10);
+	env->epoch = (char *)epoch;
 	*payload_buf = p;
+	const char *why = invalid_reason(env);
+	if (why != NULL)
+		make_placeholder(r, env, why);
 	return 0;
 }
 
@@ -129,13 +245,28 @@ publish_frame(outbox_relay *r, const Trygg__Bus__Frame *f)
 {
 	nng_msg *m;
 	if (envelope_frame_pack(f, &m) != 0) {
-		r->st.errors++; /* a row that cannot make a valid frame: logged by the caller */
+		r->st.errors++; /* cannot happen after row_to_envelope's checks */
 		return;
 	}
 	if (bus_send(r->pub, m) != 0) {
 		nng_msg_free(m);
 		r->st.errors++;
 	}
+}
+
+/* Takes the epoch from a result column, logging when it changes (a new
+ * schema, or the operator's outbox_new_epoch()). */
+static void
+set_epoch(outbox_relay *r, const char *epoch, uint64_t base)
+{
+	if (strcmp(r->epoch, epoch) != 0) {
+		log_info("outbox_epoch",
+		    "\"publisher\":\"%s\",\"epoch\":\"%s\",\"epoch_base_seq\":%" PRIu64
+		    ",\"previous\":\"%s\"",
+		    r->publisher, epoch, base, r->epoch);
+		snprintf(r->epoch, sizeof(r->epoch), "%s", epoch);
+	}
+	r->epoch_base = base;
 }
 
 static void
@@ -159,10 +290,12 @@ round_done(void *arg, const db_reply *rep)
 	}
 	const PGresult *res = rep->results[1];
 	int n = PQntuples(res);
+	if (n > 0)
+		set_epoch(r, PQgetvalue(res, 0, 5), get_u64(res, 0, 6));
 	for (int i = 0; i < n; i++) {
 		Trygg__Bus__Envelope env;
 		unsigned char *buf;
-		if (row_to_envelope(r, res, i, &env, &buf) != 0) {
+		if (row_to_envelope(r, res, i, r->epoch, &env, &buf) != 0) {
 			r->st.errors++;
 			continue;
 		}
@@ -208,8 +341,9 @@ start_round(outbox_relay *r)
 	r->db_pending++;
 }
 
+/* The state query came back: at start, and as the idle check. */
 static void
-last_seq_loaded(void *arg, const db_reply *rep)
+state_loaded(void *arg, const db_reply *rep)
 {
 	outbox_relay *r = arg;
 	r->loading = false;
@@ -218,39 +352,76 @@ last_seq_loaded(void *arg, const db_reply *rep)
 		maybe_free(r);
 		return;
 	}
-	if (rep->err != 0)
+	if (rep->err != 0 || PQntuples(rep->results[0]) != 1)
 		return;
-	r->st.last_seq = get_u64(rep->results[0], 0, 0);
+	const PGresult *res = rep->results[0];
+	bool first = !r->last_seq_known;
+	/* Read on the sequencing connection, so after any round before it:
+	 * the database's value, also if another relay sequenced meanwhile. */
+	r->st.last_seq = get_u64(res, 0, 0);
+	set_epoch(r, PQgetvalue(res, 0, 1), get_u64(res, 0, 2));
 	r->last_seq_known = true;
-	log_info("outbox_relay_ready", "\"publisher\":\"%s\",\"last_seq\":%" PRIu64, r->publisher,
-	    r->st.last_seq);
-	start_round(r);
+	if (first)
+		log_info("outbox_relay_ready",
+		    "\"publisher\":\"%s\",\"last_seq\":%" PRIu64 ",\"epoch\":\"%s\"", r->publisher,
+		    r->st.last_seq, r->epoch);
+	if (first || strcmp(PQgetvalue(res, 0, 3), "t") == 0)
+		start_round(r);
 }
 
+/* Reads last_seq, the epoch and whether anything waits: read-only. */
 static void
-load_last_seq(outbox_relay *r)
+load_state(outbox_relay *r)
 {
 	if (r->loading || r->stopping)
 		return;
-	if (db_query(r->db, SQL_LAST_SEQ, 0, NULL, last_seq_loaded, r) == 0) {
+	if (db_query(r->db, SQL_STATE, 0, NULL, state_loaded, r) == 0) {
 		r->loading = true;
 		r->db_pending++;
 	}
 }
 
+static void start_purge(outbox_relay *r);
+
 static void
 purge_done(void *arg, const db_reply *rep)
 {
 	outbox_relay *r = arg;
+	r->purge_running = false;
 	r->db_pending--;
 	if (r->stopping) {
 		maybe_free(r);
 		return;
 	}
-	if (rep->err == 0 && rep->nresults > 0) {
-		const char *n = PQcmdTuples(rep->results[0]);
-		if (n[0] != '\0' && strcmp(n, "0") != 0)
-			log_info("outbox_purged", "\"rows\":%s", n);
+	if (rep->err != 0) {
+		r->st.errors++;
+		log_warn("outbox_purge_failed", "\"error\":\"%s\"", trygg_strerror(rep->err));
+		return;
+	}
+	uint64_t n = strtoull(PQcmdTuples(rep->results[0]), NULL, 10);
+	if (n > 0) {
+		r->st.purged += n;
+		log_info("outbox_purged", "\"publisher\":\"%s\",\"rows\":%" PRIu64, r->publisher,
+		    n);
+	}
+	if (n >= PURGE_CHUNK)
+		start_purge(r); /* more is due: the next chunk, still off the hot path */
+}
+
+/* Deletes one chunk of rows older than the retention, on the replay
+ * connection. */
+static void
+start_purge(outbox_relay *r)
+{
+	if (r->purge_running || r->stopping)
+		return;
+	char secs[24], chunk[16];
+	snprintf(secs, sizeof(secs), "%u", r->o.retention_s);
+	snprintf(chunk, sizeof(chunk), "%u", PURGE_CHUNK);
+	const char *values[2] = {secs, chunk};
+	if (db_query(r->rdb, SQL_PURGE, 2, values, purge_done, r) == 0) {
+		r->purge_running = true;
+		r->db_pending++;
 	}
 }
 
@@ -260,19 +431,16 @@ on_poll(uv_timer_t *t)
 	outbox_relay *r = t->data;
 	if (!db_is_connected(r->db))
 		return;
-	if (!r->last_seq_known) {
-		load_last_seq(r);
+	/* The idle check; it starts a round only if rows wait. A round in
+	 * flight will be followed by another if needed (round_again). */
+	if (!r->round_running)
+		load_state(r);
+	if (!r->last_seq_known)
 		return;
-	}
-	start_round(r);
 	uint64_t now = trygg_now_ms();
-	if (now - r->last_purge_ms > 60000) {
+	if (r->last_purge_ms == 0 || now - r->last_purge_ms >= r->o.purge_interval_ms) {
 		r->last_purge_ms = now;
-		char secs[16];
-		snprintf(secs, sizeof(secs), "%u", r->o.retention_s);
-		const char *values[1] = {secs};
-		if (db_query(r->db, SQL_PURGE, 1, values, purge_done, r) == 0)
-			r->db_pending++;
+		start_purge(r);
 	}
 }
 
@@ -293,6 +461,8 @@ on_heartbeat(uv_timer_t *t)
 	Trygg__Bus__Heartbeat hb = TRYGG__BUS__HEARTBEAT__INIT;
 	hb.publisher = r->publisher;
 	hb.last_seq = r->st.last_seq;
+	hb.epoch = r->epoch;
+	hb.epoch_base_seq = r->epoch_base;
 	Trygg__Bus__Frame f = TRYGG__BUS__FRAME__INIT;
 	f.kind_case = TRYGG__BUS__FRAME__KIND_HEARTBEAT;
 	f.heartbeat = &hb;
@@ -322,9 +492,17 @@ send_replay_status(outbox_relay *r, Trygg__Bus__ReplayReply__Status status, cons
 {
 	Trygg__Bus__ReplayReply reply = TRYGG__BUS__REPLAY_REPLY__INIT;
 	reply.status = status;
-	reply.last_seq = r->last_seq_known ? r->st.last_seq : 0;
 	reply.error = (char *)error;
+	/* No epoch or last_seq: a subscriber decides nothing from an error. */
 	send_replay_reply(r, &reply);
+}
+
+/* Bytes an envelope adds to a reply: the packed message, its tag and its
+ * length prefix. */
+static size_t
+envelope_reply_bytes(const Trygg__Bus__Envelope *env)
+{
+	return protobuf_c_message_get_packed_size(&env->base) + 1 + 10;
 }
 
 static void
@@ -337,7 +515,7 @@ replay_rows_done(void *arg, const db_reply *rep)
 		maybe_free(r);
 		return;
 	}
-	if (rep->err != 0) {
+	if (rep->err != 0 || PQntuples(rep->results[0]) != 1) {
 		send_replay_status(r, TRYGG__BUS__REPLAY_REPLY__STATUS__UNAVAILABLE,
 		    "publisher database unavailable");
 		return;
@@ -348,14 +526,25 @@ replay_rows_done(void *arg, const db_reply *rep)
 	reply.status = TRYGG__BUS__REPLAY_REPLY__STATUS__OK;
 	reply.last_seq = get_u64(head, 0, 0);
 	reply.first_available_seq = get_u64(head, 0, 1);
-	Trygg__Bus__Envelope *envs = xcalloc((size_t)n, sizeof(*envs));
-	Trygg__Bus__Envelope **ptrs = xcalloc((size_t)n, sizeof(*ptrs));
-	unsigned char **bufs = xcalloc((size_t)n, sizeof(*bufs));
-	size_t bytes = 0, count = 0;
-	for (int i = 0; i < n && bytes < REPLY_BYTES_MAX; i++) {
-		if (row_to_envelope(r, rows, i, &envs[count], &bufs[count]) != 0)
-			break; /* stop at the first bad row: replies stay contiguous */
-		bytes += envs[count].payload.len + 128;
+	reply.epoch = PQgetvalue(head, 0, 2);
+	reply.epoch_base_seq = get_u64(head, 0, 3);
+	Trygg__Bus__Envelope *envs = xcalloc((size_t)n + 1, sizeof(*envs));
+	Trygg__Bus__Envelope **ptrs = xcalloc((size_t)n + 1, sizeof(*ptrs));
+	unsigned char **bufs = xcalloc((size_t)n + 1, sizeof(*bufs));
+	/* The reply's own fields, generously. */
+	size_t bytes = 256 + strlen(reply.epoch), count = 0;
+	for (int i = 0; i < n; i++) {
+		if (row_to_envelope(r, rows, i, reply.epoch, &envs[count], &bufs[count]) != 0)
+			break; /* out of memory: replies stay contiguous, send what we have */
+		/* Checked after building, before adding: the reply never
+		 * exceeds the bound, and the first event always goes (the
+		 * largest allowed event fits, see the static assertion). */
+		size_t add = envelope_reply_bytes(&envs[count]);
+		if (count > 0 && bytes + add > REPLY_BYTES_MAX) {
+			PQfreemem(bufs[count]);
+			break;
+		}
+		bytes += add;
 		ptrs[count] = &envs[count];
 		count++;
 	}
@@ -389,15 +578,16 @@ on_replay_request(void *arg, nng_msg *msg)
 	unsigned max = req->max_events;
 	if (max == 0 || max > r->o.replay_max)
 		max = r->o.replay_max;
-	char from[24], lim[16];
+	char from[24], lim[16], bytes[16];
 	snprintf(from, sizeof(from), "%" PRIu64, req->from_seq);
 	snprintf(lim, sizeof(lim), "%u", max);
+	snprintf(bytes, sizeof(bytes), "%u", REPLY_BYTES_MAX);
 	envelope_replay_request_free(req);
-	const char *values[2] = {from, lim};
+	const char *values[3] = {from, lim, bytes};
 	db_batch *b = db_batch_new();
 	db_batch_add(b, SQL_REPLAY_HEAD, 0, NULL);
-	db_batch_add(b, SQL_REPLAY_ROWS, 2, values);
-	if (db_submit(r->db, b, replay_rows_done, r) != 0) {
+	db_batch_add(b, SQL_REPLAY_ROWS, 3, values);
+	if (db_submit(r->rdb, b, replay_rows_done, r) != 0) {
 		db_batch_free(b);
 		send_replay_status(r, TRYGG__BUS__REPLAY_REPLY__STATUS__UNAVAILABLE,
 		    "publisher database unavailable");
@@ -414,7 +604,9 @@ outbox_relay_start(uv_loop_t *loop, db *d, const outbox_options *o, outbox_relay
 	outbox_relay *r = xcalloc(1, sizeof(*r));
 	r->loop = loop;
 	r->db = d;
+	r->rdb = o->replay_db != NULL ? o->replay_db : d;
 	r->o = *o;
+	r->o.replay_db = NULL; /* reached through r->rdb */
 	r->publisher = xstrdup(o->publisher);
 	r->schema = xstrdup(o->schema);
 	r->channel = xasprintf("%s_outbox", o->schema);
@@ -430,7 +622,9 @@ outbox_relay_start(uv_loop_t *loop, db *d, const outbox_options *o, outbox_relay
 	if (r->o.replay_max == 0)
 		r->o.replay_max = 1000;
 	if (r->o.retention_s == 0)
-		r->o.retention_s = 7 * 24 * 3600;
+		r->o.retention_s = 30 * 24 * 3600;
+	if (r->o.purge_interval_ms == 0)
+		r->o.purge_interval_ms = 60000;
 
 	bus_options bo = {.recv_max = 64 * 1024};
 	if ((rv = bus_pub_open(loop, o->pub_url, &bo, &r->pub)) != 0)
@@ -498,6 +692,8 @@ STAT_GAUGE(published)
 STAT_GAUGE(rounds)
 STAT_GAUGE(replays_served)
 STAT_GAUGE(errors)
+STAT_GAUGE(invalid)
+STAT_GAUGE(purged)
 
 void
 outbox_relay_register_metrics(outbox_relay *r, metrics *m)
@@ -513,6 +709,11 @@ outbox_relay_register_metrics(outbox_relay *r, metrics *m)
 	    stat_replays_served, r);
 	metrics_gauge_fn(m, "trygg_outbox_errors_total",
 	    "Failed sequencing rounds, replays and sends", labels, stat_errors, r);
+	metrics_gauge_fn(m, "trygg_outbox_invalid_total",
+	    "Rows over the bus limits published as trygg.bus.InvalidEvent", labels, stat_invalid,
+	    r);
+	metrics_gauge_fn(m, "trygg_outbox_purged_total", "Rows deleted by retention", labels,
+	    stat_purged, r);
 }
 
 /* Frees the relay once it is stopped, its timers are closed and no

@@ -11,13 +11,38 @@
  *     kicks it after a commit (outbox_relay_kick), on NOTIFY <schema>_outbox
  *     from other writers, and on a timer (poll_ms), since neither of the
  *     first two is durable. There is deliberately no NOTIFY trigger: see
- *     sql/001_outbox.sql;
- *   - heartbeats: publishes Frame{heartbeat{last_seq}} every second, so a
- *     subscriber notices a lost tail;
+ *     sql/001_outbox.sql. The timer's round first checks, read-only, that
+ *     rows wait: an idle relay writes nothing;
+ *   - heartbeats: publishes Frame{heartbeat{last_seq, epoch}} every second,
+ *     so a subscriber notices a lost tail;
  *   - serves replay: answers ReplayRequest{from_seq, max} on a rep socket
  *     straight from the outbox (idempotent: the same request gets the same
- *     events);
- *   - purges: deletes sequenced rows older than the retention period.
+ *     events), in replies of at most 4 MiB; the largest allowed event
+ *     always fits one;
+ *   - purges: deletes, in chunks, the sequenced rows below the first row
+ *     younger than retention_s (by sequence, so no hole opens mid-range).
+ * Replays and purges run on their own connection (replay_db), so a
+ * far-behind subscriber never slows live sequencing.
+ *
+ * Epochs: outbox_state.epoch (a UUID made with the state row) names the
+ * stream; it is in every event, heartbeat and replay reply, with
+ * epoch_base_seq (last_seq when the epoch began). A schema recreated from
+ * scratch gets a new epoch by itself. After restoring the schema from a
+ * backup the operator runs, in the publisher's schema,
+ *
+ *     SELECT outbox_new_epoch();
+ *
+ * (sql/004_epoch_retention.sql): the stream continues in a new epoch from
+ * the restored last_seq, and every subscriber halts until its operator
+ * accepts the new epoch (inbox.h), instead of taking the reissued numbers
+ * for duplicates. A running relay picks the new epoch up within poll_ms.
+ *
+ * Limits: event_type is 1..OUTBOX_EVENT_TYPE_MAX bytes and the payload at
+ * most OUTBOX_PAYLOAD_MAX (CHECK constraints on the table; outbox_add_event
+ * refuses more). A row over them that exists anyway (from before the
+ * constraints) is published as an event of type trygg.bus.InvalidEvent with
+ * an empty payload, logged (outbox_event_invalid) and recorded in
+ * outbox_invalid: it never stalls the stream.
  *
  * Publishing after the sequencing commit may fail (crash, slow subscriber);
  * that is fine: the numbers are durable and subscribers replay what they
@@ -36,21 +61,26 @@
 typedef struct outbox_relay outbox_relay;
 
 typedef struct outbox_options {
-	const char *publisher; /* name in every envelope, e.g. "intake" */
-	const char *schema;    /* the outbox's schema; NOTIFY channel "<schema>_outbox" */
-	const char *pub_url;   /* where subscribers dial for the live stream */
-	const char *rep_url;   /* where subscribers ask for replays */
-	unsigned batch_max;    /* rows sequenced per round (default 2000) */
-	unsigned poll_ms;      /* fallback scan period (default 200) */
-	unsigned heartbeat_ms; /* heartbeat period (default 1000) */
-	unsigned replay_max;   /* events per replay reply (default 1000) */
-	unsigned retention_s;  /* keep sequenced rows this long (default 7 days) */
+	const char *publisher;      /* name in every envelope, e.g. "intake" */
+	const char *schema;         /* the outbox's schema; NOTIFY channel "<schema>_outbox" */
+	const char *pub_url;        /* where subscribers dial for the live stream */
+	const char *rep_url;        /* where subscribers ask for replays */
+	unsigned batch_max;         /* rows sequenced per round (default 2000) */
+	unsigned poll_ms;           /* fallback scan period (default 200) */
+	unsigned heartbeat_ms;      /* heartbeat period (default 1000) */
+	unsigned replay_max;        /* events per replay reply (default 1000) */
+	unsigned retention_s;       /* keep sequenced rows at least this long (default 30 days) */
+	unsigned purge_interval_ms; /* how often retention runs (default 60000) */
+	/* Optional: the connection for replays and purges (e.g. a pool client
+	 * shared with requests). NULL: the sequencing connection `d`. */
+	db *replay_db;
 } outbox_options;
 
 /*
- * Opens the pub and rep sockets and starts the relay on `d` (which it
- * shares with the service; it does not own it). Returns 0, or TRYGG_EBUS
- * when a socket cannot listen (logged with the URL).
+ * Opens the pub and rep sockets and starts the relay on `d` (sequencing,
+ * LISTEN) and o->replay_db (replays, purges); it does not own either.
+ * Returns 0, or TRYGG_EBUS when a socket cannot listen (logged with the
+ * URL).
  */
 int outbox_relay_start(uv_loop_t *loop, db *d, const outbox_options *o,
     outbox_relay **out) TRYGG_MUSTCHECK;
@@ -87,14 +117,25 @@ typedef struct outbox_stats {
 	uint64_t rounds;         /* sequencing transactions committed */
 	uint64_t replays_served; /* replay requests answered */
 	uint64_t errors;         /* failed rounds, replays and sends */
+	uint64_t invalid;        /* rows published as trygg.bus.InvalidEvent (each time) */
+	uint64_t purged;         /* rows deleted by retention */
 } outbox_stats;
 void outbox_relay_get_stats(const outbox_relay *r, outbox_stats *out);
+
+/* The largest event the bus carries; the outbox's CHECK constraints
+ * (sql/004_epoch_retention.sql) and envelope.c's validation agree. */
+#define OUTBOX_EVENT_TYPE_MAX 128        /* bytes */
+#define OUTBOX_PAYLOAD_MAX (256u * 1024) /* bytes */
 
 /*
  * Appends "INSERT INTO outbox (event_type, payload)" to `b`, so the event
  * commits or rolls back with the rest of the batch. `type` is the protobuf
  * full name of the payload message, e.g. "trygg.events.ReportReceived".
+ * Returns 0, or TRYGG_EINVAL (and adds nothing) for an empty or over-long
+ * type or a payload over OUTBOX_PAYLOAD_MAX: an event the bus could not
+ * carry must fail its transaction, not the relay later.
  */
-void outbox_add_event(db_batch *b, const char *type, const uint8_t *payload, size_t len);
+int outbox_add_event(db_batch *b, const char *type, const uint8_t *payload,
+    size_t len) TRYGG_MUSTCHECK;
 
 #endif

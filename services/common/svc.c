@@ -101,7 +101,10 @@ svc_publish(svc *s, const char *publisher)
 	    .schema = s->o.schema,
 	    .pub_url = c->bus_pub_url,
 	    .rep_url = c->bus_rep_url,
-	    .retention_s = retention_s > UINT32_MAX ? UINT32_MAX : (unsigned)retention_s};
+	    .retention_s = retention_s > UINT32_MAX ? UINT32_MAX : (unsigned)retention_s,
+	    /* Replay and purge on a shared client of the pool, so a
+	     * far-behind subscriber never delays live sequencing on s->db. */
+	    .replay_db = db_pool_client(s->pool, 2)};
 	int rv = outbox_relay_start(svc_uv(s), s->db, &oo, &s->relay);
 	if (rv != 0)
 		return rv;
@@ -155,9 +158,8 @@ start_stream(svc *s, svc_inbox *si)
 	    .sub_url = si->st.urls->sub_url,
 	    .req_url = si->st.urls->req_url,
 	    .batch_max = si->st.batch_max,
-	    .on_committed = si->st.on_committed};
-	/* TRYGG_INBOX_SKIP_PURGED goes to inbox_options.skip_purged once
-	 * backbone-outbox adds that field. */
+	    .on_committed = si->st.on_committed,
+	    .skip_purged = s->o.common->inbox_skip_purged};
 	int rv = inbox_start(svc_uv(s), s->inbox_db, &io, si->st.apply, si->st.arg, &si->in);
 	if (rv != 0) {
 		log_error("inbox_start_failed", "\"service\":\"%s\",\"publisher\":\"%s\"",

@@ -113,7 +113,7 @@ typedef struct svc_stream_urls {
 	    "where this service publishes its events (one per replica)"), \
 	    CONFIG_OPT_URL("bus_rep_url", st, common.bus_rep_url, rep_default, 0, \
 	        "where this service serves replays of its events (one per replica)"), \
-	    CONFIG_OPT_DURATION("outbox_retention", st, common.outbox_retention_ms, "168h", 1000, \
+	    CONFIG_OPT_DURATION("outbox_retention", st, common.outbox_retention_ms, "720h", 1000, \
 	        INT64_C(315360000000), 0, "how long published events stay replayable")
 
 /* The rows of one consumed stream: TRYGG_BUS_<PUB>_SUB_URL and

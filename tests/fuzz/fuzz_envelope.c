@@ -125,6 +125,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	static uint8_t payload[] = {0x08, 0x2a, 0x12, 0x03, 'a', 'b', 'c'};
+	static char epoch[] = "0b6a8a8e-54d5-4c7e-9a57-2a8f1f3f9c11";
 	Trygg__Bus__Envelope e[3];
 	Trygg__Bus__Envelope *ep[3];
 	for (int i = 0; i < 3; i++) {
@@ -136,6 +137,7 @@ main(int argc, char **argv)
 		e[i].type = "trygg.events.ReportReceived";
 		e[i].payload.data = payload;
 		e[i].payload.len = sizeof(payload);
+		e[i].epoch = epoch;
 		ep[i] = &e[i];
 	}
 	nng_msg *m;
@@ -149,6 +151,8 @@ main(int argc, char **argv)
 	Trygg__Bus__Heartbeat h = TRYGG__BUS__HEARTBEAT__INIT;
 	h.publisher = "triage";
 	h.last_seq = 1000;
+	h.epoch = epoch;
+	h.epoch_base_seq = 900;
 	f.kind_case = TRYGG__BUS__FRAME__KIND_HEARTBEAT;
 	f.heartbeat = &h;
 	if (envelope_frame_pack(&f, &m) != 0)
@@ -168,6 +172,8 @@ main(int argc, char **argv)
 	r.events = ep;
 	r.last_seq = 43;
 	r.first_available_seq = 1;
+	r.epoch = epoch;
+	r.epoch_base_seq = 40;
 	if (envelope_replay_reply_pack(&r, &m) != 0)
 		return 1;
 	write_seed(argv[1], "replay-reply", m);

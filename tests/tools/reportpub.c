@@ -131,8 +131,12 @@ write_report(reportpub *rp, http_request *req, const char *id, const char *categ
 	db_batch *b = db_batch_new();
 	const char *values[1] = {id};
 	db_batch_add(b, SQL_REPORT, 1, values);
-	outbox_add_event(b, "trygg.events.ReportReceived", buf, len);
+	int rv = outbox_add_event(b, "trygg.events.ReportReceived", buf, len);
 	free(buf);
+	if (rv != 0) {
+		db_batch_free(b);
+		return rv;
+	}
 	tx *t = xcalloc(1, sizeof(*t));
 	t->rp = rp;
 	t->req = req;

@@ -3,10 +3,11 @@
  * benchmark, built on the common runtime exactly as a real service is.
  *
  * Its "business" is a producer: POST /produce {"count", "concurrency",
- * "rate"} starts writing `count` events, each in its own transaction
+ * "rate", "payload_bytes"} starts writing `count` events, each in its own transaction
  * together with a row in testpub.produced (the state change), with at most
  * `concurrency` transactions in flight and at most `rate` per second (0: as
- * fast as possible). GET /produce shows progress. The outbox relay then
+ * fast as possible), each payload padded to about `payload_bytes` (0: a
+ * few dozen bytes). GET /produce shows progress. The outbox relay then
  * sequences and publishes the events, and serves replays.
  *
  * With allow_inject, POST /debug/inject {"kind"} publishes one malformed
@@ -55,7 +56,8 @@ typedef struct producer {
 	uint64_t remaining; /* events not yet started */
 	uint64_t done, retried;
 	unsigned concurrency, in_flight;
-	unsigned rate; /* per second; 0 = unlimited */
+	unsigned rate;          /* per second; 0 = unlimited */
+	unsigned payload_bytes; /* pad each event's body to this; 0 = no padding */
 	double tokens;
 	uint64_t last_tick_ms, started_ms, finished_ms;
 	uint64_t *retry; /* numbers whose transaction failed: write again */
@@ -110,18 +112,31 @@ tx_done(void *arg, const db_reply *rep)
 static bool
 start_tx(producer *p, uint64_t n)
 {
-	char nbuf[24], body[48];
+	char nbuf[24];
 	snprintf(nbuf, sizeof(nbuf), "%" PRIu64, n);
-	snprintf(body, sizeof(body), "test event %" PRIu64, n);
+	size_t body_len = p->payload_bytes > 48 ? p->payload_bytes : 48;
+	char *body = xmalloc(body_len + 1);
+	int head = snprintf(body, body_len + 1, "test event %" PRIu64, n);
+	if (p->payload_bytes > (size_t)head) {
+		memset(body + head, 'x', p->payload_bytes - (size_t)head);
+		body[p->payload_bytes] = '\0';
+	}
 	Trygg__Testing__TestEvent ev = TRYGG__TESTING__TEST_EVENT__INIT;
 	ev.n = n;
 	ev.body = body;
-	uint8_t payload[128];
+	size_t cap = trygg__testing__test_event__get_packed_size(&ev);
+	uint8_t *payload = xmalloc(cap);
 	size_t len = trygg__testing__test_event__pack(&ev, payload);
 	const char *values[1] = {nbuf};
 	db_batch *b = db_batch_new();
 	db_batch_add(b, SQL_PRODUCED, 1, values);
-	outbox_add_event(b, "trygg.testing.TestEvent", payload, len);
+	int rv = outbox_add_event(b, "trygg.testing.TestEvent", payload, len);
+	free(payload);
+	free(body);
+	if (rv != 0) { /* too large for the bus: nothing to retry */
+		db_batch_free(b);
+		return false;
+	}
 	tx *t = xmalloc(sizeof(*t));
 	t->p = p;
 	t->n = n;
@@ -235,14 +250,15 @@ handle_produce_post(http_request *req, void *arg)
 	const char *body = http_request_body(req, &len);
 	json_t *obj;
 	tjson_error err;
-	int64_t count, concurrency = 16, rate = 0;
+	int64_t count, concurrency = 16, rate = 0, payload_bytes = 0;
 	if (tjson_parse(body, len, 0, 0, &obj, &err) != 0) {
 		http_respond_error(req, (unsigned)err.status, err.code, err.message, err.field);
 		return;
 	}
 	if (tjson_get_int(obj, "count", true, 1, 100000000, &count, &err) != 0 ||
 	    tjson_get_int(obj, "concurrency", false, 1, 256, &concurrency, &err) != 0 ||
-	    tjson_get_int(obj, "rate", false, 0, 1000000, &rate, &err) != 0) {
+	    tjson_get_int(obj, "rate", false, 0, 1000000, &rate, &err) != 0 ||
+	    tjson_get_int(obj, "payload_bytes", false, 0, 1024 * 1024, &payload_bytes, &err) != 0) {
 		json_decref(obj);
 		http_respond_error(req, (unsigned)err.status, err.code, err.message, err.field);
 		return;
@@ -256,6 +272,7 @@ handle_produce_post(http_request *req, void *arg)
 	p->remaining = (uint64_t)count;
 	p->concurrency = (unsigned)concurrency;
 	p->rate = (unsigned)rate;
+	p->payload_bytes = (unsigned)payload_bytes;
 	p->tokens = 1.0;
 	p->done = p->retried = 0;
 	p->started_ms = p->last_tick_ms = trygg_now_ms();

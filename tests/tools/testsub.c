@@ -15,6 +15,7 @@
 #include "envelope.h"
 #include "inbox.h"
 #include "log.h"
+#include "outbox.h"
 #include "svc.h"
 #include "trygg/testing.pb-c.h"
 
@@ -61,7 +62,7 @@ apply_event(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		return 0; /* not ours to apply: no effect, the cursor still moves */
 	ProtobufCMessage *m;
 	int rv = envelope_message_unpack(&trygg__testing__test_event__descriptor, ev->payload.data,
-	    ev->payload.len, 64 * 1024, &m);
+	    ev->payload.len, OUTBOX_PAYLOAD_MAX * 2, &m);
 	if (rv != 0)
 		return rv;
 	const Trygg__Testing__TestEvent *te = (const Trygg__Testing__TestEvent *)m;

@@ -275,6 +275,61 @@ test_invalid_frames_are_eproto(void **state)
 	assert_frame_rejected(&f);
 }
 
+/* The epoch travels in events, heartbeats and replies; it may be empty (an
+ * older publisher) and is at most 64 bytes. */
+static void
+test_epoch_round_trip_and_bound(void **state)
+{
+	(void)state;
+	static const char uuid[] = "0b6a8a8e-54d5-4c7e-9a57-2a8f1f3f9c11";
+	Trygg__Bus__Heartbeat h = TRYGG__BUS__HEARTBEAT__INIT;
+	h.publisher = "intake";
+	h.last_seq = 7;
+	h.epoch = (char *)uuid;
+	h.epoch_base_seq = 3;
+	Trygg__Bus__Frame f = TRYGG__BUS__FRAME__INIT;
+	f.kind_case = TRYGG__BUS__FRAME__KIND_HEARTBEAT;
+	f.heartbeat = &h;
+	nng_msg *m;
+	assert_int_equal(envelope_frame_pack(&f, &m), 0);
+	Trygg__Bus__Frame *g;
+	assert_int_equal(envelope_frame_unpack(nng_msg_body(m), nng_msg_len(m), 0, &g), 0);
+	assert_string_equal(g->heartbeat->epoch, uuid);
+	assert_int_equal(g->heartbeat->epoch_base_seq, 3);
+	envelope_frame_free(g);
+	nng_msg_free(m);
+
+	char long_epoch[66];
+	memset(long_epoch, 'e', 65);
+	long_epoch[65] = '\0';
+	h.epoch = long_epoch;
+	assert_frame_rejected(&f);
+
+	Trygg__Bus__Envelope e;
+	make_envelope(&e, 1);
+	e.epoch = long_epoch;
+	f.kind_case = TRYGG__BUS__FRAME__KIND_EVENT;
+	f.event = &e;
+	assert_frame_rejected(&f);
+	long_epoch[64] = '\0'; /* exactly 64 is fine */
+	assert_int_equal(envelope_frame_pack(&f, &m), 0);
+	nng_msg_free(m);
+
+	Trygg__Bus__ReplayReply r = TRYGG__BUS__REPLAY_REPLY__INIT;
+	r.epoch = (char *)uuid;
+	r.epoch_base_seq = 9;
+	assert_int_equal(envelope_replay_reply_pack(&r, &m), 0);
+	Trygg__Bus__ReplayReply *rr;
+	assert_int_equal(envelope_replay_reply_unpack(nng_msg_body(m), nng_msg_len(m), 0, &rr), 0);
+	assert_string_equal(rr->epoch, uuid);
+	assert_int_equal(rr->epoch_base_seq, 9);
+	envelope_replay_reply_free(rr);
+	nng_msg_free(m);
+	memset(long_epoch, 'e', 65);
+	r.epoch = long_epoch;
+	assert_int_equal(envelope_replay_reply_pack(&r, &m), TRYGG_EINVAL);
+}
+
 static void
 test_invalid_replay_messages_are_eproto(void **state)
 {
@@ -451,6 +506,7 @@ main(void)
 	    cmocka_unit_test(test_replay_reply_round_trip),
 	    cmocka_unit_test(test_garbage_is_eproto),
 	    cmocka_unit_test(test_invalid_frames_are_eproto),
+	    cmocka_unit_test(test_epoch_round_trip_and_bound),
 	    cmocka_unit_test(test_invalid_replay_messages_are_eproto),
 	    cmocka_unit_test(test_field_zero_is_eproto),
 	    cmocka_unit_test(test_cap_is_enomem),

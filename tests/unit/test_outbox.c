@@ -1,0 +1,496 @@
+/*
+ * test_outbox.c: the outbox relay (outbox.c) against a real Postgres.
+ *
+ * Needs TRYGG_TEST_DATABASE_URL (a superuser URL); every test skips without
+ * it. Each test migrates a fresh schema (test_outbox_<pid>) with the common
+ * migrations, starts a relay on it with inproc sockets, produces events
+ * through outbox_add_event on separate connections, and talks to the relay
+ * as a subscriber would: a sub socket for frames, a req socket for
+ * replays. A blocking admin connection plays the operator.
+ *
+ * Every test ends by stopping the relay, closing the clients and sockets,
+ * running the loop dry and asserting uv_loop_close() == 0.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pg_support.h"
+
+#include "bus.h"
+#include "db.h"
+#include "envelope.h"
+#include "log.h"
+#include "migrate.h"
+#include "outbox.h"
+
+#define REPLY_BYTES_MAX (4u * 1024 * 1024) /* outbox.c's bound on a reply */
+
+static char schema[64];
+static int url_n;
+
+/* ---------------------------------------------------------------------- */
+/* Fixture                                                                */
+
+typedef struct fx {
+	uv_loop_t loop;
+	db *seq_db, *replay_db; /* the relay's two connections */
+	db *prod[3];            /* producers' connections */
+	outbox_relay *relay;
+	bus_sock *sub, *req;
+	char pub_url[64], rep_url[64];
+	int up;        /* connected clients */
+	int committed; /* producer batches committed */
+	int failed;    /* producer batches failed */
+	/* what the sub socket saw */
+	int heartbeats, events;
+	char hb_epoch[64];
+	uint64_t hb_last_seq, hb_base;
+	char ev_epoch_bad; /* an event whose epoch was not hb_epoch's */
+	/* the last replay reply */
+	int replies;
+	size_t reply_bytes;
+	Trygg__Bus__ReplayReply *reply;
+} fx;
+
+static void
+on_state(void *arg, bool connected)
+{
+	if (connected)
+		((fx *)arg)->up++;
+}
+
+static void
+on_frame(void *arg, nng_msg *msg)
+{
+	fx *f = arg;
+	Trygg__Bus__Frame *fr;
+	int rv = envelope_frame_unpack(nng_msg_body(msg), nng_msg_len(msg), 0, &fr);
+	nng_msg_free(msg);
+	assert_int_equal(rv, 0);
+	if (fr->kind_case == TRYGG__BUS__FRAME__KIND_HEARTBEAT) {
+		f->heartbeats++;
+		snprintf(f->hb_epoch, sizeof(f->hb_epoch), "%s", fr->heartbeat->epoch);
+		f->hb_last_seq = fr->heartbeat->last_seq;
+		f->hb_base = fr->heartbeat->epoch_base_seq;
+	} else {
+		f->events++;
+		if (strlen(fr->event->epoch) != 36)
+			f->ev_epoch_bad = 1;
+	}
+	envelope_frame_free(fr);
+}
+
+static void
+on_tick(uv_timer_t *t)
+{
+	(void)t;
+}
+
+static void
+on_tick_closed(uv_handle_t *h)
+{
+	*(bool *)h->data = true;
+}
+
+/* Runs the loop until pred(f) holds or timeout_ms passes. */
+static bool
+run_until(fx *f, bool (*pred)(fx *f), unsigned timeout_ms)
+{
+	uv_timer_t tick;
+	bool closed = false;
+	uv_timer_init(&f->loop, &tick);
+	tick.data = &closed;
+	uv_timer_start(&tick, on_tick, 5, 5);
+	uint64_t deadline = trygg_now_ms() + timeout_ms;
+	while (!pred(f) && trygg_now_ms() < deadline)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&tick, on_tick_closed);
+	while (!closed)
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+	return pred(f);
+}
+
+static bool
+all_up(fx *f)
+{
+	return f->up == 5;
+}
+
+/* A fresh schema, migrated, and a relay on it with `o`'s timings. */
+static void
+fx_start(fx *f, const outbox_options *extra)
+{
+	need_db();
+	memset(f, 0, sizeof(*f));
+	char *sql = xasprintf("DROP SCHEMA IF EXISTS %s CASCADE", schema);
+	free(admin_exec(sql, 0, NULL));
+	free(sql);
+	assert_int_equal(migrate_apply(db_url, schema, NULL, 5000), 0);
+	assert_int_equal(uv_loop_init(&f->loop), 0);
+	db_options dbo = {.conninfo = db_url, .search_path = schema, .name = "test_outbox"};
+	db **clients[5] = {&f->seq_db, &f->replay_db, &f->prod[0], &f->prod[1], &f->prod[2]};
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(db_new(&f->loop, &dbo, clients[i]), 0);
+		db_set_state_cb(*clients[i], on_state, f);
+	}
+	assert_true(run_until(f, all_up, 10000));
+	url_n++;
+	snprintf(f->pub_url, sizeof(f->pub_url), "inproc://test_outbox_pub_%d", url_n);
+	snprintf(f->rep_url, sizeof(f->rep_url), "inproc://test_outbox_rep_%d", url_n);
+	outbox_options o = extra ? *extra : (outbox_options){0};
+	o.publisher = "tp";
+	o.schema = schema;
+	o.pub_url = f->pub_url;
+	o.rep_url = f->rep_url;
+	o.replay_db = f->replay_db;
+	if (o.heartbeat_ms == 0)
+		o.heartbeat_ms = 100;
+	if (o.poll_ms == 0)
+		o.poll_ms = 50;
+	assert_int_equal(outbox_relay_start(&f->loop, f->seq_db, &o, &f->relay), 0);
+	bus_options bo = {.recv_max = 16u * 1024 * 1024};
+	assert_int_equal(bus_sub_open(&f->loop, f->pub_url, &bo, on_frame, f, &f->sub), 0);
+	assert_int_equal(bus_req_open(&f->loop, f->rep_url, &bo, &f->req), 0);
+}
+
+static void
+fx_finish(fx *f)
+{
+	envelope_replay_reply_free(f->reply);
+	outbox_relay_stop(f->relay);
+	bus_close(f->sub);
+	bus_close(f->req);
+	db_close(f->seq_db);
+	db_close(f->replay_db);
+	for (int i = 0; i < 3; i++)
+		db_close(f->prod[i]);
+	assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+static void
+produced(void *arg, const db_reply *rep)
+{
+	fx *f = arg;
+	if (rep->err == 0)
+		f->committed++;
+	else
+		f->failed++;
+	outbox_relay_kick(f->relay);
+}
+
+/* Submits one transaction with one event of `len` payload bytes. */
+static void
+produce_one(fx *f, db *d, size_t len)
+{
+	uint8_t *payload = xcalloc(1, len + 1);
+	db_batch *b = db_batch_new();
+	assert_int_equal(outbox_add_event(b, "trygg.testing.TestEvent", payload, len), 0);
+	free(payload);
+	assert_int_equal(db_submit(d, b, produced, f), 0);
+}
+
+static uint64_t want_seq;
+static bool
+relay_reached(fx *f)
+{
+	outbox_stats st;
+	outbox_relay_get_stats(f->relay, &st);
+	return st.last_seq >= want_seq && f->committed + f->failed > 0;
+}
+
+static void
+wait_sequenced(fx *f, uint64_t n)
+{
+	want_seq = n;
+	assert_true(run_until(f, relay_reached, 20000));
+}
+
+static void
+on_reply(void *arg, int err, nng_msg *msg)
+{
+	fx *f = arg;
+	assert_int_equal(err, 0);
+	envelope_replay_reply_free(f->reply);
+	f->reply = NULL;
+	f->reply_bytes = nng_msg_len(msg);
+	assert_int_equal(envelope_replay_reply_unpack(nng_msg_body(msg), nng_msg_len(msg),
+	                     64u * 1024 * 1024, &f->reply),
+	    0);
+	nng_msg_free(msg);
+	f->replies++;
+}
+
+static int want_replies;
+static bool
+replied(fx *f)
+{
+	return f->replies >= want_replies;
+}
+
+/* Asks for a replay and waits for the reply (in f->reply). */
+static void
+replay(fx *f, uint64_t from, uint32_t max)
+{
+	Trygg__Bus__ReplayRequest rq = TRYGG__BUS__REPLAY_REQUEST__INIT;
+	rq.publisher = "tp";
+	rq.from_seq = from;
+	rq.max_events = max;
+	nng_msg *m;
+	assert_int_equal(envelope_replay_request_pack(&rq, &m), 0);
+	want_replies = f->replies + 1;
+	assert_int_equal(bus_request(f->req, m, 5000, on_reply, f), 0);
+	assert_true(run_until(f, replied, 10000));
+	assert_int_equal(f->reply->status, TRYGG__BUS__REPLAY_REPLY__STATUS__OK);
+}
+
+static char *admin(const char *fmt, ...) TRYGG_PRINTF(1, 2);
+static char *
+admin(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	char *sql = NULL;
+	assert_true(vasprintf(&sql, fmt, ap) >= 0);
+	va_end(ap);
+	char *v = admin_exec(sql, 0, NULL);
+	free(sql);
+	return v;
+}
+
+static long
+admin_long(const char *fmt, const char *arg)
+{
+	char *v = admin(fmt, arg);
+	long n = v ? strtol(v, NULL, 10) : -1;
+	free(v);
+	return n;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Tests                                                                  */
+
+/* Three producers commit concurrently; the numbers are 1..N without a gap
+ * or a duplicate, and every live event carries the epoch. */
+static void
+test_sequencing_contiguous_across_producers(void **state)
+{
+	(void)state;
+	fx f;
+	fx_start(&f, NULL);
+	enum { PER = 300 };
+	for (int i = 0; i < PER; i++)
+		for (int p = 0; p < 3; p++)
+			produce_one(&f, f.prod[p], 20);
+	wait_sequenced(&f, 3 * PER);
+	assert_int_equal(f.failed, 0);
+	char *v = admin("SELECT count(*)::text || ' ' || count(DISTINCT pub_seq) || ' ' ||"
+	                " min(pub_seq) || ' ' || max(pub_seq) FROM %s.outbox",
+	    schema);
+	assert_string_equal(v, "900 900 1 900");
+	free(v);
+	assert_int_equal(admin_long("SELECT last_seq FROM %s.outbox_state", schema), 900);
+	assert_false(f.ev_epoch_bad);
+	fx_finish(&f);
+}
+
+static bool
+heartbeat_new(fx *f)
+{
+	return f->heartbeats > 0 && f->hb_base == 50;
+}
+
+/* Replay reads the outbox; the reply and the heartbeat carry the epoch and
+ * its base, and outbox_new_epoch() changes both. */
+static void
+test_replay_and_epoch(void **state)
+{
+	(void)state;
+	fx f;
+	fx_start(&f, NULL);
+	for (int i = 0; i < 50; i++)
+		produce_one(&f, f.prod[i % 3], 10);
+	wait_sequenced(&f, 50);
+	char *epoch = admin("SELECT epoch::text FROM %s.outbox_state", schema);
+	replay(&f, 10, 20);
+	assert_int_equal(f.reply->n_events, 20);
+	for (size_t i = 0; i < f.reply->n_events; i++) {
+		assert_int_equal(f.reply->events[i]->seq, 10 + i);
+		assert_string_equal(f.reply->events[i]->epoch, epoch);
+	}
+	assert_int_equal(f.reply->last_seq, 50);
+	assert_int_equal(f.reply->first_available_seq, 1);
+	assert_string_equal(f.reply->epoch, epoch);
+	assert_int_equal(f.reply->epoch_base_seq, 0);
+
+	/* The operator's step after a restore. */
+	char *fresh = admin("SELECT %s.outbox_new_epoch()::text", schema);
+	assert_string_not_equal(fresh, epoch);
+	assert_true(run_until(&f, heartbeat_new, 5000));
+	assert_string_equal(f.hb_epoch, fresh);
+	assert_int_equal(f.hb_last_seq, 50);
+	replay(&f, 51, 10);
+	assert_int_equal(f.reply->n_events, 0);
+	assert_string_equal(f.reply->epoch, fresh);
+	assert_int_equal(f.reply->epoch_base_seq, 50);
+	free(fresh);
+	free(epoch);
+	fx_finish(&f);
+}
+
+/* Events at the size limit: a reply never exceeds its bound, always holds
+ * at least one event, and the replies together hold them all in order.
+ * One byte more is refused at outbox_add_event. */
+static void
+test_reply_size_bound_with_large_events(void **state)
+{
+	(void)state;
+	fx f;
+	fx_start(&f, NULL);
+	db_batch *b = db_batch_new();
+	uint8_t *big = xcalloc(1, OUTBOX_PAYLOAD_MAX + 1);
+	assert_int_equal(outbox_add_event(b, "t", big, OUTBOX_PAYLOAD_MAX + 1), TRYGG_EINVAL);
+	assert_int_equal(outbox_add_event(b, "", big, 1), TRYGG_EINVAL);
+	char type[OUTBOX_EVENT_TYPE_MAX + 2];
+	memset(type, 'x', sizeof(type) - 1);
+	type[sizeof(type) - 1] = '\0';
+	assert_int_equal(outbox_add_event(b, type, big, 1), TRYGG_EINVAL);
+	assert_int_equal(db_batch_count(b), 0);
+	db_batch_free(b);
+	free(big);
+	enum { N = 20 };
+	for (int i = 0; i < N; i++)
+		produce_one(&f, f.prod[i % 3], OUTBOX_PAYLOAD_MAX);
+	wait_sequenced(&f, N);
+	uint64_t next = 1;
+	int replies = 0;
+	while (next <= N) {
+		replay(&f, next, 1000);
+		replies++;
+		assert_true(f.reply_bytes <= REPLY_BYTES_MAX);
+		assert_true(f.reply->n_events >= 1);
+		for (size_t i = 0; i < f.reply->n_events; i++) {
+			assert_int_equal(f.reply->events[i]->seq, next);
+			assert_int_equal(f.reply->events[i]->payload.len, OUTBOX_PAYLOAD_MAX);
+			next++;
+		}
+	}
+	assert_true(replies >= 2);
+	fx_finish(&f);
+}
+
+static bool
+purged_to_11(fx *f)
+{
+	(void)f;
+	return admin_long("SELECT min(pub_seq) FROM %s.outbox", schema) == 11;
+}
+
+/* Retention deletes by sequence: everything below the first row younger
+ * than the retention, never a later old row (no hole mid-range). */
+static void
+test_purge_by_sequence(void **state)
+{
+	(void)state;
+	fx f;
+	outbox_options o = {.purge_interval_ms = 100, .retention_s = 3600};
+	fx_start(&f, &o);
+	for (int i = 0; i < 30; i++)
+		produce_one(&f, f.prod[i % 3], 10);
+	wait_sequenced(&f, 30);
+	free(admin("UPDATE %s.outbox SET occurred_at = now() - interval '2 hours'"
+	           " WHERE pub_seq <= 10 OR pub_seq = 15",
+	    schema));
+	assert_true(run_until(&f, purged_to_11, 5000));
+	assert_int_equal(admin_long("SELECT count(*) FROM %s.outbox WHERE pub_seq = 15", schema),
+	    1);
+	assert_int_equal(admin_long("SELECT count(*) FROM %s.outbox", schema), 20);
+	outbox_stats st;
+	outbox_relay_get_stats(f.relay, &st);
+	assert_int_equal(st.purged, 10);
+	replay(&f, 1, 5);
+	assert_int_equal(f.reply->first_available_seq, 11);
+	assert_int_equal(f.reply->events[0]->seq, 11);
+	fx_finish(&f);
+}
+
+static void
+slept(void *arg, const db_reply *rep)
+{
+	(void)rep;
+	(*(int *)arg)++;
+}
+
+/* A replay (or purge) that takes long never delays sequencing: they run on
+ * the replay connection, kept busy here for 3 s while events are produced. */
+static void
+test_slow_replay_does_not_delay_sequencing(void **state)
+{
+	(void)state;
+	fx f;
+	fx_start(&f, NULL);
+	int sleeping = 0;
+	assert_int_equal(db_query(f.replay_db, "SELECT pg_sleep(3)", 0, NULL, slept, &sleeping), 0);
+	Trygg__Bus__ReplayRequest rq = TRYGG__BUS__REPLAY_REQUEST__INIT;
+	rq.publisher = "tp";
+	rq.from_seq = 1;
+	nng_msg *m;
+	assert_int_equal(envelope_replay_request_pack(&rq, &m), 0);
+	assert_int_equal(bus_request(f.req, m, 10000, on_reply, &f), 0);
+	uint64_t t0 = trygg_now_ms();
+	for (int i = 0; i < 10; i++)
+		produce_one(&f, f.prod[i % 3], 10);
+	wait_sequenced(&f, 10);
+	assert_true(trygg_now_ms() - t0 < 2500);
+	assert_int_equal(f.replies, 0); /* still queued behind the sleep */
+	want_replies = 1;
+	assert_true(run_until(&f, replied, 10000));
+	assert_int_equal(sleeping, 1);
+	assert_true(f.reply->n_events >= 1);
+	fx_finish(&f);
+}
+
+static int
+group_setup(void **state)
+{
+	(void)state;
+	log_init("test_outbox", LOG_ERROR);
+	db_url = getenv("TRYGG_TEST_DATABASE_URL");
+	if (db_url != NULL && *db_url == '\0')
+		db_url = NULL;
+	snprintf(schema, sizeof(schema), "test_outbox_%d", (int)getpid());
+	return 0;
+}
+
+static int
+group_teardown(void **state)
+{
+	(void)state;
+	if (db_url != NULL) {
+		char *sql = xasprintf("DROP SCHEMA IF EXISTS %s CASCADE", schema);
+		free(admin_exec(sql, 0, NULL));
+		free(sql);
+	}
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_sequencing_contiguous_across_producers),
+	    cmocka_unit_test(test_replay_and_epoch),
+	    cmocka_unit_test(test_reply_size_bound_with_large_events),
+	    cmocka_unit_test(test_purge_by_sequence),
+	    cmocka_unit_test(test_slow_replay_does_not_delay_sequencing),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
