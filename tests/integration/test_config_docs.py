@@ -20,6 +20,7 @@ import subprocess
 from harness import BIN, ROOT, check
 
 VAR = re.compile(r"\bTRYGG_[A-Z0-9_]*[A-Z0-9](?![A-Za-z0-9_*])")
+RENAME = re.compile(r"renamed|not read any more|no longer read", re.I)
 PROGRAM = re.compile(r"\btrygg-([a-z][a-z0-9-]*)")
 
 
@@ -94,13 +95,27 @@ def clean(value):
     return value
 
 
-def documented_defaults(line):
-    """[(var, default)] that this line documents, if any."""
+def table_cells(line):
+    return [c.strip() for c in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else []
+
+
+def default_column(header):
+    """The index of a table's default column from its header row, or None."""
+    for i, cell in enumerate(header):
+        if "default" in cell.lower():
+            return i
+    return None
+
+
+def documented_defaults(line, column):
+    """[(var, default)] that this line documents, if any. `column` is the
+    default column of the table the line is a row of (None: not a table
+    with defaults)."""
     out = []
-    cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") else []
-    if len(cells) >= 2 and VAR.search(cells[0]):
+    cells = table_cells(line)
+    if column is not None and len(cells) > column and VAR.search(cells[0]):
         names = VAR.findall(cells[0])
-        values = [clean(v) for v in cells[1].split(",")]
+        values = [clean(v) for v in cells[column].split(",")]
         if len(values) == len(names):
             out += list(zip(names, values))
         elif len(values) == 1:
@@ -128,10 +143,21 @@ def test_config_docs_every_variable_exists_with_its_default():
     for doc in docs:
         stem = os.path.splitext(os.path.basename(doc))[0]
         default_prog = stem if stem in progs else None
+        column, in_table, rename_note = None, False, False
         for lineno, line in logical_lines(doc):
+            if not line.strip():
+                rename_note = False
+            rename_note = rename_note or bool(RENAME.search(line))
+            cells = table_cells(line)
+            if cells and not in_table:
+                column = default_column(cells)  # the header row
+            in_table = bool(cells)
             names = [v for v in VAR.findall(line) if v not in skip]
             if not names:
                 continue
+            # A paragraph that notes a rename names the old variables on purpose.
+            if rename_note:
+                names = [v for v in names if v in "".join(help_text(p) for p in progs.values())]
             named = [p for p in PROGRAM.findall(line) if p in progs]
             owners = named[-1:] or ([default_prog] if default_prog else list(progs))
             where = "%s:%d" % (os.path.relpath(doc, ROOT), lineno)
@@ -139,7 +165,7 @@ def test_config_docs_every_variable_exists_with_its_default():
                 seen += 1
                 if not any(v in help_text(progs[o]) for o in owners):
                     problems.append("%s: %s is not an option of %s" % (where, v, "/".join(owners)))
-            for v, value in documented_defaults(line):
+            for v, value in documented_defaults(line, column):
                 if v in skip:
                     continue
                 shown = [help_defaults(help_text(progs[o])).get(v, "missing") for o in owners]
@@ -156,7 +182,8 @@ def test_config_docs_checker_catches_a_wrong_default():
     progs = programs()
     defaults = help_defaults(help_text(progs["intake"]))
     check(defaults.get("TRYGG_HTTP_PORT") == "8080", "help parser: %r" % defaults.get("TRYGG_HTTP_PORT"))
+    header = "| variable | default | meaning |"
     row = "| `TRYGG_HTTP_PORT` | `9999` | where it listens |"
-    (v, value), = documented_defaults(row)
+    (v, value), = documented_defaults(row, default_column(table_cells(header)))
     check(v == "TRYGG_HTTP_PORT" and not same_default(value, defaults[v]), "wrong default not caught")
     check("TRYGG_NO_SUCH_OPTION" not in help_text(progs["intake"]), "unknown option not caught")
