@@ -288,6 +288,10 @@ def test_intake_postgres_frozen():
         check(s == 503, "POST with Postgres frozen: %s %r" % (s, b))
         check(took < 6, "POST with Postgres frozen took %.1f s (batch timeout 2 s)" % took)
         check(int(h.get("Retry-After", "0")) >= 1, "Retry-After %r" % h)
+        # It was sent to a backend that never answered: nobody can know.
+        check(h.get("Trygg-Outcome") == "unknown" and b["error"]["code"] == "outcome_unknown",
+              "outcome of the frozen POST: %r %r" % (h, b))
+        check(h.get("Trygg-Report-Id") and len(h["Trygg-Report-Id"]) == 36, "Trygg-Report-Id")
         wait_for(lambda: http("GET", svc.base + "/readyz", timeout=3)[0] == 503, 8,
                  "/readyz to say not ready")
         check(http("GET", svc.base + "/healthz", timeout=3)[0] == 200, "/healthz")
