@@ -283,11 +283,14 @@ batch_done(void *arg, const db_reply *rep)
 		/* Rows come back for the reports that were inserted; a report
 		 * without one had an idempotency key that was already used. */
 		finish_from_rows(s, f, rep->results[0], NULL);
-	} else if (rep->err == TRYGG_EDBCONN || rep->err == TRYGG_ECLOSED) {
+	} else if (rep->err == TRYGG_EDBCONN) {
 		/* Sent, and then the connection broke: it may have committed. */
 		verify_start(s, f, rep->backend_pid);
 		flush(s);
 		return;
+	} else if (rep->err == TRYGG_ECLOSED) {
+		/* Closed under us at exit: no connection is left to ask. */
+		finish_all(s, f, STORE_UNKNOWN);
 	} else if (rep->err == TRYGG_EDB && f->n > 1) {
 		/* Something in this batch failed although everything was checked:
 		 * retry each report alone so only the bad one fails. */
