@@ -1030,9 +1030,9 @@ start_connect_resolved(db *d)
 		keys[k] = "hostaddr";
 		vals[k++] = d->hostaddr;
 	}
-	/* libpq ignores these on a unix socket. A dead peer is then noticed
-	 * after ~25 s idle, or once sent data stays unacknowledged for the
-	 * batch timeout. */
+	/* Over TCP a dead peer is then noticed after ~25 s idle, or once sent
+	 * data stays unacknowledged for the batch timeout; libpq ignores
+	 * these on a unix socket. */
 	char user_timeout[16];
 	if (d->keepalives) {
 		snprintf(user_timeout, sizeof(user_timeout), "%u", d->batch_timeout);

@@ -77,10 +77,12 @@ typedef struct svc_config {
 	    CONFIG_OPT_INT("http_max_waiting_per_addr", st, common.http_max_waiting_per_addr, \
 	        "32", 1, 100000, 0, \
 	        "connections one address may have waiting for a request head"), \
-	    CONFIG_OPT_DURATION("db_statement_timeout", st, common.db_statement_timeout_ms, "5s", \
+	    CONFIG_OPT_DURATION("db_statement_timeout", st, common.db_statement_timeout_ms, "10s", \
 	        0, 3600000, 0, "Postgres statement_timeout of every connection (0: none)"), \
-	    CONFIG_OPT_DURATION("db_batch_timeout", st, common.db_batch_timeout_ms, "10s", 500, \
-	        3600000, 0, "a batch without an answer this long resets its connection")
+	    CONFIG_OPT_DURATION("db_batch_timeout", st, common.db_batch_timeout_ms, "15s", 500, \
+	        3600000, 0, \
+	        "a batch without an answer this long resets its connection (keep it above the " \
+	        "statement timeout)")
 
 typedef struct svc svc;
 typedef void (*svc_drain_cb)(svc *s, void *arg);
