@@ -852,6 +852,10 @@ conn_closed(http_server *srv, void **socket_context)
 		hc->next->prev = hc->prev;
 	free(hc);
 	head_timer_arm(srv);
+	/* At its connection limit MHD takes the listening socket out of its
+	 * epoll set, and puts it back only at the start of a later run: make
+	 * sure that run comes, or new connections wait for unrelated events. */
+	kick(srv);
 }
 
 static void

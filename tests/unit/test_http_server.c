@@ -283,6 +283,12 @@ raw_send(int fd, const char *s, size_t len)
 	assert_int_equal(send(fd, s, len, MSG_NOSIGNAL), (ssize_t)len);
 }
 
+static void
+raw_sends(int fd, const char *s)
+{
+	raw_send(fd, s, strlen(s));
+}
+
 /* Sends a chunked POST whose body (1400 bytes) is over the 1024-byte cap. */
 static void
 raw_send_chunked_over_cap(int fd, const char *path)
@@ -809,6 +815,125 @@ test_error_renderer(void **state)
 	assert_int_equal(r.status, 200);
 }
 
+/* True once the server has closed fd (EOF or reset); runs the loop. */
+static bool
+raw_closed_within(fx *f, int fd, uint64_t ms)
+{
+	char c[256];
+	uint64_t end = uv_hrtime() / 1000000 + ms;
+	while (uv_hrtime() / 1000000 < end) {
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+		ssize_t n = recv(fd, c, sizeof(c), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static void
+h_ok(http_request *req, void *arg)
+{
+	(void)arg;
+	http_respond(req, 200, "text/plain", "ok", 2);
+}
+
+/*
+ * Slow heads against a server of its own with small limits: 2 ordinary
+ * connections, 1 reserved, 2 waiting per address, a 400 ms head deadline
+ * (the idle timeout is 5 s).
+ */
+static void
+test_slow_heads(void **state)
+{
+	fx *f = *state;
+	http_server_options o = {.port = 0,
+	    .max_body_bytes = 1024,
+	    .max_connections = 2,
+	    .reserved_connections = 1,
+	    .max_waiting_per_addr = 2,
+	    .head_timeout_ms = 400,
+	    .idle_timeout_s = 5};
+	http_server *srv;
+	assert_int_equal(http_server_new(&f->loop, &o, &srv), 0);
+	assert_int_equal(http_server_route(srv, "GET /healthz", h_ok, f), 0);
+	assert_int_equal(http_server_route(srv, "GET /park", h_park, f), 0);
+	assert_int_equal(http_server_route(srv, "GET /x", h_ok, f), 0);
+	assert_int_equal(http_server_start(srv), 0);
+	uint16_t main_port = f->port;
+	f->port = http_server_port(srv);
+	char buf[4096];
+
+	/* A head trickled a line every 100 ms is closed at its deadline. */
+	int fd = raw_connect(f);
+	raw_sends(fd, "GET /x HTTP/1.1\r\n");
+	uint64_t t0 = uv_hrtime();
+	bool closed = false;
+	for (int i = 0; i < 20 && !closed; i++) {
+		closed = raw_closed_within(f, fd, 100);
+		if (!closed)
+			send(fd, "X-A: b\r\n", 8, MSG_NOSIGNAL);
+	}
+	uint64_t ms = (uv_hrtime() - t0) / 1000000;
+	assert_true(closed);
+	assert_true(ms >= 350 && ms < 1500);
+	close(fd);
+
+	/* A third waiting connection from one address closes the oldest. */
+	int a = raw_connect(f), b = raw_connect(f);
+	run_until(f, NULL, 20);
+	int c = raw_connect(f);
+	assert_true(raw_closed_within(f, a, 200));
+	assert_false(raw_closed_within(f, b, 50));
+	/* b and c hold both ordinary slots; a complete request still gets in,
+	 * closing the oldest waiting connection (b). */
+	int d = raw_connect(f);
+	raw_sends(d, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(raw_read_response(f, d, buf, sizeof(buf)) > 0);
+	assert_memory_equal(buf, "HTTP/1.1 200", 12);
+	assert_true(raw_closed_within(f, b, 200));
+	close(a);
+	close(b);
+	close(c);
+	close(d);
+	run_until(f, NULL, 50);
+
+	/* Both ordinary slots busy with requests in progress: a new connection
+	 * is a reserve one, for the ops paths only. */
+	int p1 = raw_connect(f);
+	raw_sends(p1, "GET /park HTTP/1.1\r\nHost: x\r\n\r\n");
+	run_until(f, NULL, 50);
+	assert_non_null(f->parked);
+	http_request *first = f->parked;
+	f->parked = NULL;
+	int p2 = raw_connect(f);
+	raw_sends(p2, "GET /park HTTP/1.1\r\nHost: x\r\n\r\n");
+	run_until(f, NULL, 50);
+	assert_non_null(f->parked);
+	int r = raw_connect(f);
+	raw_sends(r, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(raw_read_response(f, r, buf, sizeof(buf)) > 0);
+	assert_memory_equal(buf, "HTTP/1.1 503", 12);
+	assert_non_null(strstr(buf, "\"busy\""));
+	assert_non_null(strcasestr(buf, "Connection: close"));
+	close(r);
+	run_until(f, NULL, 50);
+	r = raw_connect(f);
+	raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(raw_read_response(f, r, buf, sizeof(buf)) > 0);
+	assert_memory_equal(buf, "HTTP/1.1 200", 12);
+	close(r);
+
+	http_respond(first, 200, NULL, NULL, 0);
+	http_respond(f->parked, 200, NULL, NULL, 0);
+	f->parked = NULL;
+	run_until(f, NULL, 50);
+	close(p1);
+	close(p2);
+	http_server_close(srv);
+	f->port = main_port;
+}
+
 int
 main(void)
 {
@@ -827,6 +952,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_from_handler_path, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_error_renderer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_heads, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
