@@ -101,6 +101,16 @@ def check_service_answers(svc, key, what):
     check(s == 201, "%s: POST answered %s %r" % (what, s, b))
 
 
+def closed_metric(svc, reason):
+    """trygg_http_connections_closed_total for one reason."""
+    _, _, data = http("GET", svc.base + "/metrics", timeout=5)
+    for line in data.decode().splitlines():
+        if line.startswith("trygg_http_connections_closed_total{") and \
+                'reason="%s"' % reason in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no closed-connections metric for %s" % reason)
+
+
 def close_all(socks):
     for s in socks:
         s.close()
@@ -121,6 +131,9 @@ def test_intake_slowloris_one_address():
     try:
         attack(svc, False, socks)
         check_service_answers(svc, keys[APP], "1000 slow connections from one address")
+        # The per-address limit did it (not the global one, not time).
+        check(closed_metric(svc, "per_addr") >= N_SLOW - 100, "per-address closes %s"
+              % closed_metric(svc, "per_addr"))
         check(svc.alive(), "intake died")
     finally:
         close_all(socks)
@@ -133,6 +146,7 @@ def test_intake_slowloris_many_addresses_and_head_deadline():
     try:
         attack(svc, True, socks)
         check_service_answers(svc, keys[APP], "1000 slow connections from 1000 addresses")
+        check(closed_metric(svc, "per_addr") == 0, "one connection per address")
         # A byte every second never lets an idle timer fire; the head
         # deadline (3 s from accept) must close them all the same. Give it
         # until 9 s after the connects, bounded by count and time.
@@ -147,6 +161,8 @@ def test_intake_slowloris_many_addresses_and_head_deadline():
         check(len(open_socks) == 0,
               "%d of %d slow connections still open %.1f s later (head deadline 3 s)"
               % (len(open_socks), len(socks), time.time() - t0))
+        check(closed_metric(svc, "head_timeout") >= N_SLOW - 100, "head deadline closes %s"
+              % closed_metric(svc, "head_timeout"))
         check_service_answers(svc, keys[APP], "after the head deadline")
         check(svc.alive(), "intake died")
     finally:
