@@ -270,6 +270,17 @@ finish_from_rows(store *s, flight *f, const PGresult *res, const bool *dup)
 }
 
 static void finish_all(store *s, flight *f, store_outcome o);
+
+/* SQLSTATE classes where the server, not the data, failed the statement:
+ * 08 connection exception, 53 insufficient resources, 57 operator
+ * intervention (57014: statement timeout), 58 system error. */
+static bool
+transient(const char *sqlstate)
+{
+	return sqlstate != NULL &&
+	    (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "53", 2) == 0 ||
+	        strncmp(sqlstate, "57", 2) == 0 || strncmp(sqlstate, "58", 2) == 0);
+}
 static void verify_start(store *s, flight *f, int backend_pid);
 
 static void
@@ -291,6 +302,15 @@ batch_done(void *arg, const db_reply *rep)
 	} else if (rep->err == TRYGG_ECLOSED) {
 		/* Closed under us at exit: no connection is left to ask. */
 		finish_all(s, f, STORE_UNKNOWN);
+	} else if (rep->err == TRYGG_EDB && transient(rep->sqlstate)) {
+		/* The server gave up on the transaction (statement timeout, shut
+		 * down, out of resources): rolled back, and not the reports'
+		 * fault, so no retry one by one. */
+		char b1[400];
+		log_warn("batch_failed_transient",
+		    "\"reports\":%u,\"sqlstate\":\"%s\",\"error\":%s", f->n, rep->sqlstate,
+		    log_json_str(rep->message ? rep->message : "", b1, sizeof(b1)));
+		finish_all(s, f, STORE_UNAVAILABLE);
 	} else if (rep->err == TRYGG_EDB && f->n > 1) {
 		/* Something in this batch failed although everything was checked:
 		 * retry each report alone so only the bad one fails. */

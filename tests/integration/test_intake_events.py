@@ -237,6 +237,31 @@ def test_intake_postgres_down_503():
     stop(svc)
 
 
+def test_intake_statement_timeout():
+    """An INSERT stuck behind a lock is cancelled by statement_timeout: a
+    503 that says not stored (it rolled back), not a 500 and not a hang."""
+    svc, keys = start_intake({"TRYGG_DB_STATEMENT_TIMEOUT": "1s"})
+    check(post(svc, keys[APP], report())[0] == 201, "post before")
+    locker = hold_lock("intake.reports")
+    try:
+        wait_for(lambda: psql1("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock'"
+                               " AND relation = 'intake.reports'::regclass AND granted") == "1",
+                 10, "the lock on intake.reports")
+        t0 = time.time()
+        s, h, b = post(svc, keys[APP], report(description="timed out"), timeout=10)
+        took = time.time() - t0
+    finally:
+        locker.kill()
+        locker.wait(10)
+    check(s == 503 and h.get("Trygg-Outcome") == "not-stored",
+          "POST behind a lock: %s %r %r" % (s, h.get("Trygg-Outcome"), b))
+    check(took < 5, "POST behind a lock took %.1f s (statement timeout 1 s)" % took)
+    check(psql1("SELECT count(*) FROM intake.reports WHERE description = 'timed out'") == "0",
+          "the timed-out report was stored")
+    check(post(svc, keys[APP], report())[0] == 201, "post after")
+    stop(svc)
+
+
 def postgres_pids():
     """The postmaster of the test cluster and all its children."""
     check(PGDIR, "this test needs the test's own cluster (TRYGG_TEST_PGDIR)")
