@@ -399,7 +399,7 @@ verify_answer(verify *v, const PGresult *stored, const bool *dup, store_outcome 
 	if (s == NULL)
 		return;
 	v->s = NULL;
-	metric_counter_inc(s->m_verified[stored ? 0 : o == STORE_UNKNOWN ? 2 : 1]);
+	metric_counter_inc(s->m_verified[stored == NULL ? 2 : PQntuples(stored) > 0 ? 0 : 1]);
 	if (stored != NULL)
 		finish_from_rows(s, v->f, stored, dup);
 	else
@@ -637,6 +637,7 @@ store_new(uv_loop_t *loop, db_pool *pool, outbox_relay *relay, metrics *m, const
 	    "Reports retried alone after their batch failed.", NULL);
 	s->m_failed = metrics_counter(m, "trygg_intake_reports_failed_total",
 	    "Reports Postgres refused on their own.", NULL);
+	/* By batch: some report found committed, none found, or no answer. */
 	static const char *const results[3] = {"committed", "not_committed", "unknown"};
 	for (int i = 0; i < 3; i++) {
 		const char *labels[] = {"result", results[i], NULL};
