@@ -25,6 +25,11 @@
  * rolled-back transaction, but not a reconnect, so the hash is emptied on
  * every disconnect.
  *
+ * Deadline: `progress_ns` is when the head of the queue last saw progress
+ * (became the head, or a result arrived); the deadline timer resets the
+ * connection once it is batch_timeout old with batches outstanding, since
+ * a frozen server or network would otherwise hold them forever.
+ *
  * States: CONNECTING (PQconnectPoll driven by the poll handle, bounded by a
  * timer) -> SETUP (pipeline entered; LISTENs re-issued as an internal batch)
  * -> READY (db_submit accepted; state callback told `true`). Any failure
@@ -54,6 +59,7 @@
 #define DB_DEFAULT_BACKOFF_MIN 100
 #define DB_DEFAULT_BACKOFF_MAX 5000
 #define DB_DEFAULT_MAX_IN_FLIGHT 10000
+#define DB_DEFAULT_BATCH_TIMEOUT 30000
 #define DB_CHANNEL_MAX 63   /* NAMEDATALEN - 1: longer names are truncated */
 #define DB_MAX_PARAMS 65535 /* the protocol's limit; libpq refuses more */
 
@@ -121,6 +127,11 @@ struct db {
 	char *name;
 	char *options; /* libpq "options" value carrying search_path, or NULL */
 	unsigned backoff_min, backoff_max, max_in_flight;
+	unsigned batch_timeout;
+	bool keepalives; /* add TCP keepalive settings to the connection */
+	int backend_pid; /* of the current (or last) connection */
+	uv_timer_t deadline;
+	uint64_t progress_ns;
 
 	enum db_state state;
 	bool closing;
@@ -462,6 +473,7 @@ conn_teardown(db *d)
 	}
 	ptab_clear(d);
 	d->lost_pending = false;
+	uv_timer_stop(&d->deadline);
 }
 
 /* The first line of libpq's error message (the rest is a generic hint). */
@@ -503,7 +515,7 @@ static void go_ready(db *d);
 static void
 batch_complete(db *d, db_batch *b, int err, const char *why)
 {
-	db_reply r = {.err = err, .failed_index = -1};
+	db_reply r = {.err = err, .failed_index = -1, .backend_pid = d->backend_pid};
 	if (err != 0) {
 		r.message = why;
 	} else if (b->message != NULL) {
@@ -551,6 +563,36 @@ fail_all(db *d, int err, const char *why)
 
 /* ---------------------------------------------------------------------- */
 /* Sending                                                                */
+
+static void on_deadline(uv_timer_t *t);
+
+/* Arms the deadline timer for the head batch, if it is not running. */
+static void
+deadline_arm(db *d)
+{
+	if (d->head == NULL || d->closing || uv_is_active((uv_handle_t *)&d->deadline))
+		return;
+	uint64_t due = d->progress_ns + (uint64_t)d->batch_timeout * 1000000u;
+	uint64_t now = trygg_now_ns();
+	uv_timer_start(&d->deadline, on_deadline, due > now ? (due - now) / 1000000 + 1 : 0, 0);
+}
+
+/* No answer within batch_timeout: the connection is treated as lost. */
+static void
+on_deadline(uv_timer_t *t)
+{
+	db *d = t->data;
+	if (d->head == NULL || d->closing || d->conn == NULL)
+		return;
+	uint64_t limit = (uint64_t)d->batch_timeout * 1000000u;
+	if (trygg_now_ns() - d->progress_ns < limit) {
+		deadline_arm(d);
+		return;
+	}
+	char why[96];
+	snprintf(why, sizeof(why), "no answer from the database within %u ms", d->batch_timeout);
+	conn_lost(d, why);
+}
 
 /* Flushes libpq's output buffer; watches writability while data remains. */
 static int
@@ -618,13 +660,16 @@ batch_send(db *d, db_batch *b)
 static void
 enqueue_and_send(db *d, db_batch *b)
 {
-	if (d->tail)
+	if (d->tail) {
 		d->tail->next = b;
-	else
+	} else {
 		d->head = b;
+		d->progress_ns = trygg_now_ns();
+	}
 	d->tail = b;
 	if (!b->internal)
 		d->stats.in_flight++;
+	deadline_arm(d);
 	if (batch_send(d, b) != 0 && !d->lost_pending) {
 		d->lost_pending = true;
 		uv_timer_start(&d->timer, on_timer, 0, 0);
@@ -745,6 +790,8 @@ read_results(db *d)
 	while (d->conn != NULL && PQstatus(d->conn) == CONNECTION_OK && !PQisBusy(d->conn)) {
 		PGresult *r = PQgetResult(d->conn);
 		db_batch *b = d->head;
+		if (r != NULL)
+			d->progress_ns = trygg_now_ns();
 		if (r == NULL) {
 			if (b == NULL || !b->got)
 				return; /* nothing more buffered */
@@ -874,6 +921,7 @@ on_connected(db *d)
 		return;
 	}
 	d->backoff = d->backoff_min;
+	d->backend_pid = PQbackendPID(d->conn);
 	log_info("db_connected", "\"db\":\"%s\",\"server_version\":%d,\"pid\":%d", d->name,
 	    PQserverVersion(d->conn), PQbackendPID(d->conn));
 	d->state = ST_SETUP;
@@ -971,8 +1019,8 @@ start_connect(db *d)
 static void
 start_connect_resolved(db *d)
 {
-	const char *keys[5] = {"dbname", "application_name", NULL, NULL, NULL};
-	const char *vals[5] = {d->conninfo, d->name, NULL, NULL, NULL};
+	const char *keys[10] = {"dbname", "application_name"};
+	const char *vals[10] = {d->conninfo, d->name};
 	int k = 2;
 	if (d->options != NULL) {
 		keys[k] = "options";
@@ -981,6 +1029,21 @@ start_connect_resolved(db *d)
 	if (d->hostaddr != NULL) {
 		keys[k] = "hostaddr";
 		vals[k++] = d->hostaddr;
+	}
+	/* Over TCP a dead peer is then noticed after ~25 s idle, or once sent
+	 * data stays unacknowledged for the batch timeout; libpq ignores
+	 * these on a unix socket. */
+	char user_timeout[16];
+	if (d->keepalives) {
+		snprintf(user_timeout, sizeof(user_timeout), "%u", d->batch_timeout);
+		keys[k] = "keepalives_idle";
+		vals[k++] = "10";
+		keys[k] = "keepalives_interval";
+		vals[k++] = "5";
+		keys[k] = "keepalives_count";
+		vals[k++] = "3";
+		keys[k] = "tcp_user_timeout";
+		vals[k++] = user_timeout;
 	}
 	d->state = ST_CONNECTING;
 	d->conn = PQconnectStartParams(keys, vals, 1);
@@ -1080,18 +1143,31 @@ on_poll(uv_poll_t *h, int status, int events)
  * "-c search_path=...", with spaces and backslashes escaped as libpq wants.
  */
 static char *
-make_options(const char *user_opts, const char *search_path)
+make_options(const char *user_opts, const char *search_path, unsigned statement_timeout_ms)
 {
-	size_t n = strlen(search_path);
+	size_t n = search_path ? strlen(search_path) : 0;
 	char *esc = xmalloc(2 * n + 1), *o = esc;
-	for (const char *s = search_path; *s; s++) {
+	for (const char *s = search_path; s && *s; s++) {
 		if (*s == ' ' || *s == '\\')
 			*o++ = '\\';
 		*o++ = *s;
 	}
 	*o = '\0';
-	char *r = user_opts && *user_opts ? xasprintf("%s -c search_path=%s", user_opts, esc)
-	                                  : xasprintf("-c search_path=%s", esc);
+	/* The statement timeout goes first, so the URL's own options can
+	 * override it; search_path goes last, as ours. */
+	char st[48] = "", *sp = n > 0 ? xasprintf("-c search_path=%s", esc) : xstrdup("");
+	if (statement_timeout_ms > 0)
+		snprintf(st, sizeof(st), "-c statement_timeout=%u", statement_timeout_ms);
+	const char *parts[3] = {st, user_opts ? user_opts : "", sp};
+	char *r = xstrdup("");
+	for (int i = 0; i < 3; i++) {
+		if (*parts[i] == '\0')
+			continue;
+		char *r2 = xasprintf("%s%s%s", r, *r ? " " : "", parts[i]);
+		free(r);
+		r = r2;
+	}
+	free(sp);
 	free(esc);
 	return r;
 }
@@ -1130,6 +1206,7 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 		return TRYGG_EINVAL;
 	}
 	const char *user_opts = NULL, *host = NULL, *hostaddr = NULL;
+	bool user_keepalives = false;
 	for (PQconninfoOption *o = ci; o->keyword != NULL; o++) {
 		if (strcmp(o->keyword, "options") == 0)
 			user_opts = o->val;
@@ -1137,14 +1214,21 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 			host = o->val;
 		else if (strcmp(o->keyword, "hostaddr") == 0)
 			hostaddr = o->val;
+		else if ((strncmp(o->keyword, "keepalives", 10) == 0 ||
+		             strcmp(o->keyword, "tcp_user_timeout") == 0) &&
+		    o->val != NULL)
+			user_keepalives = true;
 	}
 
 	db *d = xcalloc(1, sizeof(*d));
 	d->loop = loop;
 	d->conninfo = xstrdup(opts->conninfo);
 	d->name = xstrdup(opts->name && *opts->name ? opts->name : "trygg");
-	if (opts->search_path != NULL && *opts->search_path)
-		d->options = make_options(user_opts, opts->search_path);
+	if ((opts->search_path != NULL && *opts->search_path) || opts->statement_timeout_ms > 0)
+		d->options = make_options(user_opts, opts->search_path, opts->statement_timeout_ms);
+	d->keepalives = !user_keepalives;
+	d->batch_timeout =
+	    opts->batch_timeout_ms ? opts->batch_timeout_ms : DB_DEFAULT_BATCH_TIMEOUT;
 	if (needs_dns(host, hostaddr))
 		d->dns_host = xstrdup(host);
 	PQconninfoFree(ci);
@@ -1158,7 +1242,9 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 	d->poll_fd = -1;
 	uv_timer_init(loop, &d->timer);
 	d->timer.data = d;
-	d->nhandles = 1;
+	uv_timer_init(loop, &d->deadline);
+	d->deadline.data = d;
+	d->nhandles = 2;
 	start_connect(d);
 	*out = d;
 	return 0;
@@ -1176,6 +1262,7 @@ db_close(db *d)
 	conn_teardown(d);
 	uv_timer_stop(&d->timer);
 	uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+	uv_close((uv_handle_t *)&d->deadline, on_timer_closed);
 	log_info("db_closed", "\"db\":\"%s\"", d->name);
 }
 

@@ -10,8 +10,16 @@
  *
  * When the connection drops, every batch in flight or queued fails with
  * TRYGG_EDBCONN (the outcome of a batch that was already sent is unknown:
- * callers that must know re-read state after reconnecting) and the client
- * reconnects on its own with exponential backoff. While disconnected,
+ * callers that must know re-read state after reconnecting; the reply names
+ * the backend that had it, so a caller can make sure that backend is gone
+ * first) and the client reconnects on its own with exponential backoff.
+ *
+ * Bounds: every connection runs with statement_timeout (a statement the
+ * server works on too long fails with SQLSTATE 57014), and a batch that
+ * gets no answer at all within batch_timeout (the server or the network
+ * frozen) resets the connection, failing its batches with TRYGG_EDBCONN.
+ * Over TCP the connection also uses keepalives and tcp_user_timeout
+ * (unless the conninfo sets them), so a dead peer is noticed while idle. While disconnected,
  * db_submit() fails at once with TRYGG_EDBCONN so callers can answer 503
  * instead of queueing without bound.
  *
@@ -34,12 +42,15 @@ typedef struct db db;
 typedef struct db_batch db_batch;
 
 typedef struct db_options {
-	const char *conninfo;    /* libpq connection string or URL */
-	const char *search_path; /* schema(s), set at connect; NULL leaves it */
-	const char *name;        /* application_name and log tag */
-	unsigned backoff_min_ms; /* first reconnect delay (default 100) */
-	unsigned backoff_max_ms; /* cap for the doubling delay (default 5000) */
-	unsigned max_in_flight;  /* batches queued+sent before EBUSY (default 10000) */
+	const char *conninfo;          /* libpq connection string or URL */
+	const char *search_path;       /* schema(s), set at connect; NULL leaves it */
+	const char *name;              /* application_name and log tag */
+	unsigned backoff_min_ms;       /* first reconnect delay (default 100) */
+	unsigned backoff_max_ms;       /* cap for the doubling delay (default 5000) */
+	unsigned max_in_flight;        /* batches queued+sent before EBUSY (default 10000) */
+	unsigned statement_timeout_ms; /* server side, per statement; 0: the server's */
+	unsigned batch_timeout_ms;     /* client side: no answer this long resets the
+	                                  connection (default 30000) */
 } db_options;
 
 /* The outcome of one batch, valid only during the callback. */
@@ -50,6 +61,7 @@ typedef struct db_reply {
 	int failed_index;         /* with TRYGG_EDB: which statement failed */
 	int nresults;             /* with err == 0: one result per statement */
 	PGresult *const *results; /* owned by db; freed after the callback */
+	int backend_pid;          /* the server process the batch was sent to (0: none) */
 } db_reply;
 
 typedef void (*db_cb)(void *arg, const db_reply *reply);

@@ -21,6 +21,21 @@
  * done with it and nobody else holds it (it was answered, or never handed
  * to a handler), else by the http_respond* call that comes after
  * completion.
+ *
+ * Connections (against slowloris): MHD tells us when each connection
+ * starts and closes (MHD_OPTION_NOTIFY_CONNECTION); we keep an `hconn` per
+ * connection as its socket context. A connection waiting for a request
+ * head sits in the `waiting` list, oldest first, from accept (or from the
+ * end of its previous response) until the first access call of its next
+ * request. A timer closes those whose head deadline passed; a new
+ * connection over the per-address or global limit closes the oldest
+ * waiting one instead. MHD 0.9.75 has no call to close a connection, so
+ * "close" is shutdown(2) on its socket: MHD sees the EOF on its next run
+ * and closes it as if the client had gone. MHD's own
+ * PER_IP_CONNECTION_LIMIT is not used: it refuses a new connection at
+ * accept, before anything is known about it, so one address's slow heads
+ * would also lock out that address's health probe and its well-behaved
+ * keep-alive connections.
  */
 #include "http_server.h"
 
@@ -40,6 +55,26 @@
 
 #define MAX_SEGMENTS 32
 #define MAX_REQUEST_ID 64
+#define DISCARD_MIN ((size_t)4 << 20) /* an oversized chunked body read on for a 413 */
+
+/* One connection (MHD's socket context). */
+typedef struct hconn {
+	struct MHD_Connection *conn;
+	int fd;
+	struct hconn *prev, *next;   /* all connections */
+	struct hconn *wprev, *wnext; /* the waiting list, while waiting */
+	uint64_t since_ns;           /* waiting for a head since */
+	unsigned char addr[16];      /* client address, for the per-address limit */
+	unsigned char addrlen;
+	bool waiting, closing, reserve;
+} hconn;
+
+typedef struct renderer {
+	char *prefix;
+	size_t len;
+	http_error_renderer fn;
+	void *arg;
+} renderer;
 
 typedef struct kv {
 	char *key;
@@ -83,6 +118,13 @@ struct http_server {
 	size_t nroutes;
 	route unmatched;    /* metrics for requests no route took (404, 405, 413...) */
 	http_request *reqs; /* live requests, doubly linked */
+	renderer *renderers;
+	size_t nrenderers;
+	uv_timer_t head_timer;       /* closes connections past their head deadline */
+	hconn *conns;                /* every connection MHD has open */
+	hconn *whead, *wtail;        /* waiting for a head, oldest first */
+	unsigned nconns;             /* open and not being closed by us */
+	metric_counter *m_closed[3]; /* by reason: head_timeout, per_addr, full */
 };
 
 struct http_request {
@@ -102,6 +144,8 @@ struct http_request {
 	struct MHD_Response *response;
 	unsigned status;
 	uint64_t start_ns;
+	size_t discarded; /* body bytes thrown away after a 413 */
+	bool reserve;     /* on a reserve connection: ops paths only */
 	bool dispatched, responded, queued, suspended, completed;
 };
 
@@ -583,7 +627,7 @@ http_respond(http_request *req, unsigned status, const char *content_type, const
 	for (size_t i = 0; i < req->resp_headers.n; i++)
 		MHD_add_response_header(resp, req->resp_headers.items[i].key,
 		    req->resp_headers.items[i].value);
-	if (req->srv->stopping)
+	if (req->srv->stopping || req->reserve)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
 	req->response = resp;
 	req->status = status;
@@ -630,6 +674,242 @@ http_respond_error(http_request *req, unsigned status, const char *code, const c
 	free(s);
 }
 
+/* ---- connections: head deadline, per-address and global limits ---- */
+
+enum close_reason { CLOSE_HEAD_TIMEOUT, CLOSE_PER_ADDR, CLOSE_FULL };
+
+static void on_head_timer(uv_timer_t *t);
+
+static uint64_t
+head_timeout_ns(const http_server *srv)
+{
+	return (uint64_t)srv->opts.head_timeout_ms * 1000000u;
+}
+
+/* Arms the head timer for the oldest waiting connection's deadline. */
+static void
+head_timer_arm(http_server *srv)
+{
+	if (srv->closing)
+		return;
+	if (srv->whead == NULL) {
+		uv_timer_stop(&srv->head_timer);
+		return;
+	}
+	uint64_t due = srv->whead->since_ns + head_timeout_ns(srv), now = trygg_now_ns();
+	uint64_t ms = due > now ? (due - now + 999999) / 1000000 : 0;
+	uv_timer_start(&srv->head_timer, on_head_timer, ms, 0);
+}
+
+/* The connection now waits for a request head: its deadline starts. */
+static void
+wait_start(http_server *srv, hconn *hc)
+{
+	if (hc->waiting || hc->closing)
+		return;
+	hc->waiting = true;
+	hc->since_ns = trygg_now_ns();
+	hc->wnext = NULL;
+	hc->wprev = srv->wtail;
+	if (srv->wtail)
+		srv->wtail->wnext = hc;
+	else
+		srv->whead = hc;
+	srv->wtail = hc;
+	if (hc == srv->whead)
+		head_timer_arm(srv);
+}
+
+static void
+wait_stop(http_server *srv, hconn *hc)
+{
+	if (!hc->waiting)
+		return;
+	hc->waiting = false;
+	if (hc->wprev)
+		hc->wprev->wnext = hc->wnext;
+	else
+		srv->whead = hc->wnext;
+	if (hc->wnext)
+		hc->wnext->wprev = hc->wprev;
+	else
+		srv->wtail = hc->wprev;
+	hc->wprev = hc->wnext = NULL;
+}
+
+/*
+ * Closes a connection that is waiting for its head: shutdown(2) on the
+ * socket, so MHD finds EOF on its next run and closes it itself (MHD
+ * 0.9.75 has no call for this). From here on it no longer counts.
+ */
+static void
+conn_evict(http_server *srv, hconn *hc, enum close_reason why)
+{
+	wait_stop(srv, hc);
+	if (hc->closing)
+		return;
+	hc->closing = true;
+	srv->nconns--;
+	metric_counter_inc(srv->m_closed[why]);
+	if (hc->fd >= 0)
+		shutdown(hc->fd, SHUT_RDWR);
+}
+
+static void
+on_head_timer(uv_timer_t *t)
+{
+	http_server *srv = t->data;
+	uint64_t now = trygg_now_ns(), limit = head_timeout_ns(srv);
+	while (srv->whead != NULL && now - srv->whead->since_ns >= limit)
+		conn_evict(srv, srv->whead, CLOSE_HEAD_TIMEOUT);
+	head_timer_arm(srv);
+	run_mhd(srv); /* let MHD see the EOFs now */
+}
+
+static hconn *
+conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+	    conn ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+	return ci ? ci->socket_context : NULL;
+}
+
+static void
+conn_address(struct MHD_Connection *conn, hconn *hc)
+{
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+	if (sa != NULL && sa->sa_family == AF_INET) {
+		memcpy(hc->addr, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+		hc->addrlen = 4;
+	} else if (sa != NULL && sa->sa_family == AF_INET6) {
+		memcpy(hc->addr, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+		hc->addrlen = 16;
+	}
+}
+
+/*
+ * A new connection: enforces the per-address limit on waiting connections
+ * and the global limit by closing the oldest waiting connection (from the
+ * same address, or any), so a newcomer always gets its chance to send a
+ * head. With every ordinary slot busy and none waiting, it becomes a
+ * reserve connection (ops paths only).
+ */
+static void
+conn_started(http_server *srv, struct MHD_Connection *conn, void **socket_context)
+{
+	hconn *hc = xcalloc(1, sizeof(*hc));
+	hc->conn = conn;
+	const union MHD_ConnectionInfo *ci =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	hc->fd = ci ? ci->connect_fd : -1;
+	conn_address(conn, hc);
+	*socket_context = hc;
+	hc->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = hc;
+	srv->conns = hc;
+	srv->nconns++;
+	if (hc->addrlen > 0) {
+		unsigned same = 0;
+		hconn *oldest = NULL;
+		for (hconn *w = srv->whead; w != NULL; w = w->wnext) {
+			if (w->addrlen == hc->addrlen &&
+			    memcmp(w->addr, hc->addr, hc->addrlen) == 0) {
+				if (oldest == NULL)
+					oldest = w;
+				same++;
+			}
+		}
+		if (same >= srv->opts.max_waiting_per_addr)
+			conn_evict(srv, oldest, CLOSE_PER_ADDR);
+	}
+	if (srv->nconns > srv->opts.max_connections) {
+		if (srv->whead != NULL)
+			conn_evict(srv, srv->whead, CLOSE_FULL);
+		else
+			hc->reserve = true;
+	}
+	wait_start(srv, hc);
+}
+
+static void
+conn_closed(http_server *srv, void **socket_context)
+{
+	hconn *hc = *socket_context;
+	if (hc == NULL)
+		return;
+	*socket_context = NULL;
+	wait_stop(srv, hc);
+	if (!hc->closing)
+		srv->nconns--;
+	if (hc->prev)
+		hc->prev->next = hc->next;
+	else
+		srv->conns = hc->next;
+	if (hc->next)
+		hc->next->prev = hc->prev;
+	free(hc);
+	head_timer_arm(srv);
+	/* At its connection limit MHD takes the listening socket out of its
+	 * epoll set, and puts it back only at the start of a later run: make
+	 * sure that run comes, or new connections wait for unrelated events. */
+	kick(srv);
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+    enum MHD_ConnectionNotificationCode toe)
+{
+	http_server *srv = cls;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+		conn_started(srv, conn, socket_context);
+	else
+		conn_closed(srv, socket_context);
+}
+
+/* The paths a reserve connection serves. */
+static bool
+is_ops_path(const char *path)
+{
+	return strcmp(path, "/healthz") == 0 || strcmp(path, "/readyz") == 0 ||
+	    strcmp(path, "/metrics") == 0;
+}
+
+/* ---- errors the server produces itself ---- */
+
+int
+http_server_set_error_renderer(http_server *srv, const char *prefix, http_error_renderer fn,
+    void *arg)
+{
+	if (prefix == NULL || *prefix == '\0' || fn == NULL)
+		return TRYGG_EINVAL;
+	srv->renderers = xrealloc(srv->renderers, (srv->nrenderers + 1) * sizeof(renderer));
+	srv->renderers[srv->nrenderers++] =
+	    (renderer){.prefix = xstrdup(prefix), .len = strlen(prefix), .fn = fn, .arg = arg};
+	return 0;
+}
+
+/* Answers an error of the server's own through the renderer for the
+ * request's path (the longest prefix that matches), or as standard JSON. */
+static void
+server_error(http_request *req, unsigned status, const char *code, const char *message)
+{
+	const renderer *best = NULL;
+	http_server *srv = req->srv;
+	for (size_t i = 0; srv != NULL && i < srv->nrenderers; i++) {
+		const renderer *r = &srv->renderers[i];
+		if (strncmp(req->path, r->prefix, r->len) == 0 &&
+		    (best == NULL || r->len > best->len))
+			best = r;
+	}
+	if (best != NULL)
+		best->fn(req, status, code, message, best->arg);
+	if (!req->responded)
+		http_respond_error(req, status, code, message, NULL);
+}
+
 /* ---- MHD callbacks ---- */
 
 /* Queues the stored response once; MHD keeps its own reference. */
@@ -651,7 +931,53 @@ reject_too_large(http_request *req)
 	char msg[96];
 	snprintf(msg, sizeof(msg), "request body is larger than %zu bytes",
 	    req->srv->opts.max_body_bytes);
-	http_respond_error(req, 413, "body_too_large", msg, NULL);
+	server_error(req, 413, "body_too_large", msg);
+}
+
+/* The size of the request head as received: request line and headers. */
+static size_t
+head_size(const http_request *req)
+{
+	size_t n = strlen(req->method) + strlen(req->path) + 12;
+	for (size_t i = 0; i < req->query.n; i++)
+		n += strlen(req->query.items[i].key) + strlen(req->query.items[i].value) + 2;
+	for (size_t i = 0; i < req->headers.n; i++)
+		n += strlen(req->headers.items[i].key) + strlen(req->headers.items[i].value) + 4;
+	return n;
+}
+
+/*
+ * The checks on a request head before any handler sees it: a reserve
+ * connection serves only the ops paths; the head's size; a Content-Length
+ * over the body cap. Answers (and returns true) when one fails.
+ */
+static bool
+reject_head(http_server *srv, http_request *req)
+{
+	if (req->reserve && !is_ops_path(req->path)) {
+		(void)!http_response_header(req, "Retry-After", "1");
+		server_error(req, 503, "busy",
+		    "the server is at its connection limit; retry later");
+		return true;
+	}
+	if (head_size(req) > srv->opts.max_header_bytes) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "the request line and headers are larger than %zu bytes",
+		    srv->opts.max_header_bytes);
+		server_error(req, 431, "header_too_large", msg);
+		return true;
+	}
+	const char *cl = kvlist_get(&req->headers, "Content-Length", true);
+	if (cl != NULL) {
+		char *end;
+		errno = 0;
+		unsigned long long n = strtoull(cl, &end, 10);
+		if (errno == 0 && *end == '\0' && n > srv->opts.max_body_bytes) {
+			reject_too_large(req);
+			return true;
+		}
+	}
+	return false;
 }
 
 static enum MHD_Result
@@ -663,33 +989,35 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 	TRYGG_UNUSED(version);
 
 	if (req == NULL) {
-		/* First call: headers are in, no body yet. */
+		/* First call: the head is in (its deadline is met), no body yet. */
+		hconn *hc = conn_of(conn);
+		if (hc != NULL)
+			wait_stop(srv, hc);
 		req = request_new(srv, conn, url, method);
+		req->reserve = hc != NULL && hc->reserve;
 		*con_cls = req;
 		route_request(req);
-		const char *cl = kvlist_get(&req->headers, "Content-Length", true);
-		if (cl != NULL) {
-			char *end;
-			errno = 0;
-			unsigned long long n = strtoull(cl, &end, 10);
-			if (errno == 0 && *end == '\0' && n > srv->opts.max_body_bytes) {
-				reject_too_large(req);
-				return queue_response(req);
-			}
-		}
+		if (reject_head(srv, req))
+			return queue_response(req);
 		return MHD_YES;
 	}
 
 	if (*upload_data_size > 0) {
 		size_t n = *upload_data_size;
 		*upload_data_size = 0;
-		if (req->responded)
-			return MHD_YES; /* already rejected; MHD closes after the response */
+		if (req->responded) {
+			/* Rejected: MHD 0.9.75 cannot answer in the middle of a
+			 * body, so the rest is read and thrown away, and the 413
+			 * goes out at its end; but not without bound. */
+			req->discarded += n;
+			size_t max = 4 * srv->opts.max_body_bytes;
+			return req->discarded > (max > DISCARD_MIN ? max : DISCARD_MIN) ? MHD_NO
+			                                                                : MHD_YES;
+		}
 		if (n > srv->opts.max_body_bytes - req->body_len) {
-			/* A chunked body grew over the cap: answer now, read no further. */
+			/* A chunked body grew over the cap: the 413 waits for its end. */
 			reject_too_large(req);
-			if (queue_response(req) != MHD_YES)
-				return MHD_NO; /* MHD cannot answer mid-body here: just close */
+			req->discarded = n;
 			return MHD_YES;
 		}
 		if (req->body_len + n + 1 > req->body_cap) {
@@ -712,10 +1040,10 @@ on_access(void *cls, struct MHD_Connection *conn, const char *url, const char *m
 			req->route->handler(req, req->route->arg);
 		} else if (req->reject_status == 405) {
 			(void)!http_response_header(req, "Allow", req->allow);
-			http_respond_error(req, 405, "method_not_allowed",
-			    "method not allowed for this path", NULL);
+			server_error(req, 405, "method_not_allowed",
+			    "method not allowed for this path");
 		} else {
-			http_respond_error(req, 404, "not_found", "no such path", NULL);
+			server_error(req, 404, "not_found", "no such path");
 		}
 	}
 	if (req->responded)
@@ -752,7 +1080,6 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     enum MHD_RequestTerminationCode toe)
 {
 	TRYGG_UNUSED(cls);
-	TRYGG_UNUSED(conn);
 	http_request *req = *con_cls;
 	if (req == NULL)
 		return;
@@ -767,6 +1094,10 @@ on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		    log_json_str(req->id, id, sizeof(id)),
 		    log_json_str(req->client, cl, sizeof(cl)), termination_name(toe));
 	}
+	/* A connection that stays open waits for its next head from now on. */
+	hconn *hc = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? conn_of(conn) : NULL;
+	if (hc != NULL && req->srv != NULL && !req->reserve)
+		wait_start(req->srv, hc);
 	request_unlink(req);
 	req->srv = NULL;
 	req->conn = NULL;
@@ -855,6 +1186,12 @@ http_server_new(uv_loop_t *loop, const http_server_options *opts, http_server **
 		o.max_header_bytes = 4096; /* MHD needs room for its buffers */
 	if (o.max_connections == 0)
 		o.max_connections = 1000;
+	if (o.reserved_connections == 0)
+		o.reserved_connections = 16;
+	if (o.head_timeout_ms == 0)
+		o.head_timeout_ms = 10000;
+	if (o.max_waiting_per_addr == 0)
+		o.max_waiting_per_addr = 32;
 	if (o.idle_timeout_s == 0)
 		o.idle_timeout_s = 30;
 	if (o.name == NULL)
@@ -875,9 +1212,20 @@ http_server_new(uv_loop_t *loop, const http_server_options *opts, http_server **
 	o.name = srv->name;
 	srv->opts = o;
 	route_metrics(srv, &srv->unmatched, "(unmatched)");
+	if (o.metrics != NULL) {
+		static const char *const reasons[3] = {"head_timeout", "per_addr", "full"};
+		for (int i = 0; i < 3; i++) {
+			const char *labels[] = {"server", srv->name, "reason", reasons[i], NULL};
+			srv->m_closed[i] =
+			    metrics_counter(o.metrics, "trygg_http_connections_closed_total",
+			        "Connections closed while waiting for a request head", labels);
+		}
+	}
 	uv_timer_init(loop, &srv->timer);
 	srv->timer.data = srv;
-	srv->open_handles = 1;
+	uv_timer_init(loop, &srv->head_timer);
+	srv->head_timer.data = srv;
+	srv->open_handles = 2;
 	*out = srv;
 	return 0;
 }
@@ -894,9 +1242,11 @@ http_server_start(http_server *srv)
 	struct MHD_Daemon *d = MHD_start_daemon(flags, srv->opts.port, NULL, NULL, on_access, srv,
 	    MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_SOCK_ADDR,
 	    (struct sockaddr *)&srv->addr, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-	    srv->opts.max_header_bytes, MHD_OPTION_CONNECTION_LIMIT, srv->opts.max_connections,
+	    2 * srv->opts.max_header_bytes, MHD_OPTION_CONNECTION_LIMIT,
+	    srv->opts.max_connections + srv->opts.reserved_connections,
 	    MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
-	    on_completed, srv, MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+	    on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
 	if (d == NULL) {
 		char a[96], nm[80];
 		log_error("http_start_failed", "\"server\":%s,\"address\":%s,\"port\":%u",
@@ -952,6 +1302,9 @@ on_handle_closed(uv_handle_t *h)
 	for (size_t i = 0; i < srv->nroutes; i++)
 		route_fini(&srv->routes[i]);
 	free(srv->routes);
+	for (size_t i = 0; i < srv->nrenderers; i++)
+		free(srv->renderers[i].prefix);
+	free(srv->renderers);
 	free(srv->bind_address);
 	free(srv->name);
 	free(srv);
@@ -990,9 +1343,16 @@ do_close(http_server *srv)
 			request_free(r);
 	}
 	srv->reqs = NULL;
+	/* MHD reports every close; this only guards against one it did not. */
+	for (hconn *h = srv->conns, *next; h != NULL; h = next) {
+		next = h->next;
+		free(h);
+	}
+	srv->conns = srv->whead = srv->wtail = NULL;
 	if (srv->poll_inited)
 		uv_close((uv_handle_t *)&srv->poll, on_handle_closed);
 	uv_close((uv_handle_t *)&srv->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&srv->head_timer, on_handle_closed);
 }
 
 void

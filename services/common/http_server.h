@@ -8,7 +8,10 @@
  * MHD starts no threads.
  *
  * Routes are "METHOD /path/{param}/..." patterns. Unknown paths get a JSON
- * 404, a known path with the wrong method a JSON 405 with Allow. A handler
+ * 404, a known path with the wrong method a JSON 405 with Allow; an API
+ * with its own error format can render these (and every other error the
+ * server produces itself) under its path prefix, see
+ * http_server_set_error_renderer(). A handler
  * may answer at once, or return without answering and answer later (say
  * from a db callback): the connection is then suspended until one of the
  * http_respond* functions is called.
@@ -22,6 +25,19 @@
  * http_respond* call, which then just frees it; http_request_is_gone()
  * tells a handler that answering is pointless (but it must still call an
  * http_respond* function to release the request).
+ *
+ * Hostile clients (slowloris): a connection must deliver each request head
+ * (request line and headers) within head_timeout_ms of being accepted, or
+ * of the end of its previous response; this is a deadline, not an idle
+ * timer, so trickling a byte at a time does not extend it. Past it the
+ * connection is closed. At most max_waiting_per_addr connections from one
+ * address may wait for their head at once: a new one closes the oldest
+ * waiting one from that address. When max_connections are open, a new
+ * connection closes the oldest connection still waiting for its head; if
+ * none is waiting, the new connection is one of `reserved_connections`
+ * extra slots that serve only the ops paths (/healthz, /readyz,
+ * /metrics); other requests on them get 503 with Connection: close. So
+ * the ops paths answer while slow heads hold every ordinary slot.
  *
  * Threading: every function must be called on the loop thread.
  */
@@ -43,20 +59,28 @@ typedef struct http_request http_request;
 typedef void (*http_handler)(http_request *req, void *arg);
 
 typedef struct http_server_options {
-	const char *bind_address; /* IPv4 or IPv6 literal; default "127.0.0.1" */
-	uint16_t port;            /* 0 = an ephemeral port, see http_server_port() */
-	size_t max_body_bytes;    /* request body cap, default 1 MiB. A Content-Length
+	const char *bind_address;      /* IPv4 or IPv6 literal; default "127.0.0.1" */
+	uint16_t port;                 /* 0 = an ephemeral port, see http_server_port() */
+	size_t max_body_bytes;         /* request body cap, default 1 MiB. A Content-Length
 	                             over it is answered 413 before any body is read;
-	                             a chunked body that grows over it gets the
-	                             connection closed (MHD 0.9.75 cannot answer in
-	                             the middle of a body) */
-	size_t max_header_bytes;  /* per-connection memory for the request line and
-	                             headers (MHD_OPTION_CONNECTION_MEMORY_LIMIT),
-	                             default 32 KiB; over it -> 431 */
-	unsigned max_connections; /* default 1000 */
-	unsigned idle_timeout_s;  /* idle keep-alive / slow client timeout, default 30 */
-	const char *name;         /* tag in log lines, default "http" */
-	metrics *metrics;         /* optional: per-route response counts and latency */
+	                             a chunked body that grows over it is read on and
+	                             discarded (MHD 0.9.75 cannot answer in the middle
+	                             of a body), then answered 413; past 4 times the
+	                             cap (at least 4 MiB) the connection is closed */
+	size_t max_header_bytes;       /* request line and headers, default 32 KiB; over
+	                             it -> 431 (rendered like every server error).
+	                             libmicrohttpd gets twice this as per-connection
+	                             memory; a head over even that gets its own
+	                             plain 431 */
+	unsigned max_connections;      /* ordinary connections, default 1000 */
+	unsigned reserved_connections; /* extra ones for the ops paths, default 16 */
+	unsigned head_timeout_ms;      /* deadline for each request head, default 10 s */
+	unsigned max_waiting_per_addr; /* connections one address may have waiting
+	                                  for their head, default 32 */
+	unsigned idle_timeout_s;       /* idle timeout while reading a body or sending,
+	                             default 30 */
+	const char *name;              /* tag in log lines, default "http" */
+	metrics *metrics;              /* optional: per-route response counts and latency */
 } http_server_options;
 
 /*
@@ -75,6 +99,19 @@ int http_server_new(uv_loop_t *loop, const http_server_options *opts,
  * before or after start. Returns TRYGG_EINVAL for a malformed pattern.
  */
 int http_server_route(http_server *srv, const char *pattern, http_handler handler,
+    void *arg) TRYGG_MUSTCHECK;
+
+/*
+ * Renders the errors the server produces itself (404, 405, 413, 431, 503
+ * when out of connections) for paths that start with `prefix`, in an API's
+ * own format; the longest matching prefix wins, other paths get the
+ * standard JSON error. The renderer must answer with an http_respond*
+ * function (headers such as Allow or Retry-After are already added). The
+ * prefix is copied. Returns TRYGG_EINVAL for an empty prefix or NULL fn.
+ */
+typedef void (*http_error_renderer)(http_request *req, unsigned status, const char *code,
+    const char *message, void *arg);
+int http_server_set_error_renderer(http_server *srv, const char *prefix, http_error_renderer fn,
     void *arg) TRYGG_MUSTCHECK;
 
 /*

@@ -298,7 +298,11 @@ svc_init(svc *s, const svc_options *o)
 	    .arg = s};
 	if ((rv = loop_init(&s->loop, &lo)) != 0)
 		goto fail_config;
-	db_options dbo = {.conninfo = c->database_url, .search_path = o->schema, .name = o->name};
+	db_options dbo = {.conninfo = c->database_url,
+	    .search_path = o->schema,
+	    .name = o->name,
+	    .statement_timeout_ms = (unsigned)c->db_statement_timeout_ms,
+	    .batch_timeout_ms = (unsigned)c->db_batch_timeout_ms};
 	/* Clients 0 and 1 are dedicated: the relay's sequential rounds and
 	 * the inboxes' sequential batches each commit on their own backend,
 	 * never queued behind each other or behind requests. */
@@ -313,6 +317,8 @@ svc_init(svc *s, const svc_options *o)
 	    .port = (uint16_t)c->http_port,
 	    .max_body_bytes = c->http_max_body,
 	    .max_connections = (unsigned)c->http_max_connections,
+	    .head_timeout_ms = (unsigned)c->http_head_timeout_ms,
+	    .max_waiting_per_addr = (unsigned)c->http_max_waiting_per_addr,
 	    .name = o->name,
 	    .metrics = s->metrics};
 	if ((rv = http_server_new(loop_uv(&s->loop), &ho, &s->http)) != 0)

@@ -68,6 +68,10 @@ typedef struct svc_config {
 	size_t http_max_body;
 	int http_max_connections;
 	int db_connections;
+	uint64_t http_head_timeout_ms;
+	int http_max_waiting_per_addr;
+	uint64_t db_statement_timeout_ms;
+	uint64_t db_batch_timeout_ms;
 	bool inbox_skip_purged;
 	/* Set by SVC_PUBLISH_OPTIONS; NULL in a service that does not publish. */
 	char *bus_pub_url;
@@ -103,6 +107,17 @@ typedef struct svc_stream_urls {
 	        100000, 0, "concurrent HTTP connections"), \
 	    CONFIG_OPT_INT("db_connections", st, common.db_connections, "8", 3, 64, 0, \
 	        "Postgres connections: one for the relay, one for inboxes, the rest shared"), \
+	    CONFIG_OPT_DURATION("http_head_timeout", st, common.http_head_timeout_ms, "10s", 500, \
+	        600000, 0, "deadline for a request head, from accept (or the previous response)"), \
+	    CONFIG_OPT_INT("http_max_waiting_per_addr", st, common.http_max_waiting_per_addr, \
+	        "32", 1, 100000, 0, \
+	        "connections one address may have waiting for a request head"), \
+	    CONFIG_OPT_DURATION("db_statement_timeout", st, common.db_statement_timeout_ms, "10s", \
+	        0, 3600000, 0, "Postgres statement_timeout of every connection (0: none)"), \
+	    CONFIG_OPT_DURATION("db_batch_timeout", st, common.db_batch_timeout_ms, "15s", 500, \
+	        3600000, 0, \
+	        "a batch without an answer this long resets its connection (keep it above the " \
+	        "statement timeout)"), \
 	    CONFIG_OPT_BOOL("inbox_skip_purged", st, common.inbox_skip_purged, "false", 0, \
 	        "go past (and record) events a publisher purged instead of halting the stream")
 

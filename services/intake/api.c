@@ -329,8 +329,20 @@ stored(void *arg, store_outcome outcome, const report_in *r, int64_t srid)
 		return;
 	}
 	case STORE_UNAVAILABLE:
+		intake_header(c->req, "Trygg-Outcome", "not-stored");
 		intake_call_fail(c, 503, "unavailable",
 		    "the database is unavailable; the report was not stored, retry later", NULL, 2);
+		break;
+	case STORE_UNKNOWN:
+		/* The connection broke after the report was sent and no
+		 * connection could tell whether it committed (docs/intake.md). */
+		intake_header(c->req, "Trygg-Outcome", "unknown");
+		intake_header(c->req, "Trygg-Report-Id", r->id);
+		intake_call_fail(c, 503, "outcome_unknown",
+		    "the database connection broke after the report was sent, so it may or may not "
+		    "be stored; retry with the same Idempotency-Key (a retry without one may store "
+		    "it twice), or look it up later by its Trygg-Report-Id",
+		    NULL, 2);
 		break;
 	case STORE_FAILED:
 	default:

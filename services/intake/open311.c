@@ -605,6 +605,18 @@ handle_token(http_request *req, void *arg)
 	get_requests(req, arg, FMT_O311_JSON, 2, http_request_param(req, "token"));
 }
 
+/* Errors the HTTP server answers itself (404, 405, 413, 431, 503) in the
+ * Open311 document, XML for a .xml path. */
+static void
+server_error(http_request *req, unsigned status, const char *code, const char *message, void *arg)
+{
+	(void)arg;
+	const char *path = http_request_path(req);
+	size_t n = strlen(path);
+	api_format fmt = n > 4 && strcmp(path + n - 4, ".xml") == 0 ? FMT_O311_XML : FMT_O311_JSON;
+	intake_error(req, fmt, status, code, message, NULL, 0);
+}
+
 int
 open311_register(intake *in)
 {
@@ -629,5 +641,5 @@ open311_register(intake *in)
 		if (rv != 0)
 			return rv;
 	}
-	return 0;
+	return http_server_set_error_renderer(in->svc.http, "/open311/v2/", server_error, in);
 }

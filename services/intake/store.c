@@ -1,5 +1,6 @@
 /*
- * store.c: group commit of reports (see store.h).
+ * store.c: group commit of reports, and finding out the outcome of a
+ * batch whose connection broke (see store.h).
  */
 #include "store.h"
 
@@ -36,9 +37,11 @@ struct store {
 	pending *head, *tail;
 	unsigned queued;
 	unsigned in_flight;
+	unsigned verifying; /* broken batches whose outcome is being looked up */
 	void (*drain_cb)(void *arg);
 	void *drain_arg;
 	metric_counter *m_stored, *m_batches, *m_retries, *m_failed;
+	metric_counter *m_verified[3]; /* broken batches: committed, not, unknown */
 	metric_histogram *m_batch_size;
 };
 
@@ -223,12 +226,62 @@ enqueue_front(store *s, pending *p)
 static void
 check_drained(store *s)
 {
-	if (s->drain_cb != NULL && s->in_flight == 0 && s->head == NULL) {
+	if (s->drain_cb != NULL && s->in_flight == 0 && s->head == NULL && s->verifying == 0) {
 		void (*cb)(void *) = s->drain_cb;
 		s->drain_cb = NULL;
 		cb(s->drain_arg);
 	}
 }
+
+/*
+ * Answers each report of a flight from rows (id, service_request_id) of
+ * the reports that are stored: those are created. Of the others, those
+ * whose dup[i] is true (by position; dup NULL: all) had an idempotency key
+ * that was already used; the rest were not stored.
+ */
+static void
+finish_from_rows(store *s, flight *f, const PGresult *res, const bool *dup)
+{
+	int nrows = PQntuples(res), hint = 0, i = 0;
+	bool any = false;
+	for (pending *p = f->head, *next; p != NULL; p = next, i++) {
+		next = p->next;
+		int64_t srid = 0;
+		for (int k = 0; k < nrows; k++) {
+			int row = (hint + k) % nrows;
+			if (strcmp(PQgetvalue(res, row, 0), p->r.id) == 0) {
+				srid = strtoll(PQgetvalue(res, row, 1), NULL, 10);
+				hint = row + 1;
+				break;
+			}
+		}
+		if (srid > 0) {
+			metric_counter_inc(s->m_stored);
+			any = true;
+			finish(s, p, STORE_CREATED, srid);
+		} else {
+			finish(s, p, dup == NULL || dup[i] ? STORE_DUPLICATE : STORE_UNAVAILABLE,
+			    0);
+		}
+	}
+	f->head = NULL;
+	if (any || dup == NULL)
+		outbox_relay_kick(s->relay);
+}
+
+static void finish_all(store *s, flight *f, store_outcome o);
+
+/* SQLSTATE classes where the server, not the data, failed the statement:
+ * 08 connection exception, 53 insufficient resources, 57 operator
+ * intervention (57014: statement timeout), 58 system error. */
+static bool
+transient(const char *sqlstate)
+{
+	return sqlstate != NULL &&
+	    (strncmp(sqlstate, "08", 2) == 0 || strncmp(sqlstate, "53", 2) == 0 ||
+	        strncmp(sqlstate, "57", 2) == 0 || strncmp(sqlstate, "58", 2) == 0);
+}
+static void verify_start(store *s, flight *f, int backend_pid);
 
 static void
 batch_done(void *arg, const db_reply *rep)
@@ -240,27 +293,24 @@ batch_done(void *arg, const db_reply *rep)
 	if (rep->err == 0) {
 		/* Rows come back for the reports that were inserted; a report
 		 * without one had an idempotency key that was already used. */
-		const PGresult *res = rep->results[0];
-		int nrows = PQntuples(res), hint = 0;
-		for (; p != NULL; p = next) {
-			next = p->next;
-			int64_t srid = 0;
-			for (int k = 0; k < nrows; k++) {
-				int row = (hint + k) % nrows;
-				if (strcmp(PQgetvalue(res, row, 0), p->r.id) == 0) {
-					srid = strtoll(PQgetvalue(res, row, 1), NULL, 10);
-					hint = row + 1;
-					break;
-				}
-			}
-			if (srid > 0) {
-				metric_counter_inc(s->m_stored);
-				finish(s, p, STORE_CREATED, srid);
-			} else {
-				finish(s, p, STORE_DUPLICATE, 0);
-			}
-		}
-		outbox_relay_kick(s->relay);
+		finish_from_rows(s, f, rep->results[0], NULL);
+	} else if (rep->err == TRYGG_EDBCONN) {
+		/* Sent, and then the connection broke: it may have committed. */
+		verify_start(s, f, rep->backend_pid);
+		flush(s);
+		return;
+	} else if (rep->err == TRYGG_ECLOSED) {
+		/* Closed under us at exit: no connection is left to ask. */
+		finish_all(s, f, STORE_UNKNOWN);
+	} else if (rep->err == TRYGG_EDB && transient(rep->sqlstate)) {
+		/* The server gave up on the transaction (statement timeout, shut
+		 * down, out of resources): rolled back, and not the reports'
+		 * fault, so no retry one by one. */
+		char b1[400];
+		log_warn("batch_failed_transient",
+		    "\"reports\":%u,\"sqlstate\":\"%s\",\"error\":%s", f->n, rep->sqlstate,
+		    log_json_str(rep->message ? rep->message : "", b1, sizeof(b1)));
+		finish_all(s, f, STORE_UNAVAILABLE);
 	} else if (rep->err == TRYGG_EDB && f->n > 1) {
 		/* Something in this batch failed although everything was checked:
 		 * retry each report alone so only the bad one fails. */
@@ -289,14 +339,181 @@ batch_done(void *arg, const db_reply *rep)
 			    log_json_str(rep->message ? rep->message : "", b1, sizeof(b1)));
 			metric_counter_inc(s->m_failed);
 		}
-		for (; p != NULL; p = next) {
-			next = p->next;
-			finish(s, p, o, 0);
-		}
+		finish_all(s, f, o);
 	}
 	free(f);
 	flush(s);
 	check_drained(s);
+}
+
+static void
+finish_all(store *s, flight *f, store_outcome o)
+{
+	for (pending *p = f->head, *next; p != NULL; p = next) {
+		next = p->next;
+		finish(s, p, o, 0);
+	}
+	f->head = NULL;
+}
+
+/* ---- the outcome of a broken batch ---- */
+
+/*
+ * One statement per question, in one batch; each statement of a batch
+ * takes a fresh snapshot, so the lookups see everything the old backend
+ * committed before it exited. pg_terminate_backend(pid, timeout) waits up
+ * to the timeout for the backend to exit (the role may end its own
+ * backends); a backend that is not there any more has no row.
+ */
+static const char SQL_GONE[] = "SELECT coalesce(bool_and(pg_terminate_backend(pid, 1500)), true)"
+                               " FROM pg_stat_activity WHERE pid = $1::int";
+static const char SQL_STORED[] =
+    "SELECT id, service_request_id FROM reports WHERE id = ANY($1::uuid[])";
+static const char SQL_KEYS_USED[] =
+    "SELECT k.ord FROM unnest($1::int[], $2::text[]) WITH ORDINALITY AS k(partner_id, idem_key,"
+    " ord) JOIN idempotency i USING (partner_id, idem_key)";
+
+typedef struct verify {
+	store *s;  /* NULL once answered (the store may be gone then) */
+	flight *f; /* the broken batch's reports, answered when known */
+	int backend_pid;
+	uint64_t deadline_ns;
+	uv_timer_t timer;
+	bool lookup_out; /* a lookup batch is in flight */
+} verify;
+
+static void verify_try(verify *v);
+
+static void
+on_verify_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Answers the reports (once) and lets the store drain; v lives on until
+ * no lookup of its is in flight. */
+static void
+verify_answer(verify *v, const PGresult *stored, const bool *dup, store_outcome o)
+{
+	store *s = v->s;
+	if (s == NULL)
+		return;
+	v->s = NULL;
+	metric_counter_inc(s->m_verified[stored == NULL ? 2 : PQntuples(stored) > 0 ? 0 : 1]);
+	if (stored != NULL)
+		finish_from_rows(s, v->f, stored, dup);
+	else
+		finish_all(s, v->f, o);
+	free(v->f);
+	v->f = NULL;
+	s->verifying--;
+	uv_timer_stop(&v->timer);
+	if (!v->lookup_out)
+		uv_close((uv_handle_t *)&v->timer, on_verify_closed);
+	flush(s);
+	check_drained(s);
+}
+
+static void
+on_verify_timer(uv_timer_t *t)
+{
+	verify *v = t->data;
+	if (v->lookup_out) {
+		/* The lookup itself hangs: answer unknown; its reply frees v. */
+		log_warn("report_outcome_unknown", "\"reports\":%u,\"why\":\"lookup timed out\"",
+		    v->f->n);
+		verify_answer(v, NULL, NULL, STORE_UNKNOWN);
+		return;
+	}
+	verify_try(v);
+}
+
+static void
+on_lookup(void *arg, const db_reply *rep)
+{
+	verify *v = arg;
+	v->lookup_out = false;
+	if (v->s == NULL) {
+		uv_close((uv_handle_t *)&v->timer, on_verify_closed);
+		return;
+	}
+	if (rep->err == TRYGG_EDBCONN || rep->err == TRYGG_EBUSY) {
+		uv_timer_start(&v->timer, on_verify_timer, 100, 0); /* another connection */
+		return;
+	}
+	if (rep->err != 0 || strcmp(PQgetvalue(rep->results[0], 0, 0), "t") != 0) {
+		char b1[400];
+		log_warn("report_outcome_unknown", "\"reports\":%u,\"backend_pid\":%d,\"why\":%s",
+		    v->f->n, v->backend_pid,
+		    log_json_str(rep->err ? rep->message : "the old backend did not exit", b1,
+		        sizeof(b1)));
+		verify_answer(v, NULL, NULL, STORE_UNKNOWN);
+		return;
+	}
+	bool *dup = xcalloc(v->f->n, sizeof(bool));
+	const PGresult *used = rep->results[2];
+	for (int k = 0; k < PQntuples(used); k++) {
+		long ord = strtol(PQgetvalue(used, k, 0), NULL, 10);
+		if (ord >= 1 && ord <= (long)v->f->n)
+			dup[ord - 1] = true;
+	}
+	log_info("report_outcome_verified", "\"reports\":%u,\"stored\":%d,\"backend_pid\":%d",
+	    v->f->n, PQntuples(rep->results[1]), v->backend_pid);
+	verify_answer(v, rep->results[1], dup, STORE_UNAVAILABLE);
+	free(dup);
+}
+
+/* Sends the lookup on any connected client, or tries again shortly. */
+static void
+verify_try(verify *v)
+{
+	uint64_t now = trygg_now_ns();
+	if (now >= v->deadline_ns) {
+		log_warn("report_outcome_unknown", "\"reports\":%u,\"why\":\"no connection\"",
+		    v->f->n);
+		verify_answer(v, NULL, NULL, STORE_UNKNOWN);
+		return;
+	}
+	char pid[16];
+	snprintf(pid, sizeof(pid), "%d", v->backend_pid);
+	arrays a = {0};
+	for (pending *p = v->f->head; p != NULL; p = p->next) {
+		char partner_id[16];
+		snprintf(partner_id, sizeof(partner_id), "%d", p->r.partner->id);
+		arr_add(&a, 0, p->r.id);
+		arr_add(&a, 1, partner_id);
+		arr_add(&a, 2, p->r.idem_key);
+	}
+	for (int i = 0; i < 3; i++)
+		sb_append(&a.col[i], "}");
+	db_batch *b = db_batch_new();
+	const char *v1[1] = {pid}, *v2[1] = {a.col[0].s}, *v3[2] = {a.col[1].s, a.col[2].s};
+	db_batch_add(b, SQL_GONE, 1, v1);
+	db_batch_add(b, SQL_STORED, 1, v2);
+	db_batch_add(b, SQL_KEYS_USED, 2, v3);
+	arrays_fini(&a);
+	uint64_t left_ms = (v->deadline_ns - now) / 1000000 + 1;
+	if (db_pool_submit(v->s->pool, b, on_lookup, v) != 0) {
+		db_batch_free(b);
+		uv_timer_start(&v->timer, on_verify_timer, left_ms < 100 ? left_ms : 100, 0);
+		return;
+	}
+	v->lookup_out = true;
+	uv_timer_start(&v->timer, on_verify_timer, left_ms, 0);
+}
+
+static void
+verify_start(store *s, flight *f, int backend_pid)
+{
+	verify *v = xcalloc(1, sizeof(*v));
+	v->s = s;
+	v->f = f;
+	v->backend_pid = backend_pid;
+	v->deadline_ns = trygg_now_ns() + (uint64_t)STORE_VERIFY_MS * 1000000u;
+	uv_timer_init(s->loop, &v->timer);
+	v->timer.data = v;
+	s->verifying++;
+	verify_try(v);
 }
 
 /* Takes reports off the queue into batches while a slot is free. */
@@ -420,6 +637,14 @@ store_new(uv_loop_t *loop, db_pool *pool, outbox_relay *relay, metrics *m, const
 	    "Reports retried alone after their batch failed.", NULL);
 	s->m_failed = metrics_counter(m, "trygg_intake_reports_failed_total",
 	    "Reports Postgres refused on their own.", NULL);
+	/* By batch: some report found committed, none found, or no answer. */
+	static const char *const results[3] = {"committed", "not_committed", "unknown"};
+	for (int i = 0; i < 3; i++) {
+		const char *labels[] = {"result", results[i], NULL};
+		s->m_verified[i] = metrics_counter(m, "trygg_intake_outcome_checks_total",
+		    "Batches whose connection broke after sending, by what the lookup found.",
+		    labels);
+	}
 	static const double sizes[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
 	s->m_batch_size = metrics_histogram(m, "trygg_intake_commit_batch_size",
 	    "Reports per transaction.", NULL, sizes, TRYGG_ARRAY_LEN(sizes));

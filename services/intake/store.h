@@ -20,7 +20,15 @@
  * retried alone so only the bad one fails.
  *
  * A report's callback runs only after its batch's outcome is known:
- * STORE_CREATED means committed (and the relay was kicked).
+ * STORE_CREATED means committed (and the relay was kicked). When the
+ * connection broke after the batch was sent, the outcome is unknown to the
+ * db client, and the store finds out before answering: on another
+ * connection it makes sure the old backend is gone (pg_terminate_backend
+ * with a wait: once it has exited, its transaction either committed or
+ * never will) and then looks the batch's reports up by their ids, which
+ * were chosen before the insert, and their idempotency keys. It keeps
+ * trying for STORE_VERIFY_MS; if no connection answers by then, the
+ * outcome stays STORE_UNKNOWN.
  */
 #ifndef INTAKE_STORE_H
 #define INTAKE_STORE_H
@@ -38,9 +46,14 @@ typedef struct store store;
 typedef enum store_outcome {
 	STORE_CREATED,     /* committed; srid is its service_request_id */
 	STORE_DUPLICATE,   /* its idempotency key was already used: nothing written */
-	STORE_UNAVAILABLE, /* Postgres unreachable; outcome of a sent batch unknown: 503 */
+	STORE_UNAVAILABLE, /* Postgres unreachable: not stored (known): 503 */
 	STORE_FAILED,      /* Postgres refused this report on its own: 500 */
+	STORE_UNKNOWN,     /* sent, then the connection broke, and no connection
+	                      could tell in time whether it committed: 503 */
 } store_outcome;
+
+/* How long the store tries to learn the outcome of a broken batch. */
+#define STORE_VERIFY_MS 2000
 
 /* Runs on the loop thread; r is the submitted report, still owned by the
  * store (freed after the callback returns). */

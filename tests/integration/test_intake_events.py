@@ -7,11 +7,15 @@ notifier) must move report status exactly once; with Postgres stopped the
 answer is 503 with Retry-After and never a 201.
 """
 import json
+import os
+import signal
 import struct
+import subprocess
+import threading
 import time
 
-from harness import (Service, check, free_port, fresh_schemas, http, pg_start, pg_stop, psql,
-                     psql1, role_url, wait_for)
+from harness import (PGBIN, PGDIR, SUPER_URL, Service, check, free_port, fresh_schemas, http,
+                     pg_start, pg_stop, psql, psql1, role_url, wait_for)
 from intake_support import (stop, APP, POLICE, SCHOOL, SERGELS, STAFF, bearer, form_post, get,
                             outbox_events, pb_fields, pb_string, pb_varint, post, report,
                             report_count, start_intake)
@@ -164,11 +168,54 @@ def test_intake_status_from_task_events():
     stop(pub)
 
 
+def hold_lock(table):
+    """A psql session holding an exclusive lock on table until its stdin is
+    closed (or it is killed): writes to it block, in flight."""
+    p = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                          SUPER_URL], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, text=True)
+    p.stdin.write("BEGIN; LOCK TABLE %s IN ACCESS EXCLUSIVE MODE; SELECT 1;\n" % table)
+    p.stdin.flush()
+    return p
+
+
+def intake_waiting_on_lock():
+    return int(psql1("SELECT count(*) FROM pg_stat_activity WHERE usename = 'intake'"
+                     " AND wait_event_type = 'Lock'"))
+
+
 def test_intake_postgres_down_503():
     svc, keys = start_intake()
     check(post(svc, keys[APP], report())[0] == 201, "post before")
-    pg_stop()
+    # A report in flight when Postgres goes down: its INSERT waits on a
+    # lock (seen in pg_stat_activity) when the server stops. It must be
+    # answered 503, not 201 and not never, and it must not be stored.
+    locker = hold_lock("intake.reports")
+    inflight = {}
+
+    def in_flight_post():
+        try:
+            inflight["answer"] = post(svc, keys[APP], report(description="in flight"),
+                                      timeout=30)
+        except Exception as e:
+            inflight["answer"] = e
+    t = threading.Thread(target=in_flight_post)
     try:
+        wait_for(lambda: psql1("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock'"
+                               " AND relation = 'intake.reports'::regclass AND granted") == "1",
+                 10, "the lock on intake.reports")
+        t.start()
+        wait_for(lambda: intake_waiting_on_lock() >= 1, 10, "the POST to wait on the lock")
+        pg_stop()
+    finally:
+        locker.kill()
+        locker.wait(10)
+    try:
+        t.join(20)
+        check(not t.is_alive(), "the in-flight POST got no answer within 20 s")
+        a = inflight.get("answer")
+        check(isinstance(a, tuple), "the in-flight POST failed: %r" % (a,))
+        check(a[0] == 503, "in-flight POST while Postgres went down: %s %r" % (a[0], a[2]))
         time.sleep(0.5)
         for body in (report(), report("graffiti", attributes={"surface": "wall"})):
             s, h, b = post(svc, keys[APP], body)
@@ -190,6 +237,104 @@ def test_intake_postgres_down_503():
         pg_start()
     wait_for(lambda: post(svc, keys[APP], report())[0] == 201, 30, "recovery")
     check(report_count() == 2, "exactly the 201s were stored: %d" % report_count())
+    check(psql1("SELECT count(*) FROM intake.reports WHERE description = 'in flight'") == "0",
+          "the in-flight report answered 503 was stored")
+    stop(svc)
+
+
+def test_intake_statement_timeout():
+    """An INSERT stuck behind a lock is cancelled by statement_timeout: a
+    503 that says not stored (it rolled back), not a 500 and not a hang."""
+    svc, keys = start_intake({"TRYGG_DB_STATEMENT_TIMEOUT": "1s"})
+    check(post(svc, keys[APP], report())[0] == 201, "post before")
+    locker = hold_lock("intake.reports")
+    try:
+        wait_for(lambda: psql1("SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock'"
+                               " AND relation = 'intake.reports'::regclass AND granted") == "1",
+                 10, "the lock on intake.reports")
+        t0 = time.time()
+        s, h, b = post(svc, keys[APP], report(description="timed out"), timeout=10)
+        took = time.time() - t0
+    finally:
+        locker.kill()
+        locker.wait(10)
+    check(s == 503 and h.get("Trygg-Outcome") == "not-stored",
+          "POST behind a lock: %s %r %r" % (s, h.get("Trygg-Outcome"), b))
+    check(took < 5, "POST behind a lock took %.1f s (statement timeout 1 s)" % took)
+    check(psql1("SELECT count(*) FROM intake.reports WHERE description = 'timed out'") == "0",
+          "the timed-out report was stored")
+    check(post(svc, keys[APP], report())[0] == 201, "post after")
+    stop(svc)
+
+
+def postgres_pids():
+    """The postmaster of the test cluster and all its children."""
+    check(PGDIR, "this test needs the test's own cluster (TRYGG_TEST_PGDIR)")
+    with open(os.path.join(PGDIR, "data", "postmaster.pid")) as f:
+        master = int(f.readline())
+    kids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    # pid (comm) state ppid ...; comm may hold spaces.
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == master:
+                kids.append(int(d))
+    return master, kids
+
+
+def signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def test_intake_postgres_frozen():
+    """Postgres frozen (SIGSTOP), not down: no error ever comes back on the
+    connections. A POST must still be answered 503 within the batch
+    timeout, /readyz must say not ready, and all recovers on SIGCONT."""
+    svc, keys = start_intake({"TRYGG_DB_BATCH_TIMEOUT": "2s", "TRYGG_DB_STATEMENT_TIMEOUT": "2s"})
+    check(post(svc, keys[APP], report())[0] == 201, "post before")
+    master, _ = postgres_pids()
+    frozen = [master]
+    try:
+        os.kill(master, signal.SIGSTOP)  # first, so it forks no one new
+        _, kids = postgres_pids()
+        frozen += kids
+        signal_all(kids, signal.SIGSTOP)
+        t0 = time.time()
+        try:
+            s, h, b = post(svc, keys[APP], report(description="frozen"), idem="frozen-1",
+                           timeout=12)
+        except OSError as e:
+            raise AssertionError("POST with Postgres frozen: no answer after %.1f s (%s)"
+                                 % (time.time() - t0, e))
+        took = time.time() - t0
+        check(s == 503, "POST with Postgres frozen: %s %r" % (s, b))
+        check(took < 6, "POST with Postgres frozen took %.1f s (batch timeout 2 s)" % took)
+        check(int(h.get("Retry-After", "0")) >= 1, "Retry-After %r" % h)
+        # It was sent to a backend that never answered: nobody can know.
+        check(h.get("Trygg-Outcome") == "unknown" and b["error"]["code"] == "outcome_unknown",
+              "outcome of the frozen POST: %r %r" % (h, b))
+        check(h.get("Trygg-Report-Id") and len(h["Trygg-Report-Id"]) == 36, "Trygg-Report-Id")
+        wait_for(lambda: http("GET", svc.base + "/readyz", timeout=3)[0] == 503, 8,
+                 "/readyz to say not ready")
+        check(http("GET", svc.base + "/healthz", timeout=3)[0] == 200, "/healthz")
+        check(svc.alive(), "intake died")
+    finally:
+        signal_all(frozen, signal.SIGCONT)
+    wait_for(lambda: http("GET", svc.base + "/readyz", timeout=3)[0] == 200, 30, "ready again")
+    # The retry with the same Idempotency-Key gives the one report.
+    s, _, b = post(svc, keys[APP], report(description="frozen"), idem="frozen-1")
+    check(s == 201, "retry after the freeze: %s %r" % (s, b))
+    check(psql1("SELECT count(*) FROM intake.reports WHERE description = 'frozen'") == "1",
+          "the frozen report is stored once")
+    check(post(svc, keys[APP], report())[0] == 201, "post after")
     stop(svc)
 
 

@@ -283,6 +283,29 @@ raw_send(int fd, const char *s, size_t len)
 	assert_int_equal(send(fd, s, len, MSG_NOSIGNAL), (ssize_t)len);
 }
 
+static void
+raw_sends(int fd, const char *s)
+{
+	raw_send(fd, s, strlen(s));
+}
+
+/* Sends a chunked POST whose body (1400 bytes) is over the 1024-byte cap. */
+static void
+raw_send_chunked_over_cap(int fd, const char *path)
+{
+	char head[256];
+	int hl = snprintf(head, sizeof(head),
+	    "POST %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", path);
+	raw_send(fd, head, (size_t)hl);
+	char chunk[700 + 16];
+	int cl = snprintf(chunk, sizeof(chunk), "%x\r\n", 700);
+	memset(chunk + cl, 'b', 700);
+	memcpy(chunk + cl + 700, "\r\n", 2);
+	raw_send(fd, chunk, (size_t)cl + 702);
+	raw_send(fd, chunk, (size_t)cl + 702);
+	raw_send(fd, "0\r\n\r\n", 5);
+}
+
 /*
  * Reads one response (headers plus Content-Length body) while running the
  * loop. Returns its length, 0 on EOF before anything, -1 on timeout.
@@ -419,23 +442,22 @@ test_body_cap_raw(void **state)
 	assert_memory_equal(buf, "HTTP/1.1 413", 12);
 	close(fd);
 
-	/* A chunked body that grows over the cap is cut off: 413 or a close,
-	 * never a crash and never a 500. */
+	/* A chunked body that grows over the cap is answered 413 (at its
+	 * end), not with a closed connection. */
 	fd = raw_connect(f);
-	req = "POST /v1/reports HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
-	raw_send(fd, req, strlen(req));
-	char chunk[700 + 16];
-	int cl = snprintf(chunk, sizeof(chunk), "%x\r\n", 700);
-	memset(chunk + cl, 'b', 700);
-	memcpy(chunk + cl + 700, "\r\n", 2);
-	raw_send(fd, chunk, (size_t)cl + 702);
-	raw_send(fd, chunk, (size_t)cl + 702);
+	raw_send_chunked_over_cap(fd, "/v1/reports");
 	n = raw_read_response(f, fd, buf, sizeof(buf));
 	if (getenv("TEST_VERBOSE"))
 		print_message("chunked: n=%zd %.40s\n", n, n > 0 ? buf : "");
-	assert_true(n >= 0);
-	if (n > 0)
-		assert_memory_equal(buf, "HTTP/1.1 413", 12);
+	assert_true(n > 0);
+	assert_memory_equal(buf, "HTTP/1.1 413", 12);
+	assert_non_null(strstr(buf, "body_too_large"));
+	/* The body was read to its end, so the connection still works. */
+	req = "GET /v1/reports/5 HTTP/1.1\r\nHost: x\r\n\r\n";
+	raw_send(fd, req, strlen(req));
+	n = raw_read_response(f, fd, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_memory_equal(buf, "HTTP/1.1 200", 12);
 	close(fd);
 
 	reply r = {0};
@@ -681,6 +703,237 @@ test_close_from_handler_path(void **state)
 	(void)fd;
 }
 
+/* An API's own error format: [{"code":N,"description":"..."}] plus who
+ * rendered it; XML for paths ending in .xml. */
+static void
+render_o311(http_request *req, unsigned status, const char *code, const char *message, void *arg)
+{
+	char body[512];
+	(void)code;
+	const char *path = http_request_path(req);
+	size_t pl = strlen(path);
+	if (pl > 4 && strcmp(path + pl - 4, ".xml") == 0) {
+		snprintf(body, sizeof(body),
+		    "<errors><error><code>%u</code><description>%s [%s]"
+		    "</description></error></errors>",
+		    status, message, (const char *)arg);
+		http_respond(req, status, "text/xml", body, strlen(body));
+		return;
+	}
+	snprintf(body, sizeof(body), "[{\"code\":%u,\"description\":\"%s [%s]\"}]", status, message,
+	    (const char *)arg);
+	http_respond(req, status, "application/json", body, strlen(body));
+}
+
+static void
+assert_o311(const char *buf, unsigned status, const char *who)
+{
+	char want[64];
+	snprintf(want, sizeof(want), "HTTP/1.1 %u", status);
+	assert_memory_equal(buf, want, strlen(want));
+	const char *body = strstr(buf, "\r\n\r\n");
+	assert_non_null(body);
+	snprintf(want, sizeof(want), "[{\"code\":%u,", status);
+	if (strncmp(body + 4, want, strlen(want)) != 0)
+		fail_msg("not an Open311 error: %s", body + 4);
+	assert_non_null(strstr(body, who));
+}
+
+static void
+test_error_renderer(void **state)
+{
+	fx *f = *state;
+	char buf[8192];
+	assert_int_equal(http_server_set_error_renderer(f->srv, "", render_o311, NULL),
+	    TRYGG_EINVAL);
+	assert_int_equal(http_server_set_error_renderer(f->srv, "/o311/", render_o311, "short"), 0);
+	assert_int_equal(http_server_set_error_renderer(f->srv, "/o311/v2/", render_o311, "long"),
+	    0);
+	assert_int_equal(http_server_route(f->srv, "GET /o311/v2/things.json", h_search, f), 0);
+	assert_int_equal(http_server_route(f->srv, "POST /o311/v2/things.json", h_post, f), 0);
+
+	int fd = raw_connect(f);
+	/* 404 and 405 under the prefix: the longest prefix's renderer. */
+	const char *req = "GET /o311/v2/nothing.json HTTP/1.1\r\nHost: x\r\n\r\n";
+	raw_send(fd, req, strlen(req));
+	assert_true(raw_read_response(f, fd, buf, sizeof(buf)) > 0);
+	assert_o311(buf, 404, "[long]");
+	req = "GET /o311/other HTTP/1.1\r\nHost: x\r\n\r\n";
+	raw_send(fd, req, strlen(req));
+	assert_true(raw_read_response(f, fd, buf, sizeof(buf)) > 0);
+	assert_o311(buf, 404, "[short]");
+	req = "DELETE /o311/v2/things.json HTTP/1.1\r\nHost: x\r\n\r\n";
+	raw_send(fd, req, strlen(req));
+	assert_true(raw_read_response(f, fd, buf, sizeof(buf)) > 0);
+	assert_o311(buf, 405, "[long]");
+	assert_non_null(strcasestr(buf, "\r\nAllow: GET, HEAD, POST\r\n"));
+	req = "GET /o311/v2/nothing.xml HTTP/1.1\r\nHost: x\r\n\r\n";
+	raw_send(fd, req, strlen(req));
+	assert_true(raw_read_response(f, fd, buf, sizeof(buf)) > 0);
+	assert_memory_equal(buf, "HTTP/1.1 404", 12);
+	assert_non_null(strstr(buf, "<errors><error><code>404</code>"));
+	/* Outside the prefixes: the standard JSON error. */
+	req = "GET /v1/nothing HTTP/1.1\r\nHost: x\r\n\r\n";
+	raw_send(fd, req, strlen(req));
+	assert_true(raw_read_response(f, fd, buf, sizeof(buf)) > 0);
+	assert_memory_equal(buf, "HTTP/1.1 404", 12);
+	assert_non_null(strstr(buf, "{\"error\":{\"code\":\"not_found\""));
+	close(fd);
+
+	/* 413 by Content-Length. */
+	fd = raw_connect(f);
+	req = "POST /o311/v2/things.json HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n";
+	raw_send(fd, req, strlen(req));
+	assert_true(raw_read_response(f, fd, buf, sizeof(buf)) > 0);
+	assert_o311(buf, 413, "[long]");
+	close(fd);
+
+	/* 413 for a chunked body that grows over the cap. */
+	fd = raw_connect(f);
+	raw_send_chunked_over_cap(fd, "/o311/v2/things.json");
+	assert_true(raw_read_response(f, fd, buf, sizeof(buf)) > 0);
+	assert_o311(buf, 413, "[long]");
+	close(fd);
+
+	/* 431: headers over max_header_bytes (8192 here). */
+	fd = raw_connect(f);
+	size_t hl = 10000;
+	char *big = malloc(hl + 128);
+	int o = snprintf(big, 128, "GET /o311/v2/things.json HTTP/1.1\r\nHost: x\r\nX-Big: ");
+	memset(big + o, 'h', hl);
+	memcpy(big + o + hl, "\r\n\r\n", 5);
+	raw_send(fd, big, strlen(big));
+	free(big);
+	ssize_t n = raw_read_response(f, fd, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_o311(buf, 431, "[long]");
+	close(fd);
+
+	/* Routes under the prefix still answer themselves. */
+	reply r = {0};
+	request(f, &r, "GET", "/o311/v2/things.json", NULL, NULL, 0);
+	assert_int_equal(r.status, 200);
+}
+
+/* True once the server has closed fd (EOF or reset); runs the loop. */
+static bool
+raw_closed_within(fx *f, int fd, uint64_t ms)
+{
+	char c[256];
+	uint64_t end = uv_hrtime() / 1000000 + ms;
+	while (uv_hrtime() / 1000000 < end) {
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+		ssize_t n = recv(fd, c, sizeof(c), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK))
+			return true;
+		usleep(1000);
+	}
+	return false;
+}
+
+static void
+h_ok(http_request *req, void *arg)
+{
+	(void)arg;
+	http_respond(req, 200, "text/plain", "ok", 2);
+}
+
+/*
+ * Slow heads against a server of its own with small limits: 2 ordinary
+ * connections, 1 reserved, 2 waiting per address, a 400 ms head deadline
+ * (the idle timeout is 5 s).
+ */
+static void
+test_slow_heads(void **state)
+{
+	fx *f = *state;
+	http_server_options o = {.port = 0,
+	    .max_body_bytes = 1024,
+	    .max_connections = 2,
+	    .reserved_connections = 1,
+	    .max_waiting_per_addr = 2,
+	    .head_timeout_ms = 400,
+	    .idle_timeout_s = 5};
+	http_server *srv;
+	assert_int_equal(http_server_new(&f->loop, &o, &srv), 0);
+	assert_int_equal(http_server_route(srv, "GET /healthz", h_ok, f), 0);
+	assert_int_equal(http_server_route(srv, "GET /park", h_park, f), 0);
+	assert_int_equal(http_server_route(srv, "GET /x", h_ok, f), 0);
+	assert_int_equal(http_server_start(srv), 0);
+	uint16_t main_port = f->port;
+	f->port = http_server_port(srv);
+	char buf[4096];
+
+	/* A head trickled a line every 100 ms is closed at its deadline. */
+	int fd = raw_connect(f);
+	raw_sends(fd, "GET /x HTTP/1.1\r\n");
+	uint64_t t0 = uv_hrtime();
+	bool closed = false;
+	for (int i = 0; i < 20 && !closed; i++) {
+		closed = raw_closed_within(f, fd, 100);
+		if (!closed)
+			send(fd, "X-A: b\r\n", 8, MSG_NOSIGNAL);
+	}
+	uint64_t ms = (uv_hrtime() - t0) / 1000000;
+	assert_true(closed);
+	assert_true(ms >= 350 && ms < 1500);
+	close(fd);
+
+	/* A third waiting connection from one address closes the oldest. */
+	int a = raw_connect(f), b = raw_connect(f);
+	run_until(f, NULL, 20);
+	int c = raw_connect(f);
+	assert_true(raw_closed_within(f, a, 200));
+	assert_false(raw_closed_within(f, b, 50));
+	/* b and c hold both ordinary slots; a complete request still gets in,
+	 * closing the oldest waiting connection (b). */
+	int d = raw_connect(f);
+	raw_sends(d, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(raw_read_response(f, d, buf, sizeof(buf)) > 0);
+	assert_memory_equal(buf, "HTTP/1.1 200", 12);
+	assert_true(raw_closed_within(f, b, 200));
+	close(a);
+	close(b);
+	close(c);
+	close(d);
+	run_until(f, NULL, 50);
+
+	/* Both ordinary slots busy with requests in progress: a new connection
+	 * is a reserve one, for the ops paths only. */
+	int p1 = raw_connect(f);
+	raw_sends(p1, "GET /park HTTP/1.1\r\nHost: x\r\n\r\n");
+	run_until(f, NULL, 50);
+	assert_non_null(f->parked);
+	http_request *first = f->parked;
+	f->parked = NULL;
+	int p2 = raw_connect(f);
+	raw_sends(p2, "GET /park HTTP/1.1\r\nHost: x\r\n\r\n");
+	run_until(f, NULL, 50);
+	assert_non_null(f->parked);
+	int r = raw_connect(f);
+	raw_sends(r, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(raw_read_response(f, r, buf, sizeof(buf)) > 0);
+	assert_memory_equal(buf, "HTTP/1.1 503", 12);
+	assert_non_null(strstr(buf, "\"busy\""));
+	assert_non_null(strcasestr(buf, "Connection: close"));
+	close(r);
+	run_until(f, NULL, 50);
+	r = raw_connect(f);
+	raw_sends(r, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(raw_read_response(f, r, buf, sizeof(buf)) > 0);
+	assert_memory_equal(buf, "HTTP/1.1 200", 12);
+	close(r);
+
+	http_respond(first, 200, NULL, NULL, 0);
+	http_respond(f->parked, 200, NULL, NULL, 0);
+	f->parked = NULL;
+	run_until(f, NULL, 50);
+	close(p1);
+	close(p2);
+	http_server_close(srv);
+	f->port = main_port;
+}
+
 int
 main(void)
 {
@@ -698,6 +951,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_limits_and_garbage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stop, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_close_from_handler_path, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_error_renderer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_slow_heads, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
