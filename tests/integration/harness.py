@@ -189,6 +189,15 @@ class Service:
         except TestFailure as e:
             raise TestFailure("%s\n%s" % (e, self.tail()))
 
+    def wait_alive(self, timeout=30):
+        """Waits for /healthz: the process serves, even if not ready (a
+        halted stream keeps /readyz at 503 on purpose)."""
+        def alive():
+            if self.proc.poll() is not None:
+                raise TestFailure("%s exited with %s; log:\n%s" % (self.name, self.proc.returncode, self.tail()))
+            return http("GET", self.base + "/healthz", timeout=2)[0] == 200
+        wait_for(alive, timeout, "%s alive" % self.name)
+
     def kill9(self):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

@@ -12,7 +12,7 @@ import os
 import subprocess
 import time
 
-from harness import PGBIN, PGDIR, check, psql, psql1, wait_for
+from harness import PGBIN, PGDIR, check, http, psql, psql1, wait_for
 from test_backbone import (PUB, SUB, applied_count, make_pair, produce, stop_all,
                            wait_producer_idle)
 
@@ -111,9 +111,15 @@ def test_new_epoch_halts_until_accepted():
     time.sleep(2)  # more heartbeats and replays: still nothing applied
     check(applied_count() == 100, "applied %d events of the new epoch" % (applied_count() - 100))
     check(cursor()["halted"] == "epoch_changed", "halt lifted by itself")
+    # /readyz says why the stream is not applying.
+    code, _, body = http("GET", sub.base + "/readyz")
+    body = body.decode()
+    check(code == 503 and '"halted":"epoch_changed"' in body.replace(" ", ""),
+          "readyz while halted: %s %s" % (code, body))
     # A restart remembers the halt.
     stop_all(sub)
-    sub.start()
+    sub.start(wait_ready=False)
+    sub.wait_alive()
     wait_for(lambda: any(l.get("since_before_start") for l in error_lines(sub, "inbox_halted")),
              10, "the restarted subscriber to say it is halted")
     time.sleep(1.5)
@@ -216,7 +222,8 @@ def purged_setup(sub_env=None):
 
 def test_purged_range_halts_until_continue():
     pub, sub = purged_setup()
-    sub.start()
+    sub.start(wait_ready=False)
+    sub.wait_alive()
     c = wait_halted("purged")
     check("21" in c["detail"] and "40" in c["detail"], "detail %r" % c["detail"])
     check(c["last_seq"] == 20 and applied_count() == 20, "went past a purged range: %r" % c)

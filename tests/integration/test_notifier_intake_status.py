@@ -10,8 +10,8 @@ from test_intake_events import publish, start_notifier
 
 def test_intake_applies_task_events_by_task_id():
     pub = start_notifier()
-    svc, keys = start_intake({"TRYGG_NOTIFIER_SUB_URL": pub.env["TRYGG_BUS_PUB_URL"],
-                              "TRYGG_NOTIFIER_REQ_URL": pub.env["TRYGG_BUS_REP_URL"]})
+    svc, keys = start_intake({"TRYGG_BUS_NOTIFIER_SUB_URL": pub.env["TRYGG_BUS_PUB_URL"],
+                              "TRYGG_BUS_NOTIFIER_REQ_URL": pub.env["TRYGG_BUS_REP_URL"]})
     n = 40
     ids = []
     for i in range(n):
