@@ -765,6 +765,27 @@ on_exec_result(db *d, db_batch *b, PGresult *r)
 	}
 }
 
+/*
+ * A result after the batch's last statement: the implicit commit at the
+ * Sync failed (a deferred constraint or constraint trigger, a serialization
+ * failure detected at commit), and the whole transaction rolled back. The
+ * batch fails with that SQLSTATE and failed_index == n (past the last
+ * statement). Anything else there is unexpected and only logged.
+ */
+static void
+on_commit_result(db *d, db_batch *b, PGresult *r)
+{
+	ExecStatusType st = PQresultStatus(r);
+	if (st != PGRES_FATAL_ERROR) {
+		log_warn("db_extra_result", "\"db\":\"%s\",\"status\":\"%s\"", d->name,
+		    PQresStatus(st));
+		return;
+	}
+	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+	batch_set_error(b, b->n, PQresultErrorField(r, PG_DIAG_SQLSTATE),
+	    msg != NULL ? msg : PQresultErrorMessage(r));
+}
+
 /* Moves b's reader past the step that just ended (its NULL arrived). */
 static void
 step_advance(db_batch *b)
@@ -818,7 +839,7 @@ read_results(db *d)
 		b->got = true;
 		bool kept = false;
 		if (b->pos >= b->n)
-			log_warn("db_extra_result", "\"db\":\"%s\"", d->name);
+			on_commit_result(d, b, r);
 		else if (b->phase == PH_PREPARE)
 			on_prepare_result(d, b, r);
 		else
@@ -1297,6 +1318,51 @@ db_listen(db *d, const char *channel, db_notify_cb cb, void *arg)
 	if ((d->state == ST_SETUP || d->state == ST_READY) && !d->lost_pending)
 		send_listens(d, d->nlisten - 1, d->nlisten, false);
 	return 0;
+}
+
+void
+db_unlisten(db *d, db_notify_cb cb, void *arg)
+{
+	if (d == NULL)
+		return;
+	/* Only our table changes: the server keeps sending, read_notifies()
+	 * finds no callback and drops the notification. */
+	for (int i = 0; i < d->nlisten;) {
+		if (d->listens[i].cb == cb && d->listens[i].arg == arg) {
+			free(d->listens[i].channel);
+			d->listens[i] = d->listens[--d->nlisten];
+		} else {
+			i++;
+		}
+	}
+}
+
+bool
+db_error_is_transient(const char *sqlstate)
+{
+	if (sqlstate == NULL || strlen(sqlstate) != 5)
+		return true; /* no verdict from the server: assume the link */
+	static const char *const classes[] = {
+	    "08", /* connection exception */
+	    "40", /* transaction rollback: serialization failure, deadlock */
+	    "53", /* insufficient resources: too many connections, disk full */
+	    "55", /* object not in prerequisite state: lock_not_available */
+	    "57", /* operator intervention: query canceled, admin shutdown */
+	    "58", /* system error: I/O error */
+	};
+	for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++)
+		if (strncmp(sqlstate, classes[i], 2) == 0)
+			return true;
+	static const char *const codes[] = {
+	    "25006", /* read_only_sql_transaction: a failover or maintenance */
+	    "25P03", /* idle_in_transaction_session_timeout */
+	    "72000", /* snapshot_too_old */
+	    "F0000", /* config_file_error */
+	};
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (strcmp(sqlstate, codes[i]) == 0)
+			return true;
+	return false;
 }
 
 int

@@ -8,6 +8,10 @@
  * costs one round trip. Many batches may be in flight at once; their
  * callbacks run in submission order on the loop thread.
  *
+ * An error at the implicit commit (a deferred constraint, a serialization
+ * failure found at commit) fails the batch like a statement's error, with
+ * failed_index set to the number of statements.
+ *
  * When the connection drops, every batch in flight or queued fails with
  * TRYGG_EDBCONN (the outcome of a batch that was already sent is unknown:
  * callers that must know re-read state after reconnecting; the reply names
@@ -58,7 +62,8 @@ typedef struct db_reply {
 	int err;                  /* 0, TRYGG_EDB, TRYGG_EDBCONN or TRYGG_ECLOSED */
 	const char *sqlstate;     /* with TRYGG_EDB: the 5-char SQLSTATE */
 	const char *message;      /* with any error: a human-readable reason */
-	int failed_index;         /* with TRYGG_EDB: which statement failed */
+	int failed_index;         /* with TRYGG_EDB: which statement failed; the
+	                           * number of statements if the commit failed */
 	int nresults;             /* with err == 0: one result per statement */
 	PGresult *const *results; /* owned by db; freed after the callback */
 	int backend_pid;          /* the server process the batch was sent to (0: none) */
@@ -93,6 +98,21 @@ void db_set_state_cb(db *d, db_state_cb cb, void *arg);
  * At most 8 channels per client.
  */
 int db_listen(db *d, const char *channel, db_notify_cb cb, void *arg) TRYGG_MUSTCHECK;
+
+/* Removes every db_listen registration with this callback and arg (the
+ * server-side LISTEN stays; its notifications are dropped). Accepts NULL. */
+void db_unlisten(db *d, db_notify_cb cb, void *arg);
+
+/*
+ * The one verdict on a Postgres error: true if the same transaction may
+ * well succeed when retried later (classes 08 connection, 40 serialization
+ * failure and deadlock, 53 resources, 55 lock not available, 57 canceled or
+ * shut down, 58 system error; 25006 read-only after a failover, 25P03,
+ * 72000; and no SQLSTATE at all), false if it is about the data or the
+ * statement (22 data, 23 constraint, 42 syntax or undefined object, P0
+ * raised by a function, and everything else), which no retry will fix.
+ */
+bool db_error_is_transient(const char *sqlstate);
 
 /* Batches. A batch owns copies of everything added to it. */
 db_batch *db_batch_new(void);

@@ -6,13 +6,34 @@
  *   applied     the cursor as last committed (loaded from Postgres);
  *   queue       events applied + 1 .. held, contiguous, waiting to be
  *               applied (the first `inflight` of them are in the batch
- *               being committed);
+ *               being committed), bounded by count and by bytes;
  *   held        the highest seq in the queue (== applied when empty);
- *   known       the highest seq the publisher has announced.
+ *   known       the highest seq the publisher has announced;
+ *   gen         bumped by every reset. A replay request remembers the gen
+ *               and from_seq it was sent for; its reply is used only if
+ *               both still hold and its first event is that from_seq, so a
+ *               reply that arrives after a reset (the queue it was asked
+ *               for is gone) is discarded and asked again, never taken as
+ *               a purged range.
  * A live event is taken only if it is exactly held + 1; anything else is a
  * duplicate (<= held) or a gap (> held + 1), and gaps are filled by replay,
  * which also starts the stream after a (re)start. There is no reordering
  * buffer: replay is cheap and keeps the logic to one path.
+ *
+ * A failed batch is judged by db_error_is_transient(): a transient error
+ * (connection, deadlock, serialization, cancel, lock timeout, read-only...)
+ * resets the inbox and retries the whole run after an exponential backoff
+ * with jitter; a permanent error in one event's statements marks that event
+ * poison (recorded in inbox_failed in the next attempt, the rest applied);
+ * a permanent error at commit (a deferred constraint) names no event, so
+ * the events of that batch are then applied one per transaction, and the
+ * one that still fails alone is the poison. TR001 (the cursor moved under
+ * us: another replica) resets too.
+ *
+ * Set-aside events come back on request: rows of inbox_failed with
+ * retry_requested_at set are re-applied one at a time, on NOTIFY
+ * <schema>_inbox and on a poll timer, each in a transaction that deletes
+ * its row (inbox_failed_take).
  */
 #include "inbox.h"
 
@@ -29,10 +50,12 @@
 typedef struct held_event {
 	uint64_t seq;  /* first seq covered */
 	uint64_t last; /* last seq covered (== seq for an event) */
+	size_t bytes;  /* its share of the queue's byte bound */
 	bool is_skip;
-	int stmt_first; /* its statements in the current batch: */
-	int stmt_count; /*   [stmt_first, stmt_first + stmt_count) */
-	char *poison;   /* set once its effect failed alone: record, skip */
+	int stmt_first;       /* its statements in the current batch: */
+	int stmt_count;       /*   [stmt_first, stmt_first + stmt_count) */
+	char *poison;         /* set once its effect failed alone: record, skip */
+	char poison_state[6]; /* its SQLSTATE, "" if none */
 	Trygg__Bus__Envelope env;
 } held_event;
 
@@ -49,13 +72,31 @@ struct inbox {
 
 	bool cursor_loaded, loading;
 	bool replay_pending;
+	bool replay_needed; /* ask once after a cursor load, whatever `known` says */
 	bool stopping;
 	uint64_t applied, held, known;
+	uint64_t gen;                     /* bumped by reset() */
+	uint64_t replay_gen, replay_from; /* what the pending request asked for */
 
 	held_event **queue; /* ring buffer of queue_max entries */
 	size_t qhead, qlen;
-	size_t inflight; /* entries at the head in the batch being committed */
+	size_t qbytes;       /* sum of the queued entries' bytes */
+	size_t avg_bytes;    /* running average size of an event (0: none seen yet) */
+	size_t inflight;     /* entries at the head in the batch being committed */
+	int inflight_stmts;  /* statements in that batch, the advance included */
+	uint64_t solo_until; /* apply one event per batch up to this seq */
 	int db_pending;
+
+	unsigned backoff_ms;    /* the next backoff after a failure */
+	uint64_t not_before_ms; /* no cursor load before this */
+	uint32_t rng;
+
+	char *channel;             /* "<schema>_inbox", or NULL */
+	bool retry_running;        /* a scan or re-apply is in flight */
+	bool retry_again;          /* a request came during it */
+	uint64_t retry_seq;        /* the set-aside event being re-applied */
+	uint64_t retry_not_before; /* after a transient failure of a re-apply */
+	uint64_t next_poll_ms;
 	inbox_stats st;
 
 	/* Epochs and halts (see "Epochs" in inbox.h), all from the cursor row
@@ -71,7 +112,6 @@ struct inbox {
 	bool purge_continue;     /* the operator lifted a purge halt: go past it once */
 	bool probe;              /* a heartbeat disagrees: let a replay reply decide */
 	uint64_t halt_polled_ms; /* last poll of the cursor row while halted */
-	char *channel;           /* "<schema>_inbox", once known */
 };
 
 static const char HALT_EPOCH[] = "epoch_changed";
@@ -97,11 +137,24 @@ static const char SQL_SKIPPED[] =
     "INSERT INTO inbox_skipped (publisher, from_seq, to_seq, epoch, reason)"
     " VALUES ($1, $2, $3, nullif($4, '')::uuid, 'purged') ON CONFLICT DO NOTHING";
 static const char SQL_FAILED[] =
-    "INSERT INTO inbox_failed (publisher, seq, event_id, event_type, payload, error)"
-    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING";
+    "INSERT INTO inbox_failed (publisher, seq, event_id, event_type, payload, error, sqlstate,"
+    " occurred_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+static const char SQL_FAILED_COUNT[] = "SELECT count(*) FROM inbox_failed WHERE publisher = $1";
+static const char SQL_RETRY_NEXT[] =
+    "SELECT seq, event_id, event_type, payload, coalesce(occurred_at_us,"
+    " (extract(epoch FROM failed_at) * 1000000)::bigint) FROM inbox_failed"
+    " WHERE publisher = $1 AND retry_requested_at IS NOT NULL ORDER BY seq LIMIT 1";
+static const char SQL_RETRY_TAKE[] = "SELECT inbox_failed_take($1, $2)";
+static const char SQL_RETRY_FAILED[] =
+    "UPDATE inbox_failed SET retry_requested_at = NULL, attempts = attempts + 1,"
+    " error = $3, sqlstate = $4, failed_at = now() WHERE publisher = $1 AND seq = $2";
+
+#define BACKOFF_MIN_DEFAULT 250
+#define REPLAY_REPLY_BYTES (4u * 1024 * 1024) /* the relay's cap on one reply */
 
 static void maybe_apply(inbox *in);
 static void maybe_replay(inbox *in);
+static void retry_scan(inbox *in);
 
 static void
 held_free(held_event *h)
@@ -120,9 +173,16 @@ maybe_free(inbox *in)
 		held_free(in->queue[(in->qhead + i) % in->o.queue_max]);
 	free(in->queue);
 	free(in->halted_detail);
-	free(in->channel);
 	free(in->publisher);
+	free(in->channel);
 	free(in);
+}
+
+/* What one event costs the queue's byte bound. */
+static size_t
+event_bytes(const Trygg__Bus__Envelope *ev)
+{
+	return sizeof(held_event) + strlen(ev->event_id) + strlen(ev->type) + 2 + ev->payload.len;
 }
 
 /* Copies an envelope into one owned allocation. */
@@ -133,6 +193,7 @@ hold(const Trygg__Bus__Envelope *ev)
 	held_event *h = xmalloc(sizeof(*h) + id_len + type_len + ev->payload.len);
 	char *p = (char *)(h + 1);
 	h->seq = h->last = ev->seq;
+	h->bytes = event_bytes(ev);
 	h->is_skip = false;
 	h->poison = NULL;
 	trygg__bus__envelope__init(&h->env);
@@ -153,13 +214,49 @@ queue_room(const inbox *in)
 	return in->o.queue_max - in->qlen;
 }
 
+/* True if an event of `bytes` fits the byte bound. An empty queue takes
+ * any event, so one larger than the bound cannot stall the stream. */
+static bool
+bytes_fit(const inbox *in, size_t bytes)
+{
+	return in->qlen == 0 || in->qbytes + bytes <= in->o.queue_max_bytes;
+}
+
 static void
 queue_push(inbox *in, held_event *h)
 {
 	h->env.publisher = in->publisher;
 	in->queue[(in->qhead + in->qlen) % in->o.queue_max] = h;
 	in->qlen++;
+	in->qbytes += h->bytes;
 	in->held = h->last;
+}
+
+/* Drops the first n entries (applied, or the whole queue on a reset). */
+static void
+queue_drop(inbox *in, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		held_event *h = in->queue[(in->qhead + i) % in->o.queue_max];
+		in->qbytes -= h->bytes;
+		held_free(h);
+	}
+	in->qhead = (in->qhead + n) % in->o.queue_max;
+	in->qlen -= n;
+}
+
+/* The next delay of the failure backoff: "equal jitter" around the current
+ * step, which then doubles up to backoff_max_ms. A success resets it. */
+static unsigned
+next_backoff(inbox *in)
+{
+	unsigned b = in->backoff_ms ? in->backoff_ms : in->o.retry_ms;
+	in->rng ^= in->rng << 13;
+	in->rng ^= in->rng >> 17;
+	in->rng ^= in->rng << 5;
+	unsigned delay = b / 2 + (unsigned)(in->rng % (b / 2 + 1));
+	in->backoff_ms = b >= in->o.backoff_max_ms / 2 ? in->o.backoff_max_ms : b * 2;
+	return delay;
 }
 
 static held_event *
@@ -168,17 +265,25 @@ queue_at(const inbox *in, size_t i)
 	return in->queue[(in->qhead + i) % in->o.queue_max];
 }
 
-/* Drops everything held and forgets the cursor: after an unknown outcome
- * the only truth is what Postgres has. Only called with nothing in flight. */
+/*
+ * Drops everything held and forgets the cursor: after an unknown outcome
+ * the only truth is what Postgres has. The cursor is loaded again after a
+ * backoff delay. Bumping `gen` makes any replay reply still on its way
+ * stale. Only called with nothing in flight.
+ */
 static void
 reset(inbox *in, const char *why)
 {
-	log_warn("inbox_reset", "\"publisher\":\"%s\",\"reason\":\"%s\",\"applied_seq\":%" PRIu64,
-	    in->publisher, why, in->applied);
-	for (size_t i = 0; i < in->qlen; i++)
-		held_free(queue_at(in, i));
-	in->qhead = in->qlen = 0;
+	char m[512];
+	unsigned delay = next_backoff(in);
+	in->not_before_ms = trygg_now_ms() + delay;
+	log_warn("inbox_reset",
+	    "\"publisher\":\"%s\",\"reason\":%s,\"applied_seq\":%" PRIu64 ",\"retry_ms\":%u",
+	    in->publisher, log_json_str(why, m, sizeof(m)), in->applied, delay);
+	queue_drop(in, in->qlen);
+	in->qhead = 0;
 	in->cursor_loaded = false;
+	in->gen++;
 }
 
 /*
@@ -197,12 +302,14 @@ offer(inbox *in, const Trygg__Bus__Envelope *ev, bool live)
 		in->st.duplicates++;
 		return false;
 	}
-	if (ev->seq != in->held + 1 || queue_room(in) == 0) {
+	if (ev->seq != in->held + 1 || queue_room(in) == 0 || !bytes_fit(in, event_bytes(ev))) {
 		if (live)
 			in->st.gaps++;
 		return false;
 	}
-	queue_push(in, hold(ev));
+	held_event *h = hold(ev);
+	in->avg_bytes = in->avg_bytes ? (in->avg_bytes * 3 + h->bytes) / 4 : h->bytes;
+	queue_push(in, h);
 	return true;
 }
 
@@ -472,17 +579,7 @@ halt_tick(inbox *in)
 	}
 }
 
-static void
-on_inbox_notify(void *arg, const char *channel, const char *payload)
-{
-	inbox *in = arg;
-	(void)channel;
-	(void)payload;
-	if (in->halted != NULL && !in->stopping) {
-		in->halt_recheck = true;
-		halt_tick(in);
-	}
-}
+static void on_notify(void *arg, const char *channel, const char *payload);
 
 /*
  * Reads the cursor's epoch columns (a SQL_CURSOR_EPOCH result) and starts
@@ -497,7 +594,7 @@ cursor_epoch_loaded(inbox *in, const PGresult *res)
 	snprintf(in->epoch, sizeof(in->epoch), "%s", PQgetvalue(res, 0, 0));
 	if (in->channel == NULL) {
 		in->channel = xasprintf("%s_inbox", PQgetvalue(res, 0, 3));
-		if (db_listen(in->db, in->channel, on_inbox_notify, in) != 0)
+		if (db_listen(in->db, in->channel, on_notify, in) != 0)
 			log_warn("inbox_listen_failed", "\"channel\":\"%s\"", in->channel);
 	}
 	const char *h = PQgetvalue(res, 0, 1);
@@ -523,6 +620,17 @@ cursor_epoch_loaded(inbox *in, const PGresult *res)
 	return false;
 }
 
+/* Counts and logs a frame from another publisher, which is dropped. */
+static void
+drop_foreign(inbox *in, size_t len, const char *what, const char *from)
+{
+	char name[96];
+	in->st.invalid++;
+	log_warn("bus_frame_invalid",
+	    "\"publisher\":\"%s\",\"bytes\":%zu,\"error\":\"%s\",\"from\":%s", in->publisher, len,
+	    what, log_json_str(from, name, sizeof(name)));
+}
+
 static void
 on_frame(void *arg, nng_msg *msg)
 {
@@ -545,20 +653,40 @@ on_frame(void *arg, nng_msg *msg)
 		} else {
 			/* Someone else's event on this publisher's socket: a
 			 * misconfiguration, never to be applied. */
-			char name[96];
-			in->st.invalid++;
-			log_warn("bus_frame_invalid",
-			    "\"publisher\":\"%s\",\"bytes\":%zu,\"error\":\"foreign publisher\","
-			    "\"from\":%s",
-			    in->publisher, len,
-			    log_json_str(f->event->publisher, name, sizeof(name)));
+			drop_foreign(in, len, "foreign publisher", f->event->publisher);
 		}
 	} else if (f->kind_case == TRYGG__BUS__FRAME__KIND_HEARTBEAT) {
-		heartbeat_seen(in, f->heartbeat);
+		if (strcmp(f->heartbeat->publisher, in->publisher) == 0) {
+			heartbeat_seen(in, f->heartbeat);
+		} else {
+			/* A foreign heartbeat's last_seq says nothing about our
+			 * stream: believed, it would have us ask for replays in
+			 * a tight loop. */
+			drop_foreign(in, len, "foreign heartbeat", f->heartbeat->publisher);
+		}
 	}
 	envelope_frame_free(f);
 	maybe_apply(in);
 	maybe_replay(in);
+}
+
+/*
+ * True if a reply answers the request for the current state: sent in this
+ * generation (no reset since), and starting where it was asked to (or at
+ * the first event the publisher still has, when it purged older ones).
+ * Anything else is a late answer to a question no longer asked; using it
+ * could make the inbox skip events the outbox still holds.
+ */
+static bool
+reply_is_current(const inbox *in, const Trygg__Bus__ReplayReply *rep)
+{
+	if (!in->cursor_loaded || in->replay_gen != in->gen)
+		return false;
+	if (rep->n_events == 0)
+		return true;
+	uint64_t first = rep->events[0]->seq;
+	return first == in->replay_from ||
+	    (first == rep->first_available_seq && first > in->replay_from);
 }
 
 static void
@@ -584,6 +712,20 @@ on_replay_reply(void *arg, int err, nng_msg *msg)
 		envelope_replay_reply_free(rep);
 		return; /* the timer asks again */
 	}
+	if (!reply_is_current(in, rep)) {
+		in->st.stale_replies++;
+		log_info("inbox_replay_stale",
+		    "\"publisher\":\"%s\",\"asked_from\":%" PRIu64 ",\"first\":%" PRIu64
+		    ",\"held\":%" PRIu64 ",\"reset_since\":%s",
+		    in->publisher, in->replay_from, rep->n_events > 0 ? rep->events[0]->seq : 0,
+		    in->held, in->replay_gen != in->gen ? "true" : "false");
+		envelope_replay_reply_free(rep);
+		if (in->cursor_loaded)
+			in->replay_needed = true; /* ask again, for the current state */
+		maybe_replay(in);
+		return;
+	}
+	in->replay_needed = false;
 	if (in->cursor_loaded && in->halted == NULL && reply_epoch_ok(in, rep)) {
 		if (rep->last_seq > in->known)
 			in->known = rep->last_seq;
@@ -604,11 +746,22 @@ on_replay_reply(void *arg, int err, nng_msg *msg)
 	maybe_replay(in);
 }
 
-/* Asks the publisher for what we miss, if anything and if there is room. */
+/*
+ * Asks the publisher for what we miss, if there is room: no more events
+ * than the queue has slots for, nor than its byte bound has room for at
+ * the average event size seen so far.
+ */
 static void
 send_replay(inbox *in)
 {
 	size_t room = queue_room(in);
+	size_t free_bytes =
+	    in->qbytes < in->o.queue_max_bytes ? in->o.queue_max_bytes - in->qbytes : 0;
+	size_t fit = free_bytes / (in->avg_bytes ? in->avg_bytes : 1);
+	if (fit == 0 && in->qlen == 0)
+		fit = 1; /* one event larger than the bound still goes through */
+	if (fit < room)
+		room = fit;
 	if (room == 0)
 		return;
 	Trygg__Bus__ReplayRequest req = TRYGG__BUS__REPLAY_REQUEST__INIT;
@@ -621,6 +774,8 @@ send_replay(inbox *in)
 		return;
 	}
 	in->replay_pending = true;
+	in->replay_gen = in->gen;
+	in->replay_from = req.from_seq;
 	in->st.replays++;
 }
 
@@ -629,7 +784,7 @@ maybe_replay(inbox *in)
 {
 	if (in->stopping || !in->cursor_loaded || in->replay_pending || in->halted != NULL)
 		return;
-	if (in->known > in->held || in->probe)
+	if (in->known > in->held || in->probe || in->replay_needed)
 		send_replay(in);
 }
 
@@ -643,55 +798,88 @@ cursor_loaded(void *arg, const db_reply *rep)
 		maybe_free(in);
 		return;
 	}
-	if (rep->err != 0 || PQntuples(rep->results[1]) != 1)
-		return; /* the timer tries again */
+	if (rep->err != 0 || PQntuples(rep->results[1]) != 1) {
+		/* The timer tries again, after a backoff (a read-only database
+		 * fails the INSERT until it is writable again). */
+		unsigned delay = next_backoff(in);
+		in->not_before_ms = trygg_now_ms() + delay;
+		char m[512];
+		log_warn("inbox_cursor_load_failed",
+		    "\"publisher\":\"%s\",\"sqlstate\":\"%s\",\"error\":%s,\"retry_ms\":%u",
+		    in->publisher, rep->sqlstate ? rep->sqlstate : "",
+		    log_json_str(rep->message ? rep->message : "no cursor row", m, sizeof(m)),
+		    delay);
+		return;
+	}
 	in->applied = strtoull(PQgetvalue(rep->results[1], 0, 0), NULL, 10);
+	in->st.failed_pending = strtoull(PQgetvalue(rep->results[2], 0, 0), NULL, 10);
 	in->held = in->applied; /* the queue is empty whenever the cursor is not loaded */
 	in->cursor_loaded = true;
-	bool halted = !cursor_epoch_loaded(in, rep->results[2]);
+	bool halted = !cursor_epoch_loaded(in, rep->results[3]);
 	log_info("inbox_ready", "\"publisher\":\"%s\",\"applied_seq\":%" PRIu64, in->publisher,
 	    in->applied);
 	/* Subscribed already; now replay from cursor + 1 (always once, since
-	 * we do not know yet how far the publisher is). */
-	if (!in->replay_pending && !halted)
-		send_replay(in);
+	 * we do not know yet how far the publisher is). A request still
+	 * pending from before a reset gets a stale reply, which asks again. */
+	if (!halted) {
+		in->replay_needed = true;
+		maybe_replay(in);
+	}
+}
+
+/* Submits one batch of statements whose only parameter is the publisher;
+ * counted in db_pending. Returns 0 or db_submit's error. */
+static int
+submit_by_publisher(inbox *in, const char *const *sqls, int n, db_cb cb)
+{
+	const char *values[1] = {in->publisher};
+	db_batch *b = db_batch_new();
+	for (int i = 0; i < n; i++)
+		db_batch_add(b, sqls[i], 1, values);
+	int rv = db_submit(in->db, b, cb, in);
+	if (rv != 0) {
+		db_batch_free(b);
+		return rv;
+	}
+	in->db_pending++;
+	return 0;
 }
 
 static void
 load_cursor(inbox *in)
 {
-	if (in->loading || in->inflight > 0 || !db_is_connected(in->db))
+	if (in->loading || in->inflight > 0 || !db_is_connected(in->db) ||
+	    trygg_now_ms() < in->not_before_ms)
 		return;
-	const char *values[1] = {in->publisher};
-	db_batch *b = db_batch_new();
-	db_batch_add(b, SQL_CURSOR_INIT, 1, values);
-	db_batch_add(b, SQL_CURSOR_GET, 1, values);
-	db_batch_add(b, SQL_CURSOR_EPOCH, 1, values);
-	if (db_submit(in->db, b, cursor_loaded, in) != 0) {
-		db_batch_free(b);
-		return;
-	}
-	in->loading = true;
-	in->db_pending++;
+	const char *sqls[4] = {SQL_CURSOR_INIT, SQL_CURSOR_GET, SQL_FAILED_COUNT, SQL_CURSOR_EPOCH};
+	if (submit_by_publisher(in, sqls, 4, cursor_loaded) == 0)
+		in->loading = true;
 }
 
-/* Adds the "record as failed" statement for one event to a batch. */
+/* Adds the "record as failed" statement for one event to a batch; counted
+ * and logged once it committed. */
 static void
-add_failed(inbox *in, db_batch *b, const held_event *h, const char *error)
+add_failed(inbox *in, db_batch *b, const held_event *h)
 {
-	char seq[24];
+	char seq[24], at[24];
 	snprintf(seq, sizeof(seq), "%" PRIu64, h->seq);
-	const char *values[6] = {in->publisher, seq, h->env.event_id, h->env.type,
-	    (const char *)h->env.payload.data, error};
-	int lengths[6] = {0, 0, 0, 0, (int)h->env.payload.len, 0};
-	int formats[6] = {0, 0, 0, 0, 1, 0};
-	char ebuf[512], idbuf[128];
-	db_batch_addb(b, SQL_FAILED, 6, values, lengths, formats);
-	in->st.failed++;
-	log_error("inbox_event_failed",
-	    "\"publisher\":\"%s\",\"seq\":%" PRIu64 ",\"event_id\":%s,\"error\":%s", in->publisher,
-	    h->seq, log_json_str(h->env.event_id, idbuf, sizeof(idbuf)),
-	    log_json_str(error, ebuf, sizeof(ebuf)));
+	snprintf(at, sizeof(at), "%" PRId64, h->env.occurred_at_us);
+	const char *values[8] = {in->publisher, seq, h->env.event_id, h->env.type,
+	    (const char *)h->env.payload.data, h->poison,
+	    h->poison_state[0] ? h->poison_state : NULL, at};
+	int lengths[8] = {0, 0, 0, 0, (int)h->env.payload.len, 0, 0, 0};
+	int formats[8] = {0, 0, 0, 0, 1, 0, 0, 0};
+	db_batch_addb(b, SQL_FAILED, 8, values, lengths, formats);
+}
+
+/* Marks an event poison: it is recorded in inbox_failed instead of applied
+ * in the next attempt. */
+static void
+set_poison(held_event *h, const char *sqlstate, const char *error)
+{
+	free(h->poison);
+	h->poison = xstrdup(error ? error : "statement failed");
+	snprintf(h->poison_state, sizeof(h->poison_state), "%s", sqlstate ? sqlstate : "");
 }
 
 /* Finds the queued event whose statements include statement `idx`. */
@@ -706,6 +894,96 @@ event_of_statement(inbox *in, size_t n, int idx)
 	return NULL;
 }
 
+/* A batch committed: its events leave the queue. */
+static void
+batch_committed(inbox *in, size_t n)
+{
+	uint64_t events = 0;
+	for (size_t i = 0; i < n; i++) {
+		held_event *h = queue_at(in, i);
+		if (h->poison != NULL) {
+			char ebuf[512], idbuf[128];
+			in->st.failed++;
+			in->st.failed_pending++;
+			log_error("inbox_event_failed",
+			    "\"publisher\":\"%s\",\"seq\":%" PRIu64
+			    ",\"event_id\":%s,\"sqlstate\":\"%s\",\"error\":%s",
+			    in->publisher, h->seq,
+			    log_json_str(h->env.event_id, idbuf, sizeof(idbuf)), h->poison_state,
+			    log_json_str(h->poison, ebuf, sizeof(ebuf)));
+		} else if (h->is_skip) {
+			in->st.skipped_ranges++;
+		} else {
+			events++;
+		}
+		in->applied = h->last;
+	}
+	queue_drop(in, n);
+	in->st.applied += events;
+	in->backoff_ms = 0;
+	if (in->solo_until != 0 && in->applied >= in->solo_until)
+		in->solo_until = 0;
+	if (in->o.on_committed != NULL)
+		in->o.on_committed(in->apply_arg, in->applied);
+}
+
+/*
+ * A batch failed. Transient errors and cursor conflicts reset and retry
+ * after a backoff; a permanent error names its poison event, or (at
+ * commit) makes the inbox apply the batch's events one by one to find it.
+ */
+static void
+batch_failed(inbox *in, size_t n, const db_reply *rep)
+{
+	char m[512];
+	in->st.batch_errors++;
+	const char *why = rep->err == TRYGG_EDB ? (rep->message ? rep->message : "batch failed")
+	                                        : trygg_strerror(rep->err);
+	if (rep->err == TRYGG_EDB && rep->sqlstate != NULL && strcmp(rep->sqlstate, "TR001") == 0) {
+		reset(in, why); /* someone else moved the cursor: re-read it */
+		return;
+	}
+	if (rep->err != TRYGG_EDB || db_error_is_transient(rep->sqlstate)) {
+		in->st.transient_errors++;
+		log_warn("inbox_transient_error",
+		    "\"publisher\":\"%s\",\"sqlstate\":\"%s\",\"error\":%s,\"events\":%zu",
+		    in->publisher, rep->sqlstate ? rep->sqlstate : "",
+		    log_json_str(why, m, sizeof(m)), n);
+		reset(in, why);
+		return;
+	}
+	/* Statements: the events' [0, inflight_stmts - 1), then the advance,
+	 * then failed_index == inflight_stmts for the commit. */
+	bool at_commit = rep->failed_index >= in->inflight_stmts;
+	held_event *bad = NULL;
+	if (rep->failed_index >= 0 && rep->failed_index < in->inflight_stmts - 1)
+		bad = event_of_statement(in, n, rep->failed_index);
+	else if (at_commit && n == 1)
+		bad = queue_at(in, 0); /* alone and failing at commit */
+	if (bad != NULL && bad->poison == NULL && !bad->is_skip) {
+		/* One event's effect failed: a bug or a bad payload, which no
+		 * retry will cure. Record it instead and apply the rest. */
+		set_poison(bad, rep->sqlstate, why);
+		maybe_apply(in);
+		return;
+	}
+	if (bad == NULL && at_commit && n > 1) {
+		/* Failed at commit (a deferred constraint): which event is
+		 * unknown, so go one event per transaction through this run. */
+		in->solo_until = queue_at(in, n - 1)->last;
+		log_warn("inbox_commit_failed",
+		    "\"publisher\":\"%s\",\"sqlstate\":\"%s\",\"error\":%s,\"from\":%" PRIu64
+		    ",\"to\":%" PRIu64,
+		    in->publisher, rep->sqlstate, log_json_str(why, m, sizeof(m)),
+		    queue_at(in, 0)->seq, in->solo_until);
+		maybe_apply(in);
+		return;
+	}
+	/* Our own statements failed (the cursor or inbox_failed): nothing a
+	 * poison mark cures; retry after a backoff. */
+	reset(in, why);
+}
+
 static void
 batch_done(void *arg, const db_reply *rep)
 {
@@ -717,38 +995,12 @@ batch_done(void *arg, const db_reply *rep)
 		maybe_free(in);
 		return;
 	}
-	if (rep->err == 0) {
-		uint64_t events = 0;
-		for (size_t i = 0; i < n; i++) {
-			held_event *h = queue_at(in, i);
-			events += h->is_skip ? 0 : 1;
-			in->st.skipped_ranges += h->is_skip ? 1 : 0;
-			in->applied = h->last;
-			held_free(h);
-		}
-		in->qhead = (in->qhead + n) % in->o.queue_max;
-		in->qlen -= n;
-		in->st.applied += events;
-		if (in->o.on_committed != NULL)
-			in->o.on_committed(in->apply_arg, in->applied);
-		maybe_apply(in);
-		maybe_replay(in);
-		return;
-	}
-	in->st.batch_errors++;
-	held_event *bad = NULL;
-	if (rep->err == TRYGG_EDB && rep->sqlstate != NULL && strcmp(rep->sqlstate, "TR001") != 0)
-		bad = event_of_statement(in, n, rep->failed_index);
-	if (bad != NULL && bad->poison == NULL) {
-		/* One event's effect failed: a bug or a bad payload, which no
-		 * retry will cure. Record it instead and apply the rest. */
-		bad->poison = xstrdup(rep->message ? rep->message : "statement failed");
-		maybe_apply(in);
-		return;
-	}
-	reset(in,
-	    rep->err == TRYGG_EDB ? (rep->message ? rep->message : "batch failed")
-	                          : trygg_strerror(rep->err));
+	if (rep->err == 0)
+		batch_committed(in, n);
+	else
+		batch_failed(in, n, rep);
+	maybe_apply(in);
+	maybe_replay(in);
 }
 
 /* Starts applying the next run of queued events, if nothing is in flight. */
@@ -758,6 +1010,8 @@ maybe_apply(inbox *in)
 	if (in->stopping || in->inflight > 0 || in->qlen == 0 || !in->cursor_loaded)
 		return;
 	size_t n = in->qlen < in->o.batch_max ? in->qlen : in->o.batch_max;
+	if (in->solo_until >= queue_at(in, 0)->seq)
+		n = 1;
 	db_batch *b = db_batch_new();
 	for (size_t i = 0; i < n; i++) {
 		held_event *h = queue_at(in, i);
@@ -766,15 +1020,17 @@ maybe_apply(inbox *in)
 			/* nothing to apply: the cursor jumps over the range */
 			add_skipped(in, b, h);
 		} else if (h->poison != NULL) {
-			add_failed(in, b, h, h->poison);
+			add_failed(in, b, h);
 		} else {
 			int rv = in->apply(in->apply_arg, b, &h->env);
 			if (rv != 0) {
 				/* The service refused it (e.g. undecodable). Its
 				 * statements so far would be a partial effect, so
 				 * start the batch again without them. */
-				h->poison =
+				char *why =
 				    xasprintf("rejected by the service: %s", trygg_strerror(rv));
+				set_poison(h, NULL, why);
+				free(why);
 				db_batch_free(b);
 				maybe_apply(in);
 				return;
@@ -787,20 +1043,206 @@ maybe_apply(inbox *in)
 	snprintf(to, sizeof(to), "%" PRIu64, queue_at(in, n - 1)->last);
 	const char *values[3] = {in->publisher, from, to};
 	db_batch_add(b, SQL_ADVANCE, 3, values);
+	int nstmts = db_batch_count(b);
 	if (db_submit(in->db, b, batch_done, in) != 0) {
 		db_batch_free(b);
 		return; /* disconnected or busy: the timer retries */
 	}
 	in->inflight = n;
+	in->inflight_stmts = nstmts;
 	in->db_pending++;
 }
 
-/* The heartbeat of the inbox itself: loads the cursor when needed and
- * retries whatever failed. */
+/* ---------------------------------------------------------------------- */
+/* Set-aside events, re-applied on an operator's request                   */
+
+/* The re-apply (or its bookkeeping) is over; look for the next one now if
+ * asked to, else at the next poll. */
+static void
+retry_finish(inbox *in, bool next)
+{
+	in->retry_running = false;
+	if (next || in->retry_again) {
+		in->retry_again = false;
+		retry_scan(in);
+	}
+}
+
+static void
+retry_recorded(void *arg, const db_reply *rep)
+{
+	inbox *in = arg;
+	in->db_pending--;
+	if (in->stopping) {
+		in->retry_running = false;
+		maybe_free(in);
+		return;
+	}
+	retry_finish(in, rep->err == 0);
+}
+
+/* The re-apply failed for good: the row stays, no longer asked for, with
+ * one more attempt and the new error. */
+static void
+retry_record_failure(inbox *in, uint64_t seq, const char *sqlstate, const char *error)
+{
+	char sbuf[24], ebuf[512];
+	snprintf(sbuf, sizeof(sbuf), "%" PRIu64, seq);
+	log_error("inbox_event_retry_failed",
+	    "\"publisher\":\"%s\",\"seq\":%" PRIu64 ",\"sqlstate\":\"%s\",\"error\":%s",
+	    in->publisher, seq, sqlstate ? sqlstate : "", log_json_str(error, ebuf, sizeof(ebuf)));
+	const char *values[4] = {in->publisher, sbuf, error, sqlstate};
+	db_batch *b = db_batch_new();
+	db_batch_add(b, SQL_RETRY_FAILED, 4, values);
+	if (db_submit(in->db, b, retry_recorded, in) != 0) {
+		db_batch_free(b);
+		retry_finish(in, false);
+		return;
+	}
+	in->db_pending++;
+}
+
+static void
+retry_applied(void *arg, const db_reply *rep)
+{
+	inbox *in = arg;
+	in->db_pending--;
+	if (in->stopping) {
+		in->retry_running = false;
+		maybe_free(in);
+		return;
+	}
+	uint64_t seq = in->retry_seq;
+	if (rep->err == 0) {
+		in->st.retried++;
+		if (in->st.failed_pending > 0)
+			in->st.failed_pending--;
+		log_info("inbox_event_retried", "\"publisher\":\"%s\",\"seq\":%" PRIu64,
+		    in->publisher, seq);
+		if (in->o.on_committed != NULL)
+			in->o.on_committed(in->apply_arg, in->applied);
+		retry_finish(in, true);
+		return;
+	}
+	if (rep->err == TRYGG_EDB && rep->sqlstate != NULL && strcmp(rep->sqlstate, "TR002") == 0) {
+		retry_finish(in, true); /* another replica took it */
+		return;
+	}
+	const char *why = rep->err == TRYGG_EDB ? rep->message : trygg_strerror(rep->err);
+	if (rep->err != TRYGG_EDB || db_error_is_transient(rep->sqlstate)) {
+		/* Still asked for: try again at a later poll. */
+		char m[512];
+		in->st.transient_errors++;
+		log_warn("inbox_transient_error",
+		    "\"publisher\":\"%s\",\"sqlstate\":\"%s\",\"error\":%s,\"retry_of\":%" PRIu64,
+		    in->publisher, rep->sqlstate ? rep->sqlstate : "",
+		    log_json_str(why, m, sizeof(m)), seq);
+		in->retry_not_before = trygg_now_ms() + in->o.backoff_max_ms;
+		retry_finish(in, false);
+		return;
+	}
+	retry_record_failure(in, seq, rep->sqlstate, why);
+}
+
+/* The next event asked for came back: re-apply it through the service's
+ * callback, in a transaction that takes its row out of inbox_failed. */
+static void
+retry_scanned(void *arg, const db_reply *rep)
+{
+	inbox *in = arg;
+	in->db_pending--;
+	if (in->stopping) {
+		in->retry_running = false;
+		maybe_free(in);
+		return;
+	}
+	if (rep->err != 0) {
+		retry_finish(in, false);
+		return;
+	}
+	in->st.failed_pending = strtoull(PQgetvalue(rep->results[0], 0, 0), NULL, 10);
+	const PGresult *r = rep->results[1];
+	if (PQntuples(r) == 0) {
+		retry_finish(in, false);
+		return;
+	}
+	size_t plen = 0;
+	unsigned char *payload = PQunescapeBytea((const unsigned char *)PQgetvalue(r, 0, 3), &plen);
+	Trygg__Bus__Envelope env = TRYGG__BUS__ENVELOPE__INIT;
+	env.publisher = in->publisher;
+	env.seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+	env.event_id = PQgetvalue(r, 0, 1);
+	env.type = PQgetvalue(r, 0, 2);
+	env.occurred_at_us = strtoll(PQgetvalue(r, 0, 4), NULL, 10);
+	env.payload.data = payload;
+	env.payload.len = plen;
+	in->retry_seq = env.seq;
+	const char *values[2] = {in->publisher, PQgetvalue(r, 0, 0)};
+	db_batch *b = db_batch_new();
+	db_batch_add(b, SQL_RETRY_TAKE, 2, values);
+	int rv = payload != NULL ? in->apply(in->apply_arg, b, &env) : TRYGG_EPROTO;
+	PQfreemem(payload);
+	if (rv != 0) {
+		char *why = xasprintf("rejected by the service: %s", trygg_strerror(rv));
+		db_batch_free(b);
+		retry_record_failure(in, env.seq, NULL, why);
+		free(why);
+		return;
+	}
+	if (db_submit(in->db, b, retry_applied, in) != 0) {
+		db_batch_free(b);
+		retry_finish(in, false);
+		return;
+	}
+	in->db_pending++;
+}
+
+/* Looks for a set-aside event asked for (one at a time); also refreshes
+ * failed_pending. */
+static void
+retry_scan(inbox *in)
+{
+	if (in->stopping)
+		return;
+	if (in->retry_running) {
+		in->retry_again = true;
+		return;
+	}
+	if (!db_is_connected(in->db) || trygg_now_ms() < in->retry_not_before)
+		return;
+	const char *sqls[2] = {SQL_FAILED_COUNT, SQL_RETRY_NEXT};
+	if (submit_by_publisher(in, sqls, 2, retry_scanned) == 0)
+		in->retry_running = true;
+}
+
+/* NOTIFY <schema>_inbox: an operator asked for something: a re-apply of
+ * set-aside events, or lifted a halt (accept-epoch, continue). */
+static void
+on_notify(void *arg, const char *channel, const char *payload)
+{
+	inbox *in = arg;
+	(void)channel;
+	(void)payload;
+	if (in->stopping)
+		return;
+	retry_scan(in);
+	if (in->halted != NULL) {
+		in->halt_recheck = true;
+		halt_tick(in);
+	}
+}
+
+/* The heartbeat of the inbox itself: loads the cursor when needed, retries
+ * whatever failed, and polls for retry requests. */
 static void
 on_timer(uv_timer_t *t)
 {
 	inbox *in = t->data;
+	uint64_t now = trygg_now_ms();
+	if (now >= in->next_poll_ms) {
+		in->next_poll_ms = now + in->o.failed_poll_ms;
+		retry_scan(in);
+	}
 	if (!in->cursor_loaded) {
 		load_cursor(in);
 		return;
@@ -836,8 +1278,22 @@ inbox_start(uv_loop_t *loop, db *d, const inbox_options *o, inbox_apply_fn apply
 	if (in->o.replay_timeout_ms == 0)
 		in->o.replay_timeout_ms = 2000;
 	if (in->o.retry_ms == 0)
-		in->o.retry_ms = 250;
+		in->o.retry_ms = BACKOFF_MIN_DEFAULT;
+	if (in->o.queue_max_bytes == 0)
+		in->o.queue_max_bytes = 64u * 1024 * 1024;
+	if (in->o.backoff_max_ms < in->o.retry_ms)
+		in->o.backoff_max_ms = in->o.retry_ms > 5000 ? in->o.retry_ms : 5000;
+	if (in->o.failed_poll_ms == 0)
+		in->o.failed_poll_ms = 3000;
+	in->o.schema = NULL; /* not kept */
+	in->rng = (uint32_t)(trygg_now_ns() ^ (uintptr_t)in) | 1u;
 	in->queue = xcalloc(in->o.queue_max, sizeof(*in->queue));
+	if (o->schema != NULL && *o->schema != '\0') {
+		in->channel = xasprintf("%s_inbox", o->schema);
+		if (db_listen(d, in->channel, on_notify, in) != 0)
+			log_warn("inbox_listen_failed", "\"publisher\":\"%s\",\"channel\":\"%s\"",
+			    in->publisher, in->channel);
+	}
 
 	/* Subscribe first, then replay: whatever is published from now on
 	 * reaches us live or by the replay that follows the cursor load. */
@@ -860,8 +1316,10 @@ fail:
 	log_error("inbox_start_failed", "\"publisher\":\"%s\",\"error\":\"%s\"", o->publisher,
 	    trygg_strerror(rv));
 	bus_close(in->sub);
+	db_unlisten(d, on_notify, in);
 	free(in->queue);
 	free(in->publisher);
+	free(in->channel);
 	free(in);
 	return rv;
 }
@@ -880,6 +1338,7 @@ inbox_stop(inbox *in)
 	if (in == NULL)
 		return;
 	in->stopping = true;
+	db_unlisten(in->db, on_notify, in);
 	bus_close(in->sub);
 	bus_close(in->req);
 	in->sub = in->req = NULL;
@@ -915,6 +1374,10 @@ stat_halted(void *arg)
 {
 	return ((const inbox *)arg)->halted != NULL ? 1.0 : 0.0;
 }
+STAT_GAUGE(transient_errors)
+STAT_GAUGE(retried)
+STAT_GAUGE(failed_pending)
+STAT_GAUGE(stale_replies)
 
 static double
 stat_applied_seq(void *arg)
@@ -950,6 +1413,15 @@ inbox_register_metrics(inbox *in, metrics *m)
 	    in);
 	metrics_gauge_fn(m, "trygg_inbox_batch_errors_total", "Batches that failed", l,
 	    stat_batch_errors, in);
+	metrics_gauge_fn(m, "trygg_inbox_transient_errors_total",
+	    "Batches retried after a transient database error", l, stat_transient_errors, in);
+	metrics_gauge_fn(m, "trygg_inbox_retried_total", "Set-aside events re-applied on request",
+	    l, stat_retried, in);
+	metrics_gauge_fn(m, "trygg_inbox_failed_pending", "Events set aside in inbox_failed", l,
+	    stat_failed_pending, in);
+	metrics_gauge_fn(m, "trygg_inbox_stale_replies_total",
+	    "Replay replies discarded as answers to an outdated request", l, stat_stale_replies,
+	    in);
 	metrics_gauge_fn(m, "trygg_inbox_halted",
 	    "1 while the stream is halted (epoch changed, seq went back, purged)", l, stat_halted,
 	    in);

@@ -7,17 +7,44 @@
  * req/rep, so nothing published while it was away is missed. Live events
  * that do not follow on (a gap: the subscriber was slow, nng dropped them)
  * and heartbeats that announce a higher last_seq trigger a replay of the
- * missing range.
+ * missing range. A replay reply is used only if it answers the request
+ * made for the current state (no reset since, first event == from_seq);
+ * a late one is discarded and the range asked for again. Heartbeats and
+ * events naming another publisher are dropped and counted as invalid. The
+ * in-memory queue is bounded by count (queue_max) and by bytes
+ * (queue_max_bytes), and replay asks only for what fits.
  *
  * Effects are applied in batches: for a run of events the service's apply
  * callback adds its statements to one db batch, and the inbox adds
  * inbox_advance(publisher, first, last), which moves the cursor only from
  * exactly first - 1. The batch is one transaction, so effects and cursor
- * commit together or not at all. On a lost connection the in-memory queue
- * is dropped and the cursor re-read: redelivered events are skipped by the
- * cursor, never applied twice. An event whose effect fails on its own (a
- * poison event) is recorded in inbox_failed and skipped, so one bad event
- * never stalls the stream.
+ * commit together or not at all; redelivered events are skipped by the
+ * cursor, never applied twice.
+ *
+ * When a batch fails, db_error_is_transient() decides:
+ *   - transient (lost connection, deadlock, serialization failure, query
+ *     cancel, lock timeout, too many connections, read-only after a
+ *     failover, ...) and TR001 (the cursor moved: another replica): the
+ *     queue is dropped, the cursor re-read and the run retried after an
+ *     exponential backoff with jitter (retry_ms doubling up to
+ *     backoff_max_ms), counted in transient_errors;
+ *   - permanent, in one event's statements (data, constraint, syntax, a
+ *     function's RAISE), or the apply callback refusing the event (e.g. an
+ *     undecodable payload): that event is a poison event, recorded in
+ *     inbox_failed instead of applied, and the rest commit, so one bad
+ *     event never stalls the stream and is never silently lost;
+ *   - permanent at commit (a deferred constraint): the run's events are
+ *     applied one per transaction, and the one that fails alone is set
+ *     aside as above.
+ *
+ * Set-aside events are re-applied on an operator's request: rows of
+ * inbox_failed with retry_requested_at set (for this publisher) are found
+ * on NOTIFY <schema>_inbox (options.schema) and by a poll every
+ * failed_poll_ms, and applied one at a time through the apply callback, out
+ * of sequence order (they are past the cursor already), each in a
+ * transaction that deletes its row. If it fails again the row stays, with
+ * retry_requested_at cleared, attempts bumped and the new error; a
+ * transient failure leaves the request standing for a later poll.
  *
  * Epochs. The cursor row also keeps the publisher's epoch (outbox.h),
  * adopted from the first replay reply. A replay reply whose epoch differs,
@@ -68,7 +95,13 @@ typedef struct inbox_options {
 	unsigned queue_max;         /* events held in memory (default 20000) */
 	unsigned replay_max;        /* events asked for per replay (default 1000) */
 	unsigned replay_timeout_ms; /* default 2000 */
-	unsigned retry_ms;          /* delay after a failure (default 250) */
+	unsigned retry_ms;          /* timer period; first backoff step (default 250) */
+	size_t queue_max_bytes;     /* payload bytes held in memory (default 64 MiB) */
+	unsigned backoff_max_ms;    /* cap of the backoff after failures (default 5000) */
+	unsigned failed_poll_ms;    /* scan for retry requests this often (default 3000) */
+	/* The consuming service's schema: the inbox LISTENs on "<schema>_inbox"
+	 * for operator requests. NULL: it only polls. */
+	const char *schema;
 	/* Optional: called (with the apply arg) after each batch of effects
 	 * committed, e.g. to kick the service's relay or workers in-process
 	 * instead of having the effects NOTIFY. */
@@ -86,20 +119,23 @@ int inbox_start(uv_loop_t *loop, db *d, const inbox_options *o, inbox_apply_fn a
 void inbox_stop(inbox *in);
 
 typedef struct inbox_stats {
-	uint64_t applied_seq;    /* cursor as last committed */
-	uint64_t known_seq;      /* highest seq the publisher announced */
-	uint64_t applied;        /* events applied by this process */
-	uint64_t duplicates;     /* live events already held or applied */
-	uint64_t gaps;           /* live events dropped for a gap or a full queue */
-	uint64_t replays;        /* replay requests sent */
-	uint64_t invalid;        /* malformed frames dropped */
-	uint64_t failed;         /* poison events recorded in inbox_failed */
-	uint64_t batch_errors;   /* batches that failed and were retried */
-	uint64_t skipped_ranges; /* purged ranges gone past (inbox_skipped) */
-	uint64_t halts;          /* times the stream halted */
-	uint64_t failed_pending; /* rows in inbox_failed for this publisher, as last counted */
-	const char *halted;      /* NULL while applying, else epoch_changed,
-	                          * seq_went_back or purged (static strings) */
+	uint64_t applied_seq;      /* cursor as last committed */
+	uint64_t known_seq;        /* highest seq the publisher announced */
+	uint64_t applied;          /* events applied by this process */
+	uint64_t duplicates;       /* live events already held or applied */
+	uint64_t gaps;             /* live events dropped for a gap or a full queue */
+	uint64_t replays;          /* replay requests sent */
+	uint64_t invalid;          /* malformed or foreign frames dropped */
+	uint64_t failed;           /* poison events recorded in inbox_failed */
+	uint64_t batch_errors;     /* batches that failed and were retried */
+	uint64_t transient_errors; /* batches retried after a transient error */
+	uint64_t retried;          /* set-aside events re-applied by request */
+	uint64_t failed_pending;   /* rows in inbox_failed for this publisher */
+	uint64_t stale_replies;    /* replay replies discarded as not current */
+	uint64_t skipped_ranges;   /* purged ranges gone past (inbox_skipped) */
+	uint64_t halts;            /* times the stream halted */
+	const char *halted;        /* NULL while applying, else epoch_changed,
+	                            * seq_went_back or purged (static strings) */
 } inbox_stats;
 void inbox_get_stats(const inbox *in, inbox_stats *out);
 

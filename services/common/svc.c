@@ -158,6 +158,10 @@ start_stream(svc *s, svc_inbox *si)
 	    .sub_url = si->st.urls->sub_url,
 	    .req_url = si->st.urls->req_url,
 	    .batch_max = si->st.batch_max,
+	    .queue_max = si->st.queue_max,
+	    .queue_max_bytes = si->st.queue_max_bytes,
+	    /* LISTEN <schema>_inbox: the operator's retry, accept-epoch, continue */
+	    .schema = s->o.schema,
 	    .on_committed = si->st.on_committed,
 	    .skip_purged = s->o.common->inbox_skip_purged};
 	int rv = inbox_start(svc_uv(s), s->inbox_db, &io, si->st.apply, si->st.arg, &si->in);

@@ -150,8 +150,10 @@ typedef struct svc_stream {
 	inbox_apply_fn apply;        /* the effect of one event (inbox.h) */
 	/* Optional: after each committed batch of effects (inbox.h). */
 	void (*on_committed)(void *arg, uint64_t last_seq);
-	void *arg;          /* for apply and on_committed */
-	unsigned batch_max; /* events per transaction; 0: the inbox's default */
+	void *arg;              /* for apply and on_committed */
+	unsigned batch_max;     /* events per transaction; 0: the inbox's default */
+	unsigned queue_max;     /* events held in memory; 0: the inbox's default */
+	size_t queue_max_bytes; /* bytes held in memory; 0: the inbox's default */
 	/* Declare now, start later with svc_consume_start() (e.g. once the
 	 * service's reference data is loaded); /readyz fails meanwhile. */
 	bool start_later;

@@ -5,7 +5,10 @@
  * as the inbox cursor, exactly as a real consumer does.
  *
  * fail_on_n makes the effect of the event with that number fail (a poison
- * event), for the fault tests.
+ * event), for the fault tests. apply_sql adds one more statement to every
+ * event's effect, with $1 = the event's n, so a fault test can make the
+ * effect take locks on a table it controls, fail for some events until the
+ * test "fixes" them, or violate a deferred constraint at commit.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -27,6 +30,9 @@ typedef struct testsub_config {
 	char *publisher;
 	int batch_max;
 	int fail_on_n;
+	char *apply_sql;
+	int queue_max;
+	int queue_max_bytes;
 } testsub_config;
 
 static const config_option options[] = {
@@ -40,6 +46,12 @@ static const config_option options[] = {
         "events applied per transaction"),
     CONFIG_OPT_INT("fail_on_n", testsub_config, fail_on_n, "0", 0, 2147483647, 0,
         "make the effect of event n fail (tests only; 0: never)"),
+    CONFIG_OPT_STRING("apply_sql", testsub_config, apply_sql, "", 0,
+        "one more statement in each event's effect, $1 = the event's n (tests only)"),
+    CONFIG_OPT_INT("queue_max", testsub_config, queue_max, "0", 0, 1000000, 0,
+        "events the inbox holds in memory (0: the inbox's default)"),
+    CONFIG_OPT_INT("queue_max_bytes", testsub_config, queue_max_bytes, "0", 0, 1073741824, 0,
+        "bytes the inbox holds in memory (0: the inbox's default)"),
     CONFIG_END,
 };
 
@@ -74,6 +86,10 @@ apply_event(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	db_batch_add(b, SQL_APPLY, 5, values);
 	if (ts->cfg.fail_on_n > 0 && te->n == (uint64_t)ts->cfg.fail_on_n)
 		db_batch_add(b, "SELECT 1 / 0", 0, NULL);
+	if (ts->cfg.apply_sql != NULL && ts->cfg.apply_sql[0] != '\0') {
+		const char *nv[1] = {n};
+		db_batch_add(b, ts->cfg.apply_sql, 1, nv);
+	}
 	envelope_message_free(m);
 	return 0;
 }
@@ -98,7 +114,9 @@ main(int argc, char **argv)
 	            .urls = &ts.cfg.stream,
 	            .apply = apply_event,
 	            .arg = &ts,
-	            .batch_max = (unsigned)ts.cfg.batch_max}) != 0)
+	            .batch_max = (unsigned)ts.cfg.batch_max,
+	            .queue_max = (unsigned)ts.cfg.queue_max,
+	            .queue_max_bytes = (size_t)ts.cfg.queue_max_bytes}) != 0)
 		return svc_abort(&ts.svc);
 	return svc_run(&ts.svc);
 }

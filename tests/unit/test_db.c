@@ -328,6 +328,78 @@ test_batch_is_atomic(void **state)
 }
 
 /*
+ * An error raised at the implicit commit (a deferred foreign key, a
+ * deferred constraint trigger) rolls the transaction back: the batch must
+ * fail with that SQLSTATE, failed_index past the last statement, and
+ * nothing of it may be committed.
+ */
+static void
+test_commit_time_error_fails_batch(void **state)
+{
+	(void)state;
+	need_db();
+	struct ctx c;
+	ctx_start(&c, "tdb_commit", true);
+	query_wait(&c, "CREATE TABLE cparent (id int PRIMARY KEY)", 0, NULL);
+	query_wait(&c,
+	    "CREATE TABLE cchild (v int, p int REFERENCES cparent (id)"
+	    " DEFERRABLE INITIALLY DEFERRED)",
+	    0, NULL);
+	assert_int_equal(c.last_err, 0);
+	db_batch *b = db_batch_new();
+	db_batch_add(b, "INSERT INTO cparent VALUES (1)", 0, NULL);
+	db_batch_add(b, "INSERT INTO cchild VALUES (1, 1)", 0, NULL);
+	db_batch_add(b, "INSERT INTO cchild VALUES (2, 99)", 0, NULL);
+	assert_int_equal(db_submit(c.d, b, on_reply, &c), 0);
+	assert_true(run_until(&c.loop, &c.done, c.done + 1, 10000));
+	assert_int_equal(c.last_err, TRYGG_EDB);
+	assert_string_equal(c.last_sqlstate, "23503");
+	assert_int_equal(c.last_failed, 3);
+	char *q = xasprintf("SELECT (SELECT count(*) FROM %s.cparent) + (SELECT count(*) FROM "
+	                    "%s.cchild)",
+	    schema, schema);
+	char *n = admin_exec(q, 0, NULL);
+	assert_string_equal(n, "0");
+	free(n);
+	free(q);
+	/* A deferred constraint trigger raising at commit, same story. */
+	query_wait(&c,
+	    "CREATE FUNCTION cfail() RETURNS trigger LANGUAGE plpgsql AS"
+	    " $$BEGIN RAISE EXCEPTION 'no' USING ERRCODE = 'P0001'; END$$",
+	    0, NULL);
+	query_wait(&c,
+	    "CREATE CONSTRAINT TRIGGER ctrig AFTER INSERT ON cparent DEFERRABLE INITIALLY DEFERRED"
+	    " FOR EACH ROW EXECUTE FUNCTION cfail()",
+	    0, NULL);
+	assert_int_equal(c.last_err, 0);
+	query_wait(&c, "INSERT INTO cparent VALUES (2)", 0, NULL);
+	assert_int_equal(c.last_err, TRYGG_EDB);
+	assert_string_equal(c.last_sqlstate, "P0001");
+	assert_int_equal(c.last_failed, 1);
+	/* The connection is fine afterwards. */
+	query_wait(&c, "SELECT count(*) FROM cparent", 0, NULL);
+	assert_int_equal(c.last_err, 0);
+	assert_string_equal(c.last_value, "0");
+	ctx_finish(&c);
+}
+
+/* The classification every retry decision uses. */
+static void
+test_error_is_transient(void **state)
+{
+	(void)state;
+	const char *transient[] = {"08006", "08000", "40001", "40P01", "53300", "55P03", "57014",
+	    "57P01", "25006", NULL};
+	const char *permanent[] = {"22012", "23505", "23503", "42P01", "42601", "P0001", "TR001",
+	    "25001", NULL};
+	for (int i = 0; transient[i]; i++)
+		assert_true(db_error_is_transient(transient[i]));
+	for (int i = 0; permanent[i]; i++)
+		assert_false(db_error_is_transient(permanent[i]));
+	assert_true(db_error_is_transient(NULL));
+}
+
+/*
  * A new SQL text whose prepare is aborted (an earlier statement of its
  * batch failed) must not break a later batch, already sent, that uses the
  * same text. A syntax error is reported against the right statement.
@@ -713,6 +785,8 @@ main(void)
 	    cmocka_unit_test(test_pipelined_batches_in_order),
 	    cmocka_unit_test(test_large_writes_flush),
 	    cmocka_unit_test(test_batch_is_atomic),
+	    cmocka_unit_test(test_commit_time_error_fails_batch),
+	    cmocka_unit_test(test_error_is_transient),
 	    cmocka_unit_test(test_aborted_prepare_does_not_leak),
 	    cmocka_unit_test(test_autoprepare_reused_and_after_reconnect),
 	    cmocka_unit_test(test_binary_bytea_params),
