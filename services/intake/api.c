@@ -85,7 +85,7 @@ void
 intake_respond_text(http_request *req, unsigned status, strbuf *body)
 {
 	http_respond(req, status, JSON_TYPE, body->s ? body->s : "", body->len);
-	sb_free(body);
+	strbuf_fini(body);
 }
 
 bool
@@ -513,15 +513,15 @@ got_list(void *arg, const db_reply *rep)
 	const PGresult *res = rep->results[0];
 	int n = PQntuples(res);
 	strbuf b = {0};
-	sb_append(&b, "{\"reports\":[");
+	strbuf_append(&b, "{\"reports\":[");
 	for (int i = 0; i < n; i++) {
 		if (i > 0)
-			sb_append(&b, ",");
+			strbuf_append(&b, ",");
 		render_report_row(&b, res, i, 0, c->p, c->in->dir);
 	}
-	sb_append(&b, "],\"next_cursor\":");
-	sb_append_json(&b, n == g->limit && n > 0 ? PQgetvalue(res, n - 1, RC_SRID) : NULL);
-	sb_append(&b, "}");
+	strbuf_append(&b, "],\"next_cursor\":");
+	strbuf_append_json(&b, n == g->limit && n > 0 ? PQgetvalue(res, n - 1, RC_SRID) : NULL);
+	strbuf_append(&b, "}");
 	intake_respond_text(c->req, 200, &b);
 	intake_call_free(c);
 }

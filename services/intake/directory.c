@@ -148,13 +148,13 @@ categories_changed(directory *dir, const PGresult *rc)
 	strbuf b = {0};
 	for (int i = 0; i < PQntuples(rc); i++) {
 		for (int k = 0; k < PQnfields(rc); k++)
-			sb_appendf(&b, "%zu:%s", strlen(PQgetvalue(rc, i, k)),
+			strbuf_appendf(&b, "%zu:%s", strlen(PQgetvalue(rc, i, k)),
 			    PQgetvalue(rc, i, k));
-		sb_append(&b, ";");
+		strbuf_append(&b, ";");
 	}
 	uint8_t digest[AUTH_HASH_LEN];
 	auth_hash_key(b.s ? b.s : "", b.len, digest);
-	sb_free(&b);
+	strbuf_fini(&b);
 	if (dir->cats_changed_us == 0 || memcmp(digest, dir->cats_digest, AUTH_HASH_LEN) != 0) {
 		memcpy(dir->cats_digest, digest, AUTH_HASH_LEN);
 		dir->cats_changed_us = trygg_wall_us();

@@ -71,16 +71,16 @@ uuid_array(char **ids, size_t n)
 {
 	strbuf b = {0};
 	size_t used = 0;
-	sb_append(&b, "{");
+	strbuf_append(&b, "{");
 	for (size_t i = 0; i < n && i < MAX_IDS; i++) {
 		if (ids[i] == NULL || !query_is_uuid(ids[i]))
 			continue;
-		sb_appendf(&b, "%s%s", used ? "," : "", ids[i]);
+		strbuf_appendf(&b, "%s%s", used ? "," : "", ids[i]);
 		used++;
 	}
-	sb_append(&b, "}");
+	strbuf_append(&b, "}");
 	if (used == 0) {
-		sb_free(&b);
+		strbuf_fini(&b);
 		return NULL;
 	}
 	return b.s;

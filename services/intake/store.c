@@ -100,9 +100,9 @@ static void
 arr_add(arrays *a, int col, const char *v)
 {
 	strbuf *b = &a->col[col];
-	sb_append(b, b->len == 0 ? "{" : ",");
+	strbuf_append(b, b->len == 0 ? "{" : ",");
 	if (v == NULL) {
-		sb_append(b, "NULL");
+		strbuf_append(b, "NULL");
 		return;
 	}
 	char chunk[512];
@@ -111,7 +111,7 @@ arr_add(arrays *a, int col, const char *v)
 	for (const char *p = v;; p++) {
 		if (o + 3 >= sizeof(chunk) || *p == '\0') {
 			chunk[o] = '\0';
-			sb_append(b, chunk);
+			strbuf_append(b, chunk);
 			o = 0;
 			if (*p == '\0')
 				break;
@@ -120,14 +120,14 @@ arr_add(arrays *a, int col, const char *v)
 			chunk[o++] = '\\';
 		chunk[o++] = *p;
 	}
-	sb_append(b, "\"");
+	strbuf_append(b, "\"");
 }
 
 static void
 arrays_fini(arrays *a)
 {
 	for (int i = 0; i < NPARAMS; i++)
-		sb_free(&a->col[i]);
+		strbuf_fini(&a->col[i]);
 }
 
 uint8_t *
@@ -196,7 +196,7 @@ arrays_submit(arrays *a, db_batch *b)
 {
 	const char *v[NPARAMS];
 	for (int i = 0; i < NPARAMS; i++) {
-		sb_append(&a->col[i], "}");
+		strbuf_append(&a->col[i], "}");
 		v[i] = a->col[i].s;
 	}
 	db_batch_add(b, SQL_INSERT, NPARAMS, v);
@@ -485,7 +485,7 @@ verify_try(verify *v)
 		arr_add(&a, 2, p->r.idem_key);
 	}
 	for (int i = 0; i < 3; i++)
-		sb_append(&a.col[i], "}");
+		strbuf_append(&a.col[i], "}");
 	db_batch *b = db_batch_new();
 	const char *v1[1] = {pid}, *v2[1] = {a.col[0].s}, *v3[2] = {a.col[1].s, a.col[2].s};
 	db_batch_add(b, SQL_GONE, 1, v1);

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mail.h"
 #include "sign.h"
+#include "strbuf.h"
 
 /* How long a claim is leased beyond the send's own timeout. */
 #define LEASE_MARGIN_MS 15000
@@ -107,24 +108,17 @@ endpoint_release(delivery_worker *w, const char *target)
 
 /* Appends s to b as one element of a Postgres array literal. */
 static void
-array_elem(char **b, size_t *len, size_t *cap, const char *s, bool first)
+array_elem(strbuf *b, const char *s, bool first)
 {
-	size_t need = *len + 2 * strlen(s) + 4;
-	if (need > *cap) {
-		*cap = need * 2;
-		*b = xrealloc(*b, *cap);
-	}
-	char *o = *b + *len;
 	if (!first)
-		*o++ = ',';
-	*o++ = '"';
+		strbuf_appendc(b, ',');
+	strbuf_appendc(b, '"');
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\')
-			*o++ = '\\';
-		*o++ = *s;
+			strbuf_appendc(b, '\\');
+		strbuf_appendc(b, *s);
 	}
-	*o++ = '"';
-	*len = (size_t)(o - *b);
+	strbuf_appendc(b, '"');
 }
 
 static void
@@ -363,29 +357,26 @@ claim(delivery_worker *w)
 	unsigned cap = (unsigned)n->cfg.delivery_concurrency;
 	if (w->sends >= cap)
 		return; /* a finishing send claims again */
-	char *targets = xstrdup("{"), *counts = xstrdup("{");
-	size_t tlen = 1, tcap = 2, clen = 1, ccap = 2;
+	strbuf targets = STRBUF_INIT, counts = STRBUF_INIT;
+	strbuf_appendc(&targets, '{');
+	strbuf_appendc(&counts, '{');
 	for (size_t i = 0; i < w->neps; i++) {
 		char num[16];
 		snprintf(num, sizeof(num), "%u", w->eps[i].busy);
-		array_elem(&targets, &tlen, &tcap, w->eps[i].target, i == 0);
-		array_elem(&counts, &clen, &ccap, num, i == 0);
+		array_elem(&targets, w->eps[i].target, i == 0);
+		array_elem(&counts, num, i == 0);
 	}
-	targets = xrealloc(targets, tlen + 2);
-	targets[tlen] = '}';
-	targets[tlen + 1] = '\0';
-	counts = xrealloc(counts, clen + 2);
-	counts[clen] = '}';
-	counts[clen + 1] = '\0';
+	strbuf_appendc(&targets, '}');
+	strbuf_appendc(&counts, '}');
 	char limit[16], per[16], lease[24];
 	snprintf(limit, sizeof(limit), "%u", cap - w->sends);
 	snprintf(per, sizeof(per), "%d", n->cfg.endpoint_concurrency);
 	snprintf(lease, sizeof(lease), "%" PRIu64, n->cfg.webhook_timeout_ms * 2 + LEASE_MARGIN_MS);
-	const char *values[5] = {limit, per, targets, counts, lease};
+	const char *values[5] = {limit, per, targets.s, counts.s, lease};
 	db_batch *b = db_batch_new();
 	db_batch_add(b, SQL_CLAIM, 5, values);
-	free(targets);
-	free(counts);
+	strbuf_fini(&targets);
+	strbuf_fini(&counts);
 	if (db_pool_submit(n->svc.pool, b, claimed, w) != 0) {
 		db_batch_free(b);
 		return;

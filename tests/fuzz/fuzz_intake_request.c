@@ -142,8 +142,8 @@ render_ok(const report_in *r)
 		if (texts[i] == NULL)
 			continue;
 		check_xml_text(texts[i]);
-		sb_xml_elem(&b, "t", texts[i]);
-		sb_append_json(&b, texts[i]);
+		render_xml_elem(&b, "t", texts[i]);
+		strbuf_append_json(&b, texts[i]);
 	}
 	json_t *o = render_report_new(r, 1, &everyone, NULL);
 	char *s = json_dumps(o, JSON_COMPACT);
@@ -151,7 +151,7 @@ render_ok(const report_in *r)
 		abort();
 	free(s);
 	json_decref(o);
-	sb_free(&b);
+	strbuf_fini(&b);
 }
 
 static void
