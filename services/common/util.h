@@ -65,6 +65,10 @@ void trygg_format_iso8601(int64_t wall_us, char *buf, size_t len);
 /* Fills buf with a random UUIDv4 string (37 bytes including NUL). */
 void trygg_uuid4(char out[37]);
 
+/* The one UUID check: true if s is canonical UUID text (8-4-4-4-12 hex
+ * digits, either case). NULL is not a UUID. */
+bool trygg_uuid_valid(const char *s);
+
 /*
  * UTF-8. The one validator: true if the n bytes at s are well-formed UTF-8
  * (no overlongs, surrogates, or code points above U+10FFFF).

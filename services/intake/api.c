@@ -288,7 +288,7 @@ idem_done(void *arg, const db_reply *rep)
 		    "Idempotency-Key", 1);
 	} else {
 		char hex[2 * AUTH_HASH_LEN + 1];
-		auth_hex(s->hash, AUTH_HASH_LEN, hex);
+		crypto_hex(s->hash, AUTH_HASH_LEN, hex);
 		const PGresult *res = rep->results[0];
 		if (strcmp(PQgetvalue(res, 0, 0), hex) != 0) {
 			intake_call_fail(c, 409, "idempotency_key_reused",
@@ -432,7 +432,7 @@ post_authed(intake_call *c)
 	 * retry that serialises the same object differently still matches. */
 	char *canon = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
 	/* Never NULL for a parsed body, but no jansson NULL is dereferenced. */
-	auth_hash_key(canon ? canon : "", canon ? strlen(canon) : 0, r.request_hash);
+	crypto_sha256(canon ? canon : "", canon ? strlen(canon) : 0, r.request_hash);
 	free(canon);
 	json_decref(obj);
 	r.idem_key = pc->idem_key;
@@ -532,7 +532,7 @@ one_authed(intake_call *c)
 	get_call *g = (get_call *)c;
 	int64_t srid;
 	const char *sql;
-	if (query_is_uuid(g->id)) {
+	if (trygg_uuid_valid(g->id)) {
 		sql = QUERY_BY_ID;
 	} else if (query_parse_srid(g->id, &srid) == 0) {
 		sql = QUERY_BY_SRID;

@@ -264,7 +264,7 @@ form_hash(const form *f, uint8_t out[AUTH_HASH_LEN])
 		strbuf_appendf(&b, "%zu:%s%zu:%s", strlen(sorted[i].name), sorted[i].name,
 		    strlen(sorted[i].value), sorted[i].value);
 	}
-	auth_hash_key(b.s, b.len, out);
+	crypto_sha256(b.s, b.len, out);
 	strbuf_fini(&b);
 	free(sorted);
 }
@@ -548,7 +548,7 @@ get_authed(intake_call *c)
 		else
 			submit_query(c, QUERY_BY_SRID, 1, v);
 	} else {
-		if (!query_is_uuid(g->id))
+		if (!trygg_uuid_valid(g->id))
 			intake_call_fail(c, 404, "not_found", "no such token", NULL, 0);
 		else
 			submit_query(c, QUERY_BY_ID, 1, v);

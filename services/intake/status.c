@@ -73,7 +73,7 @@ uuid_array(char **ids, size_t n)
 	size_t used = 0;
 	strbuf_append(&b, "{");
 	for (size_t i = 0; i < n && i < MAX_IDS; i++) {
-		if (ids[i] == NULL || !query_is_uuid(ids[i]))
+		if (ids[i] == NULL || !trygg_uuid_valid(ids[i]))
 			continue;
 		strbuf_appendf(&b, "%s%s", used ? "," : "", ids[i]);
 		used++;

@@ -171,12 +171,12 @@ add_report(arrays *a, const report_in *r)
 	for (size_t i = 0; i < r->nplaces; i++)
 		o += (size_t)snprintf(places + o, sizeof(places) - o, "%s%d", i ? "," : "",
 		    r->place_ids[i]);
-	auth_hex(r->request_hash, AUTH_HASH_LEN, hash);
+	crypto_hex(r->request_hash, AUTH_HASH_LEN, hash);
 	char *attrs = json_dumps(r->attributes, JSON_COMPACT);
 	size_t plen;
 	uint8_t *payload = store_pack_event(r, &plen);
 	char *phex = xmalloc(2 * plen + 1);
-	auth_hex(payload, plen, phex);
+	crypto_hex(payload, plen, phex);
 	const char *v[NPARAMS] = {r->id, partner_id, r->category, r->sensitive ? "t" : "f", sev,
 	    r->has_position ? lat : NULL, r->has_position ? lon : NULL, r->address, r->description,
 	    r->media_url, attrs ? attrs : "{}", created, r->idem_key, r->idem_key ? hash : NULL,

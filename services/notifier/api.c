@@ -117,19 +117,6 @@ ctx_free(api_ctx *c)
 
 static int submit_ctx(api_ctx *c);
 
-bool
-api_is_uuid(const char *s)
-{
-	if (s == NULL || strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-			return false;
-	}
-	return true;
-}
-
 /* The SHA-256 of the bearer key, or false (and a 401 sent). */
 static bool
 auth_key(http_request *req, char hash[SIGN_HEX_LEN])
@@ -150,7 +137,7 @@ auth_key(http_request *req, char hash[SIGN_HEX_LEN])
 		http_respond_error(req, 401, "unauthorized", "malformed key", NULL);
 		return false;
 	}
-	sign_sha256_hex(key, len, hash);
+	crypto_sha256_hex(key, len, hash);
 	return true;
 }
 
@@ -339,7 +326,7 @@ handle_action(http_request *req, notifier *n, const char *action)
 	const char *task = http_request_param(req, "id");
 	if (!auth_key(req, hash))
 		return;
-	if (!api_is_uuid(task)) {
+	if (!trygg_uuid_valid(task)) {
 		http_respond_error(req, 404, "not_found", "no such task", "id");
 		return;
 	}
@@ -489,7 +476,7 @@ handle_get(http_request *req, void *arg)
 	const char *task = http_request_param(req, "id");
 	if (!auth_key(req, hash))
 		return;
-	if (!api_is_uuid(task)) {
+	if (!trygg_uuid_valid(task)) {
 		http_respond_error(req, 404, "not_found", "no such task", "id");
 		return;
 	}
@@ -507,7 +494,7 @@ handle_deliveries(http_request *req, void *arg)
 	    !query_text(req, "unit", 64, &unit) || !query_text(req, "task", 36, &task) ||
 	    !query_limit(req, limit, sizeof(limit)))
 		return;
-	if (task && !api_is_uuid(task)) {
+	if (task && !trygg_uuid_valid(task)) {
 		http_respond_error(req, 400, "invalid_value", "task must be a task id", "task");
 		return;
 	}
@@ -522,7 +509,8 @@ link_ok(http_request *req, notifier *n, const char **action, const char **task)
 	*action = http_request_param(req, "action");
 	*task = http_request_param(req, "id");
 	const char *e = http_request_query(req, "e"), *s = http_request_query(req, "s");
-	if ((strcmp(*action, "ack") != 0 && strcmp(*action, "done") != 0) || !api_is_uuid(*task)) {
+	if ((strcmp(*action, "ack") != 0 && strcmp(*action, "done") != 0) ||
+	    !trygg_uuid_valid(*task)) {
 		respond_page(req, 404, "<h1>Unknown link</h1>");
 		return false;
 	}

@@ -191,9 +191,9 @@ test_query_builder(void **state)
 	    " AND NOT r.sensitive ORDER BY r.service_request_id DESC LIMIT 50"));
 	assert_int_equal(q.n, 2);
 	assert_string_equal(q.values[1], "{litter}");
-	assert_true(query_is_uuid("1cda07ec-88de-44a8-a472-2dd729a3f2ff"));
-	assert_false(query_is_uuid("1cda07ec-88de-44a8-a472-2dd729a3f2f"));
-	assert_false(query_is_uuid("1cda07ec088de-44a8-a472-2dd729a3f2ff"));
+	assert_true(trygg_uuid_valid("1cda07ec-88de-44a8-a472-2dd729a3f2ff"));
+	assert_false(trygg_uuid_valid("1cda07ec-88de-44a8-a472-2dd729a3f2f"));
+	assert_false(trygg_uuid_valid("1cda07ec088de-44a8-a472-2dd729a3f2ff"));
 	int64_t n;
 	assert_int_equal(query_parse_srid("42", &n), 0);
 	assert_int_equal(n, 42);
