@@ -31,6 +31,7 @@
 #include "log.h"
 #include "query.h"
 #include "render.h"
+#include "request.h"
 
 #define O311_MAX_ROWS 1000
 #define O311_MAX_WINDOW_US (90LL * 24 * 3600 * 1000000)

@@ -4,7 +4,7 @@
  * bodies (json.c), each run through the full report validation (report.c,
  * categories.c, places.c) as a partner allowed every category, and then
  * rendered as the client would see it (render.c): the error document in
- * Open311 JSON and XML (built as api.c's intake_error builds it), or the
+ * Open311 JSON and XML (built as request.c's intake_error builds it), or the
  * accepted report's texts as XML elements and JSON strings.
  *
  * The first input byte picks the front end (even: form, odd: JSON); the
@@ -105,7 +105,7 @@ check_xml_text(const char *s)
 	}
 }
 
-/* The error as both Open311 formats render it (api.c's intake_error). */
+/* The error as both Open311 formats render it (request.c's intake_error). */
 static void
 render_error(const tjson_error *e)
 {
