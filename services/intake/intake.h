@@ -7,8 +7,9 @@
  * validating with report.c, authenticating through the directory
  * (directory.c) and writing through the group-committing store (store.c),
  * which adds a ReportReceived event to the outbox in the same transaction.
- * status.c follows the notifier's task events to move report status, and
- * purges contact details after their retention period.
+ * notifier_events.c follows the notifier's task events to move report
+ * status; purge.c purges contact details after their retention period.
+ * request.c holds the plumbing both APIs share.
  */
 #ifndef INTAKE_INTAKE_H
 #define INTAKE_INTAKE_H
@@ -54,16 +55,19 @@ typedef struct intake {
 int api_register(intake *in) TRYGG_MUSTCHECK;
 int open311_register(intake *in) TRYGG_MUSTCHECK;
 
-/* The purge timer (status_start/stop); status_apply is the effect of the
- * notifier's task events, the stream main.c consumes. */
-int status_start(intake *in) TRYGG_MUSTCHECK;
-void status_stop(intake *in);
-/* The inbox's apply function (exposed for tests). */
-int status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
+/* The purge of contact details and idempotency keys (purge.c): a timer
+ * started by purge_start, closed by purge_stop. */
+int purge_start(intake *in) TRYGG_MUSTCHECK;
+void purge_stop(intake *in);
+
+/* The effect of the notifier's task events on reports
+ * (notifier_events.c): the inbox's apply function on the stream main.c
+ * consumes (exposed for tests). */
+int notifier_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
 /* Copies a crew's note into out (len bytes) as public text: valid UTF-8,
  * controls as spaces, what XML cannot carry as U+FFFD, cut at a character
  * boundary (exposed for tests). */
-void status_clean_note(const char *in, char *out, size_t len);
+void notifier_events_clean_note(const char *in, char *out, size_t len);
 
 /* `trygg-intake admin ...`: returns the process exit code. */
 int admin_main(int argc, char **argv);
