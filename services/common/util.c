@@ -277,6 +277,21 @@ trygg_utf8_prefix(const char *s, size_t max)
 }
 
 void
+trygg_utf8_scrub(char *s)
+{
+	size_t n = strlen(s);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t len = trygg_utf8_decode(s + i, n - i, &cp);
+		if (len == 0) {
+			s[i] = '?';
+			len = 1;
+		}
+		i += len;
+	}
+}
+
+void
 trygg_utf8_trim(char *s)
 {
 	size_t n = strlen(s), start = n;

@@ -89,6 +89,11 @@ size_t trygg_utf8_decode(const char *s, size_t n, uint32_t *cp);
  */
 size_t trygg_utf8_prefix(const char *s, size_t max);
 
+/* Replaces, in place, each byte of s (NUL-terminated) that does not start
+ * a valid UTF-8 sequence with '?': for text that must be valid (Postgres
+ * refuses the rest) but may come from anywhere. */
+void trygg_utf8_scrub(char *s);
+
 /* Cuts a NUL-terminated buffer that snprintf may have truncated back to a
  * character boundary (drops a trailing partial sequence). */
 void trygg_utf8_trim(char *s);
