@@ -16,6 +16,7 @@
 #include "mail.h"
 #include "sign.h"
 #include "strbuf.h"
+#include "webhook.h"
 
 /* How long a claim is leased beyond the send's own timeout. */
 #define LEASE_MARGIN_MS 15000
@@ -286,32 +287,21 @@ start_send(delivery_worker *w, PGresult *res, int row)
 				curl_easy_cleanup(easy);
 		}
 	} else {
-		char sent_at[40];
-		trygg_format_iso8601(trygg_wall_us(), sent_at, sizeof(sent_at));
-		json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:O}", "delivery_id", s->id,
-		    "kind", s->kind, "attempt", s->attempt, "unit", s->unit, "sent_at", sent_at,
-		    "task", task);
-		json_t *api = json_pack("{s:s+++, s:s+++, s:s+++}", "ack", n->cfg.public_url,
-		    "/v1/tasks/", task_id, "/ack", "done", n->cfg.public_url, "/v1/tasks/", task_id,
-		    "/done", "decline", n->cfg.public_url, "/v1/tasks/", task_id, "/decline");
-		json_object_set_new(body, "api", api);
-		if (ack)
-			json_object_set_new(body, "links",
-			    json_pack("{s:s, s:s}", "ack", ack, "done", done));
-		size_t len;
-		char *text = tjson_dump(body, &len);
-		json_decref(body);
-		char sig[160], h_sig[200], h_id[80], h_att[40], h_kind[64];
-		sign_webhook(secret, trygg_wall_us() / 1000000, text, len, sig, sizeof(sig));
-		snprintf(h_sig, sizeof(h_sig), "Trygg-Signature: %s", sig);
-		snprintf(h_id, sizeof(h_id), "Trygg-Delivery: %s", s->id);
-		snprintf(h_att, sizeof(h_att), "Trygg-Attempt: %d", s->attempt);
-		snprintf(h_kind, sizeof(h_kind), "Trygg-Event: task.%s", s->kind);
-		const char *headers[] = {"Content-Type: application/json",
-		    "User-Agent: trygg-notifier", h_sig, h_id, h_att, h_kind, NULL};
-		rv = http_client_request(n->http, "POST", s->target, headers, text, len,
-		    (unsigned)n->cfg.webhook_timeout_ms, webhook_done, s);
-		free(text);
+		webhook wh;
+		webhook_params wp = {.delivery_id = s->id,
+		    .kind = s->kind,
+		    .attempt = s->attempt,
+		    .unit = s->unit,
+		    .secret = secret,
+		    .public_url = n->cfg.public_url,
+		    .task = task,
+		    .ack_link = ack,
+		    .done_link = done};
+		rv = webhook_prepare(&wp, &wh);
+		if (rv == 0)
+			rv = http_client_request(n->http, "POST", s->target, wh.headers, wh.body,
+			    wh.len, (unsigned)n->cfg.webhook_timeout_ms, webhook_done, s);
+		webhook_fini(&wh);
 	}
 	free(ack);
 	free(done);
