@@ -17,7 +17,7 @@
  * NULL for the error text, and the error renderer crashed. This target
  * used to stop before rendering and did not see it.)
  *
- * fuzz-sources: services/intake/form.c services/intake/report.c services/intake/categories.c services/intake/places.c services/intake/partner.c services/intake/auth.c services/intake/ratelimit.c services/intake/render.c services/intake/query.c services/common/json.c services/common/util.c services/common/log.c
+ * fuzz-sources: services/intake/form.c services/intake/report.c services/intake/categories.c services/intake/places.c services/intake/partner.c services/intake/auth.c services/intake/ratelimit.c services/intake/render.c services/intake/query.c services/common/json.c services/common/util.c services/common/log.c services/common/strbuf.c services/common/crypto.c
  *
  * Built with -DTRYGG_FUZZ_SEEDS instead, it writes a few valid and
  * invalid bodies into the directory named by argv[1].
