@@ -14,24 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Replaces each byte that does not start a valid UTF-8 sequence with '?',
- * in place: jansson's own error texts quote the offending input, which may
- * be anything. */
-static void
-scrub_utf8(char *s)
-{
-	size_t n = strlen(s);
-	for (size_t i = 0; i < n;) {
-		uint32_t cp;
-		size_t len = trygg_utf8_decode(s + i, n - i, &cp);
-		if (len == 0) {
-			s[i] = '?';
-			len = 1;
-		}
-		i += len;
-	}
-}
-
 int
 tjson_error_set(tjson_error *err, const char *code, const char *field, const char *fmt, ...)
 {
@@ -53,8 +35,8 @@ tjson_error_set(tjson_error *err, const char *code, const char *field, const cha
 			trygg_utf8_trim(err->message);
 		va_end(ap);
 	}
-	scrub_utf8(err->field);
-	scrub_utf8(err->message);
+	trygg_utf8_scrub(err->field);
+	trygg_utf8_scrub(err->message);
 	return TRYGG_EINVAL;
 }
 

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "strbuf.h"
 
 enum mtype { M_COUNTER, M_GAUGE, M_HISTOGRAM };
 
@@ -61,60 +62,6 @@ struct metrics {
 
 const double metrics_latency_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 const size_t metrics_latency_nbuckets = TRYGG_ARRAY_LEN(metrics_latency_buckets);
-
-/* ---- a growable string ---- */
-
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) TRYGG_PRINTF(2, 3);
-
-static void
-sb_reserve(sbuf *b, size_t extra)
-{
-	if (b->len + extra + 1 <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + extra + 1)
-		cap *= 2;
-	b->p = xrealloc(b->p, cap);
-	b->cap = cap;
-}
-
-static void
-sb_putc(sbuf *b, char c)
-{
-	sb_reserve(b, 1);
-	b->p[b->len++] = c;
-	b->p[b->len] = '\0';
-}
-
-static void
-sb_puts(sbuf *b, const char *s)
-{
-	size_t n = strlen(s);
-	sb_reserve(b, n);
-	memcpy(b->p + b->len, s, n + 1);
-	b->len += n;
-}
-
-static void
-sb_printf(sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	sb_reserve(b, (size_t)n);
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
 
 /* ---- helpers ---- */
 
@@ -187,29 +134,28 @@ bad_registration(const char *name, const char *why)
 static char *
 labels_canon(const char *name, const char *const *labels, bool histogram)
 {
-	sbuf b = {0};
-	sb_puts(&b, "");
+	strbuf b = STRBUF_INIT;
 	for (size_t i = 0; labels != NULL && labels[i] != NULL; i += 2) {
 		if (labels[i + 1] == NULL)
 			bad_registration(name, "labels must be name/value pairs");
 		if (!name_ok(labels[i], false) || (histogram && strcmp(labels[i], "le") == 0))
 			bad_registration(name, "invalid label name");
 		if (i > 0)
-			sb_putc(&b, ',');
-		sb_printf(&b, "%s=\"", labels[i]);
+			strbuf_appendc(&b, ',');
+		strbuf_appendf(&b, "%s=\"", labels[i]);
 		for (const char *p = labels[i + 1]; *p; p++) {
 			if (*p == '\\')
-				sb_puts(&b, "\\\\");
+				strbuf_append(&b, "\\\\");
 			else if (*p == '"')
-				sb_puts(&b, "\\\"");
+				strbuf_append(&b, "\\\"");
 			else if (*p == '\n')
-				sb_puts(&b, "\\n");
+				strbuf_append(&b, "\\n");
 			else
-				sb_putc(&b, *p);
+				strbuf_appendc(&b, *p);
 		}
-		sb_putc(&b, '"');
+		strbuf_appendc(&b, '"');
 	}
-	return b.p;
+	return strbuf_steal(&b);
 }
 
 /*
@@ -405,48 +351,47 @@ metric_histogram_observe(metric_histogram *h, double v)
 /* ---- rendering ---- */
 
 static void
-put_sample(sbuf *b, const char *name, const char *suffix, const char *labels, const char *extra,
+put_sample(strbuf *b, const char *name, const char *suffix, const char *labels, const char *extra,
     const char *value)
 {
-	sb_puts(b, name);
-	sb_puts(b, suffix);
+	strbuf_append(b, name);
+	strbuf_append(b, suffix);
 	bool any = labels[0] != '\0' || extra != NULL;
 	if (any) {
-		sb_putc(b, '{');
-		sb_puts(b, labels);
+		strbuf_appendc(b, '{');
+		strbuf_append(b, labels);
 		if (extra != NULL) {
 			if (labels[0] != '\0')
-				sb_putc(b, ',');
-			sb_puts(b, extra);
+				strbuf_appendc(b, ',');
+			strbuf_append(b, extra);
 		}
-		sb_putc(b, '}');
+		strbuf_appendc(b, '}');
 	}
-	sb_putc(b, ' ');
-	sb_puts(b, value);
-	sb_putc(b, '\n');
+	strbuf_appendc(b, ' ');
+	strbuf_append(b, value);
+	strbuf_appendc(b, '\n');
 }
 
 static void
-render_help(sbuf *b, const family *f)
+render_help(strbuf *b, const family *f)
 {
 	static const char *types[] = {"counter", "gauge", "histogram"};
-	sb_printf(b, "# HELP %s ", f->name);
+	strbuf_appendf(b, "# HELP %s ", f->name);
 	for (const char *p = f->help; *p; p++) {
 		if (*p == '\\')
-			sb_puts(b, "\\\\");
+			strbuf_append(b, "\\\\");
 		else if (*p == '\n')
-			sb_puts(b, "\\n");
+			strbuf_append(b, "\\n");
 		else
-			sb_putc(b, *p);
+			strbuf_appendc(b, *p);
 	}
-	sb_printf(b, "\n# TYPE %s %s\n", f->name, types[f->type]);
+	strbuf_appendf(b, "\n# TYPE %s %s\n", f->name, types[f->type]);
 }
 
 char *
 metrics_render(metrics *m, size_t *len)
 {
-	sbuf b = {0};
-	sb_puts(&b, "");
+	strbuf b = STRBUF_INIT;
 	char v[64], le[80];
 	pthread_mutex_lock(&m->mtx);
 	for (const family *f = m->head; f != NULL; f = f->next) {
@@ -493,5 +438,5 @@ metrics_render(metrics *m, size_t *len)
 	pthread_mutex_unlock(&m->mtx);
 	if (len)
 		*len = b.len;
-	return b.p;
+	return strbuf_steal(&b);
 }

@@ -13,7 +13,7 @@
  *       return 1;                            // config/migration errors are logged
  *   svc_publish(&s, "intake");               // publishes ReportReceived
  *   svc_consume(&s, &(svc_stream){.publisher = "notifier",
- *       .urls = &cfg.notifier, .apply = status_apply, .arg = &in});
+ *       .urls = &cfg.notifier, .apply = notifier_events_apply, .arg = &in});
  *   ... its own parts, routes on s.http, svc_set_drain(&s, ...) ...
  *   return svc_run(&s);                      // serves until SIGTERM, then drains
  *

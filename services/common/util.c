@@ -193,6 +193,22 @@ trygg_uuid4(char out[37])
 	    b[14], b[15]);
 }
 
+bool
+trygg_uuid_valid(const char *s)
+{
+	if (s == NULL || strlen(s) != 36)
+		return false;
+	for (int i = 0; i < 36; i++) {
+		char c = s[i];
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+		if (dash ? c != '-'
+		         : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+		               (c >= 'A' && c <= 'F')))
+			return false;
+	}
+	return true;
+}
+
 size_t
 trygg_utf8_decode(const char *s, size_t n, uint32_t *cp)
 {
@@ -258,6 +274,21 @@ trygg_utf8_prefix(const char *s, size_t max)
 	while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
 		n--;
 	return n;
+}
+
+void
+trygg_utf8_scrub(char *s)
+{
+	size_t n = strlen(s);
+	for (size_t i = 0; i < n;) {
+		uint32_t cp;
+		size_t len = trygg_utf8_decode(s + i, n - i, &cp);
+		if (len == 0) {
+			s[i] = '?';
+			len = 1;
+		}
+		i += len;
+	}
 }
 
 void

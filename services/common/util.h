@@ -65,6 +65,10 @@ void trygg_format_iso8601(int64_t wall_us, char *buf, size_t len);
 /* Fills buf with a random UUIDv4 string (37 bytes including NUL). */
 void trygg_uuid4(char out[37]);
 
+/* The one UUID check: true if s is canonical UUID text (8-4-4-4-12 hex
+ * digits, either case). NULL is not a UUID. */
+bool trygg_uuid_valid(const char *s);
+
 /*
  * UTF-8. The one validator: true if the n bytes at s are well-formed UTF-8
  * (no overlongs, surrogates, or code points above U+10FFFF).
@@ -84,6 +88,11 @@ size_t trygg_utf8_decode(const char *s, size_t n, uint32_t *cp);
  * (int)trygg_utf8_prefix(s, 100), s). Valid UTF-8 in, valid UTF-8 out.
  */
 size_t trygg_utf8_prefix(const char *s, size_t max);
+
+/* Replaces, in place, each byte of s (NUL-terminated) that does not start
+ * a valid UTF-8 sequence with '?': for text that must be valid (Postgres
+ * refuses the rest) but may come from anywhere. */
+void trygg_utf8_scrub(char *s);
 
 /* Cuts a NUL-terminated buffer that snprintf may have truncated back to a
  * character boundary (drops a trailing partial sequence). */

@@ -3,10 +3,12 @@
  */
 #include "web_assets.h"
 
-#include <openssl/evp.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "crypto.h"
 
 const web_file *
 web_file_find(const web_file *files, const char *name)
@@ -44,9 +46,8 @@ web_content_type(const char *name)
 static void
 make_etag(const web_file *f, char out[24])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_Digest(f->data, f->len, md, &mdlen, EVP_sha256(), NULL);
+	uint8_t md[CRYPTO_SHA256_LEN];
+	crypto_sha256(f->data, f->len, md);
 	snprintf(out, 24, "\"%02x%02x%02x%02x%02x%02x%02x%02x\"", md[0], md[1], md[2], md[3], md[4],
 	    md[5], md[6], md[7]);
 }

@@ -140,8 +140,8 @@ issue_key(int pid, const char *label)
 	char hex[2 * AUTH_HASH_LEN + 1], prefix[AUTH_PREFIX_LEN + 1], id[16];
 	if (auth_generate_key(key) != 0)
 		admin_die("the random generator failed");
-	auth_hash_key(key, strlen(key), hash);
-	auth_hex(hash, AUTH_HASH_LEN, hex);
+	crypto_sha256(key, strlen(key), hash);
+	crypto_hex(hash, AUTH_HASH_LEN, hex);
 	memcpy(prefix, key, AUTH_PREFIX_LEN);
 	prefix[AUTH_PREFIX_LEN] = '\0';
 	snprintf(id, sizeof(id), "%d", pid);

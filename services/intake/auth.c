@@ -3,13 +3,10 @@
  */
 #include "auth.h"
 
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-
-#include "log.h"
 
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -32,28 +29,6 @@ auth_generate_key(char out[AUTH_KEY_LEN + 1])
 	/* 44 characters were written; the last encodes only padding bits. */
 	out[AUTH_KEY_LEN] = '\0';
 	return 0;
-}
-
-void
-auth_hash_key(const char *key, size_t len, uint8_t out[AUTH_HASH_LEN])
-{
-	unsigned int n = 0;
-	if (EVP_Digest(key, len, out, &n, EVP_sha256(), NULL) != 1 || n != AUTH_HASH_LEN) {
-		/* Only a broken libcrypto fails here; like out-of-memory, abort. */
-		log_error("sha256_failed", NULL);
-		abort();
-	}
-}
-
-void
-auth_hex(const uint8_t *in, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hex[in[i] >> 4];
-		out[2 * i + 1] = hex[in[i] & 15];
-	}
-	out[2 * n] = '\0';
 }
 
 bool

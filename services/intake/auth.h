@@ -3,7 +3,7 @@
  *
  * A key is "tk_" followed by 43 base64url characters (32 random bytes from
  * OpenSSL's RAND_bytes). It is shown to the operator once; intake stores
- * only its SHA-256 (OpenSSL EVP) and a short prefix for display. A request
+ * only its SHA-256 (common/crypto.h) and a short prefix for display. A request
  * proves its partner by presenting the key: "Authorization: Bearer <key>"
  * in the native API, the api_key field or query parameter in Open311.
  */
@@ -14,21 +14,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crypto.h"
 #include "util.h"
 
-#define AUTH_KEY_LEN 46    /* "tk_" + 43 */
-#define AUTH_PREFIX_LEN 10 /* shown in listings: "tk_AbCdEfG" */
-#define AUTH_HASH_LEN 32
+#define AUTH_KEY_LEN 46                 /* "tk_" + 43 */
+#define AUTH_PREFIX_LEN 10              /* shown in listings: "tk_AbCdEfG" */
+#define AUTH_HASH_LEN CRYPTO_SHA256_LEN /* hashed with crypto_sha256() */
 
 /* Writes a fresh key (AUTH_KEY_LEN chars and a NUL) into out. Returns 0, or
  * TRYGG_EIO if the random generator failed. */
 int auth_generate_key(char out[AUTH_KEY_LEN + 1]) TRYGG_MUSTCHECK;
-
-/* SHA-256 of the key's bytes. */
-void auth_hash_key(const char *key, size_t len, uint8_t out[AUTH_HASH_LEN]);
-
-/* Lower-case hex of n bytes into out (2n + 1 bytes). */
-void auth_hex(const uint8_t *in, size_t n, char *out);
 
 /* True if s has the shape of a key (cheap check before any lookup). */
 bool auth_key_format_ok(const char *s);

@@ -148,13 +148,13 @@ categories_changed(directory *dir, const PGresult *rc)
 	strbuf b = {0};
 	for (int i = 0; i < PQntuples(rc); i++) {
 		for (int k = 0; k < PQnfields(rc); k++)
-			sb_appendf(&b, "%zu:%s", strlen(PQgetvalue(rc, i, k)),
+			strbuf_appendf(&b, "%zu:%s", strlen(PQgetvalue(rc, i, k)),
 			    PQgetvalue(rc, i, k));
-		sb_append(&b, ";");
+		strbuf_append(&b, ";");
 	}
 	uint8_t digest[AUTH_HASH_LEN];
-	auth_hash_key(b.s ? b.s : "", b.len, digest);
-	sb_free(&b);
+	crypto_sha256(b.s ? b.s : "", b.len, digest);
+	strbuf_fini(&b);
 	if (dir->cats_changed_us == 0 || memcmp(digest, dir->cats_digest, AUTH_HASH_LEN) != 0) {
 		memcpy(dir->cats_digest, digest, AUTH_HASH_LEN);
 		dir->cats_changed_us = trygg_wall_us();
@@ -428,7 +428,7 @@ directory_authenticate(directory *dir, const char *key, size_t len, bool may_que
 		cb(arg, DIRECTORY_AUTH_UNKNOWN, NULL);
 		return;
 	}
-	auth_hash_key(key, len, hash);
+	crypto_sha256(key, len, hash);
 	for (size_t i = 0; i < dir->nkeys; i++) {
 		if (memcmp(dir->keys[i].hash, hash, AUTH_HASH_LEN) == 0) {
 			partner *p = directory_partner(dir, dir->keys[i].partner_id);
@@ -454,7 +454,7 @@ directory_authenticate(directory *dir, const char *key, size_t len, bool may_que
 	l->cb = cb;
 	l->arg = arg;
 	char hex[2 * AUTH_HASH_LEN + 1];
-	auth_hex(hash, AUTH_HASH_LEN, hex);
+	crypto_hex(hash, AUTH_HASH_LEN, hex);
 	const char *values[1] = {hex};
 	if (db_query(dir->db, SQL_KEY_ONE, 1, values, lookup_done, l) != 0) {
 		free(l);

@@ -2,10 +2,10 @@
  * trygg-intake: the gateway partners post reports to (issue 4).
  *
  * main only wires the parts together. intake publishes ReportReceived,
- * consumes the notifier's task events (report status, status.c), and
+ * consumes the notifier's task events (report status, notifier_events.c), and
  * serves the native and Open311 APIs from the directory (partners, keys,
  * categories, places) and the group-committing store; a timer purges
- * personal data. `trygg-intake admin ...` is the operator's command line
+ * personal data (purge.c). `trygg-intake admin ...` is the operator's command line
  * instead (admin.c).
  */
 #include <stdio.h>
@@ -82,7 +82,7 @@ static void
 on_store_drained(void *arg)
 {
 	intake *in = arg;
-	status_stop(in);
+	purge_stop(in);
 	directory_free(in->dir);
 	in->dir = NULL;
 	store_free(in->store);
@@ -129,7 +129,7 @@ main(int argc, char **argv)
 	    svc_consume(&in.svc,
 	        &(svc_stream){.publisher = "notifier",
 	            .urls = &in.cfg.notifier,
-	            .apply = status_apply,
+	            .apply = notifier_events_apply,
 	            .arg = &in}) != 0)
 		return svc_abort(&in.svc);
 	in.relay = svc_relay(&in.svc);
@@ -142,8 +142,8 @@ main(int argc, char **argv)
 	    store_new(svc_uv(&in.svc), in.svc.pool, in.relay, in.svc.metrics, &sto, &in.store) !=
 	        0 ||
 	    health_add_check(in.svc.health, "directory", check_directory, &in) != 0 ||
-	    api_register(&in) != 0 || open311_register(&in) != 0 || status_start(&in) != 0) {
-		status_stop(&in);
+	    api_register(&in) != 0 || open311_register(&in) != 0 || purge_start(&in) != 0) {
+		purge_stop(&in);
 		directory_free(in.dir);
 		store_free(in.store);
 		return svc_abort(&in.svc);

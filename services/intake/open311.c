@@ -31,6 +31,7 @@
 #include "log.h"
 #include "query.h"
 #include "render.h"
+#include "request.h"
 
 #define O311_MAX_ROWS 1000
 #define O311_MAX_WINDOW_US (90LL * 24 * 3600 * 1000000)
@@ -66,7 +67,7 @@ respond_doc(http_request *req, api_format fmt, unsigned status, json_t *json, st
 	} else {
 		intake_respond_json(req, status, json);
 	}
-	sb_free(xml);
+	strbuf_fini(xml);
 }
 
 /* ---- discovery and services ---- */
@@ -103,16 +104,16 @@ discovery(http_request *req, intake *in, api_format fmt)
 	strbuf x = {0};
 	json_t *j = NULL;
 	if (fmt == FMT_O311_XML) {
-		sb_append(&x, XML_HEAD "<discovery>");
-		sb_xml_elem(&x, "changeset", changeset);
-		sb_xml_elem(&x, "contact", contact);
-		sb_xml_elem(&x, "key_service", key_service);
-		sb_append(&x, "<endpoints><endpoint>");
-		sb_xml_elem(&x, "specification", "http://wiki.open311.org/GeoReport_v2");
-		sb_xml_elem(&x, "url", url);
-		sb_xml_elem(&x, "changeset", changeset);
-		sb_xml_elem(&x, "type", "production");
-		sb_append(&x,
+		strbuf_append(&x, XML_HEAD "<discovery>");
+		render_xml_elem(&x, "changeset", changeset);
+		render_xml_elem(&x, "contact", contact);
+		render_xml_elem(&x, "key_service", key_service);
+		strbuf_append(&x, "<endpoints><endpoint>");
+		render_xml_elem(&x, "specification", "http://wiki.open311.org/GeoReport_v2");
+		render_xml_elem(&x, "url", url);
+		render_xml_elem(&x, "changeset", changeset);
+		render_xml_elem(&x, "type", "production");
+		strbuf_append(&x,
 		    "<formats><format>text/xml</format><format>application/json</format>"
 		    "</formats></endpoint></endpoints></discovery>");
 	} else {
@@ -228,11 +229,11 @@ post_created(intake_call *c, const report_in *r, int64_t srid, const PGresult *r
 	/* The spec: a token only when the service_request_id is not known yet.
 	 * Ours is known at once (the report is committed before we answer). */
 	if (c->fmt == FMT_O311_XML) {
-		sb_append(&x, XML_HEAD "<service_requests><request>");
-		sb_xml_elem(&x, "service_request_id", srid_s);
-		sb_xml_elem(&x, "service_notice", notice);
-		sb_xml_elem(&x, "account_id", NULL);
-		sb_append(&x, "</request></service_requests>");
+		strbuf_append(&x, XML_HEAD "<service_requests><request>");
+		render_xml_elem(&x, "service_request_id", srid_s);
+		render_xml_elem(&x, "service_notice", notice);
+		render_xml_elem(&x, "account_id", NULL);
+		strbuf_append(&x, "</request></service_requests>");
 	} else {
 		j = json_pack("[{s:s, s:s, s:n}]", "service_request_id", srid_s, "service_notice",
 		    notice, "account_id");
@@ -257,15 +258,15 @@ form_hash(const form *f, uint8_t out[AUTH_HASH_LEN])
 	memcpy(sorted, f->fields, f->n * sizeof(*sorted));
 	qsort(sorted, f->n, sizeof(*sorted), cmp_fields);
 	strbuf b = {0};
-	sb_append(&b, "");
+	strbuf_append(&b, "");
 	for (size_t i = 0; i < f->n; i++) {
 		if (strcmp(sorted[i].name, "api_key") == 0)
 			continue;
-		sb_appendf(&b, "%zu:%s%zu:%s", strlen(sorted[i].name), sorted[i].name,
+		strbuf_appendf(&b, "%zu:%s%zu:%s", strlen(sorted[i].name), sorted[i].name,
 		    strlen(sorted[i].value), sorted[i].value);
 	}
-	auth_hash_key(b.s, b.len, out);
-	sb_free(&b);
+	crypto_sha256(b.s, b.len, out);
+	strbuf_fini(&b);
 	free(sorted);
 }
 
@@ -362,26 +363,26 @@ got_rows(void *arg, const db_reply *rep)
 	if (g->kind == 2) {
 		const char *srid = PQgetvalue(res, 0, RC_SRID);
 		if (c->fmt == FMT_O311_XML) {
-			sb_append(&x, XML_HEAD "<service_requests><request>");
-			sb_xml_elem(&x, "service_request_id", srid);
-			sb_xml_elem(&x, "token", g->id);
-			sb_append(&x, "</request></service_requests>");
+			strbuf_append(&x, XML_HEAD "<service_requests><request>");
+			render_xml_elem(&x, "service_request_id", srid);
+			render_xml_elem(&x, "token", g->id);
+			strbuf_append(&x, "</request></service_requests>");
 		} else {
 			j = json_pack("[{s:s, s:s}]", "service_request_id", srid, "token", g->id);
 		}
 	} else if (c->fmt == FMT_O311_XML) {
-		sb_append(&x, XML_HEAD "<service_requests>");
+		strbuf_append(&x, XML_HEAD "<service_requests>");
 		for (int i = 0; i < n; i++)
 			render_open311_row_xml(&x, res, i, c->p, c->in->dir);
-		sb_append(&x, "</service_requests>");
+		strbuf_append(&x, "</service_requests>");
 	} else {
-		sb_append(&x, "[");
+		strbuf_append(&x, "[");
 		for (int i = 0; i < n; i++) {
 			if (i > 0)
-				sb_append(&x, ",");
+				strbuf_append(&x, ",");
 			render_open311_row_json(&x, res, i, c->p, c->in->dir);
 		}
-		sb_append(&x, "]");
+		strbuf_append(&x, "]");
 		intake_respond_text(c->req, 200, &x);
 		intake_call_free(c);
 		return;
@@ -548,7 +549,7 @@ get_authed(intake_call *c)
 		else
 			submit_query(c, QUERY_BY_SRID, 1, v);
 	} else {
-		if (!query_is_uuid(g->id))
+		if (!trygg_uuid_valid(g->id))
 			intake_call_fail(c, 404, "not_found", "no such token", NULL, 0);
 		else
 			submit_query(c, QUERY_BY_ID, 1, v);

@@ -143,22 +143,6 @@ query_parse_time(const char *s, int64_t *out_us)
 	return 0;
 }
 
-bool
-query_is_uuid(const char *s)
-{
-	if (strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		char c = s[i];
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash ? c != '-'
-		         : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-		               (c >= 'A' && c <= 'F')))
-			return false;
-	}
-	return true;
-}
-
 int
 query_parse_srid(const char *s, int64_t *out)
 {

@@ -80,9 +80,6 @@ extern const char QUERY_IDEMPOTENCY[];
  */
 int query_parse_time(const char *s, int64_t *out_us) TRYGG_MUSTCHECK;
 
-/* True if s is a canonical UUID (8-4-4-4-12 hex). */
-bool query_is_uuid(const char *s);
-
 /* Parses a positive decimal id of at most 18 digits. */
 int query_parse_srid(const char *s, int64_t *out) TRYGG_MUSTCHECK;
 

@@ -10,112 +10,16 @@
 
 #include "query.h"
 
-/* Makes room for n more bytes and a NUL. */
-static void
-sb_reserve(strbuf *b, size_t n)
-{
-	if (b->len + n + 1 <= b->cap)
-		return;
-	size_t cap = b->cap ? b->cap : 256;
-	while (cap < b->len + n + 1)
-		cap *= 2;
-	b->s = xrealloc(b->s, cap);
-	b->cap = cap;
-}
-
-static void
-sb_appendn(strbuf *b, const char *s, size_t n)
-{
-	sb_reserve(b, n);
-	memcpy(b->s + b->len, s, n);
-	b->len += n;
-	b->s[b->len] = '\0';
-}
-
 void
-sb_append(strbuf *b, const char *s)
-{
-	sb_appendn(b, s, strlen(s));
-}
-
-void
-sb_appendf(strbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	char *s;
-	if (vasprintf(&s, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	sb_append(b, s);
-	free(s);
-}
-
-/* U+FFFD, written for anything a document cannot carry. */
-#define REPLACEMENT "\xef\xbf\xbd"
-
-/*
- * Text from the database or a peer is expected to be valid UTF-8 that XML
- * can carry (validation refuses the rest), but one bad row must never make
- * the public feed unparsable for everyone: bytes that are not UTF-8 and
- * characters XML 1.0 cannot carry (C0 controls but tab, LF and CR; U+FFFE,
- * U+FFFF) are written as U+FFFD.
- */
-void
-sb_append_xml(strbuf *b, const char *s)
-{
-	size_t n = strlen(s);
-	/* Worst case every byte becomes "&quot;" or U+FFFD. */
-	sb_reserve(b, n * 6);
-	char *o = b->s + b->len;
-	for (size_t i = 0; i < n;) {
-		uint32_t cp;
-		size_t len = trygg_utf8_decode(s + i, n - i, &cp);
-		const char *rep = NULL;
-		if (len == 0 || !trygg_xml_char(cp)) {
-			rep = REPLACEMENT;
-			len = len ? len : 1;
-		} else {
-			switch (cp) {
-			case '&': rep = "&amp;"; break;
-			case '<': rep = "&lt;"; break;
-			case '>': rep = "&gt;"; break;
-			case '"': rep = "&quot;"; break;
-			case '\'': rep = "&apos;"; break;
-			default: break;
-			}
-		}
-		if (rep != NULL) {
-			size_t rl = strlen(rep);
-			memcpy(o, rep, rl);
-			o += rl;
-		} else {
-			memcpy(o, s + i, len);
-			o += len;
-		}
-		i += len;
-	}
-	*o = '\0';
-	b->len = (size_t)(o - b->s);
-}
-
-void
-sb_xml_elem(strbuf *b, const char *tag, const char *text)
+render_xml_elem(strbuf *b, const char *tag, const char *text)
 {
 	if (text == NULL) {
-		sb_appendf(b, "<%s/>", tag);
+		strbuf_appendf(b, "<%s/>", tag);
 		return;
 	}
-	sb_appendf(b, "<%s>", tag);
-	sb_append_xml(b, text);
-	sb_appendf(b, "</%s>", tag);
-}
-
-void
-sb_free(strbuf *b)
-{
-	free(b->s);
-	memset(b, 0, sizeof(*b));
+	strbuf_appendf(b, "<%s>", tag);
+	strbuf_append_xml(b, text);
+	strbuf_appendf(b, "</%s>", tag);
 }
 
 bool
@@ -149,59 +53,14 @@ expected_us(const category *c, int64_t created_us)
 	return created_us + (int64_t)(c ? c->response_target_min : 0) * 60 * 1000000;
 }
 
-/* Like sb_append_xml: bytes that are not UTF-8 become U+FFFD, so the
+/* Like strbuf_append_xml: bytes that are not UTF-8 become U+FFFD, so the
  * document is always valid JSON (which can carry every other character). */
-void
-sb_append_json(strbuf *b, const char *s)
-{
-	if (s == NULL) {
-		sb_appendn(b, "null", 4);
-		return;
-	}
-	static const char hex[] = "0123456789abcdef";
-	size_t n = strlen(s);
-	/* Worst case every byte becomes \u00XX: written in place, no copies. */
-	sb_reserve(b, n * 6 + 2);
-	char *o = b->s + b->len;
-	*o++ = '"';
-	for (size_t i = 0; i < n;) {
-		unsigned char c = (unsigned char)s[i];
-		uint32_t cp;
-		size_t len;
-		if (c < 0x80) {
-			if (c == '"' || c == '\\') {
-				*o++ = '\\';
-				*o++ = (char)c;
-			} else if (c < 0x20) {
-				memcpy(o, "\\u00", 4);
-				o[4] = hex[c >> 4];
-				o[5] = hex[c & 15];
-				o += 6;
-			} else {
-				*o++ = (char)c;
-			}
-			i++;
-		} else if ((len = trygg_utf8_decode(s + i, n - i, &cp)) != 0) {
-			memcpy(o, s + i, len);
-			o += len;
-			i += len;
-		} else {
-			memcpy(o, REPLACEMENT, 3);
-			o += 3;
-			i++;
-		}
-	}
-	*o++ = '"';
-	*o = '\0';
-	b->len = (size_t)(o - b->s);
-}
-
 /* ,"key":value where value is JSON text already (a number, or null). */
 static void
 kv_key(strbuf *b, const char *key)
 {
 	size_t n = strlen(key);
-	sb_reserve(b, n + 4);
+	strbuf_reserve(b, n + 4);
 	char *o = b->s + b->len;
 	o[0] = ',';
 	o[1] = '"';
@@ -216,14 +75,14 @@ static void
 kv_raw(strbuf *b, const char *key, const char *json)
 {
 	kv_key(b, key);
-	sb_append(b, json ? json : "null");
+	strbuf_append(b, json ? json : "null");
 }
 
 static void
 kv_str(strbuf *b, const char *key, const char *s)
 {
 	kv_key(b, key);
-	sb_append_json(b, s);
+	strbuf_append_json(b, s);
 }
 
 /* Place ids ("3,7") as a JSON array of slugs. */
@@ -232,22 +91,22 @@ places_text(strbuf *b, const char *csv, directory *dir)
 {
 	const place_set *ps = directory_places(dir);
 	bool first = true;
-	sb_append(b, ",\"places\":[");
+	strbuf_append(b, ",\"places\":[");
 	while (csv && *csv) {
 		char *end;
 		long id = strtol(csv, &end, 10);
 		for (size_t i = 0; i < ps->n; i++) {
 			if (ps->items[i].id == id) {
 				if (!first)
-					sb_append(b, ",");
-				sb_append_json(b, ps->items[i].slug);
+					strbuf_append(b, ",");
+				strbuf_append_json(b, ps->items[i].slug);
 				first = false;
 				break;
 			}
 		}
 		csv = *end == ',' ? end + 1 : end + strlen(end);
 	}
-	sb_append(b, "]");
+	strbuf_append(b, "]");
 }
 
 /*
@@ -271,8 +130,8 @@ render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner
 	render_time(created, tc, sizeof(tc));
 	render_time(updated, tu, sizeof(tu));
 	render_time(expected_us(c, created), te, sizeof(te));
-	sb_append(b, "{\"id\":");
-	sb_append_json(b, col(res, row, c0 + RC_ID));
+	strbuf_append(b, "{\"id\":");
+	strbuf_append_json(b, col(res, row, c0 + RC_ID));
 	kv_str(b, "service_request_id", col(res, row, c0 + RC_SRID));
 	kv_str(b, "category", code);
 	kv_str(b, "category_name", c ? c->name : NULL);
@@ -295,7 +154,7 @@ render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner
 	kv_str(b, "created_at", tc);
 	kv_str(b, "updated_at", tu);
 	kv_str(b, "expected_at", te);
-	sb_append(b, "}");
+	strbuf_append(b, "}");
 }
 
 json_t *
@@ -374,8 +233,8 @@ render_open311_row_json(strbuf *b, const PGresult *res, int row, const partner *
 {
 	o311 f;
 	open311_fields(res, row, viewer, dir, &f);
-	sb_append(b, "{\"service_request_id\":");
-	sb_append_json(b, f.srid);
+	strbuf_append(b, "{\"service_request_id\":");
+	strbuf_append_json(b, f.srid);
 	kv_str(b, "status", f.status);
 	kv_str(b, "status_notes", f.notes);
 	kv_str(b, "service_name", f.service_name);
@@ -392,7 +251,7 @@ render_open311_row_json(strbuf *b, const PGresult *res, int row, const partner *
 	kv_raw(b, "lat", f.lat);
 	kv_raw(b, "long", f.lon);
 	kv_str(b, "media_url", f.media);
-	sb_append(b, "}");
+	strbuf_append(b, "}");
 }
 
 void
@@ -401,25 +260,25 @@ render_open311_row_xml(strbuf *b, const PGresult *res, int row, const partner *v
 {
 	o311 f;
 	open311_fields(res, row, viewer, dir, &f);
-	sb_append(b, "<request>");
-	sb_xml_elem(b, "service_request_id", f.srid);
-	sb_xml_elem(b, "status", f.status);
-	sb_xml_elem(b, "status_notes", f.notes);
-	sb_xml_elem(b, "service_name", f.service_name);
-	sb_xml_elem(b, "service_code", f.code);
-	sb_xml_elem(b, "description", f.description);
-	sb_xml_elem(b, "agency_responsible", AGENCY);
-	sb_xml_elem(b, "service_notice", NULL);
-	sb_xml_elem(b, "requested_datetime", f.requested);
-	sb_xml_elem(b, "updated_datetime", f.updated);
-	sb_xml_elem(b, "expected_datetime", f.expected);
-	sb_xml_elem(b, "address", f.address);
-	sb_xml_elem(b, "address_id", NULL);
-	sb_xml_elem(b, "zipcode", NULL);
-	sb_xml_elem(b, "lat", f.lat);
-	sb_xml_elem(b, "long", f.lon);
-	sb_xml_elem(b, "media_url", f.media);
-	sb_append(b, "</request>");
+	strbuf_append(b, "<request>");
+	render_xml_elem(b, "service_request_id", f.srid);
+	render_xml_elem(b, "status", f.status);
+	render_xml_elem(b, "status_notes", f.notes);
+	render_xml_elem(b, "service_name", f.service_name);
+	render_xml_elem(b, "service_code", f.code);
+	render_xml_elem(b, "description", f.description);
+	render_xml_elem(b, "agency_responsible", AGENCY);
+	render_xml_elem(b, "service_notice", NULL);
+	render_xml_elem(b, "requested_datetime", f.requested);
+	render_xml_elem(b, "updated_datetime", f.updated);
+	render_xml_elem(b, "expected_datetime", f.expected);
+	render_xml_elem(b, "address", f.address);
+	render_xml_elem(b, "address_id", NULL);
+	render_xml_elem(b, "zipcode", NULL);
+	render_xml_elem(b, "lat", f.lat);
+	render_xml_elem(b, "long", f.lon);
+	render_xml_elem(b, "media_url", f.media);
+	strbuf_append(b, "</request>");
 }
 
 static const char *
@@ -446,20 +305,20 @@ render_services_json(const category_set *cats)
 void
 render_services_xml(strbuf *b, const category_set *cats)
 {
-	sb_append(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><services>");
+	strbuf_append(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><services>");
 	for (size_t i = 0; i < cats->n; i++) {
 		const category *c = &cats->items[i];
-		sb_append(b, "<service>");
-		sb_xml_elem(b, "service_code", c->code);
-		sb_xml_elem(b, "service_name", c->name);
-		sb_xml_elem(b, "description", c->description);
-		sb_xml_elem(b, "metadata", c->nattrs > 0 ? "true" : "false");
-		sb_xml_elem(b, "type", "realtime");
-		sb_xml_elem(b, "keywords", c->keywords);
-		sb_xml_elem(b, "group", group_of(c));
-		sb_append(b, "</service>");
+		strbuf_append(b, "<service>");
+		render_xml_elem(b, "service_code", c->code);
+		render_xml_elem(b, "service_name", c->name);
+		render_xml_elem(b, "description", c->description);
+		render_xml_elem(b, "metadata", c->nattrs > 0 ? "true" : "false");
+		render_xml_elem(b, "type", "realtime");
+		render_xml_elem(b, "keywords", c->keywords);
+		render_xml_elem(b, "group", group_of(c));
+		strbuf_append(b, "</service>");
 	}
-	sb_append(b, "</services>");
+	strbuf_append(b, "</services>");
 }
 
 json_t *
@@ -488,34 +347,34 @@ render_definition_json(const category *c)
 void
 render_definition_xml(strbuf *b, const category *c)
 {
-	sb_append(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><service_definition>");
-	sb_xml_elem(b, "service_code", c->code);
-	sb_append(b, "<attributes>");
+	strbuf_append(b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><service_definition>");
+	render_xml_elem(b, "service_code", c->code);
+	strbuf_append(b, "<attributes>");
 	for (size_t i = 0; i < c->nattrs; i++) {
 		const category_attr *a = &c->attrs[i];
 		char order[16];
 		snprintf(order, sizeof(order), "%d", a->order ? a->order : (int)i + 1);
-		sb_append(b, "<attribute>");
-		sb_xml_elem(b, "variable", "true");
-		sb_xml_elem(b, "code", a->code);
-		sb_xml_elem(b, "datatype", attr_type_name(a->type));
-		sb_xml_elem(b, "required", a->required ? "true" : "false");
-		sb_xml_elem(b, "datatype_description", NULL);
-		sb_xml_elem(b, "order", order);
-		sb_xml_elem(b, "description", a->description);
+		strbuf_append(b, "<attribute>");
+		render_xml_elem(b, "variable", "true");
+		render_xml_elem(b, "code", a->code);
+		render_xml_elem(b, "datatype", attr_type_name(a->type));
+		render_xml_elem(b, "required", a->required ? "true" : "false");
+		render_xml_elem(b, "datatype_description", NULL);
+		render_xml_elem(b, "order", order);
+		render_xml_elem(b, "description", a->description);
 		if (a->nvalues > 0) {
-			sb_append(b, "<values>");
+			strbuf_append(b, "<values>");
 			for (size_t j = 0; j < a->nvalues; j++) {
-				sb_append(b, "<value>");
-				sb_xml_elem(b, "key", a->keys[j]);
-				sb_xml_elem(b, "name", a->names[j]);
-				sb_append(b, "</value>");
+				strbuf_append(b, "<value>");
+				render_xml_elem(b, "key", a->keys[j]);
+				render_xml_elem(b, "name", a->names[j]);
+				strbuf_append(b, "</value>");
 			}
-			sb_append(b, "</values>");
+			strbuf_append(b, "</values>");
 		}
-		sb_append(b, "</attribute>");
+		strbuf_append(b, "</attribute>");
 	}
-	sb_append(b, "</attributes></service_definition>");
+	strbuf_append(b, "</attributes></service_definition>");
 }
 
 char *
@@ -528,16 +387,16 @@ render_open311_error(bool xml, unsigned code, const char *description, size_t *l
 	char c[16];
 	snprintf(c, sizeof(c), "%u", code);
 	if (xml) {
-		sb_append(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><errors><error>");
-		sb_xml_elem(&b, "code", c);
-		sb_xml_elem(&b, "description", description ? description : "");
-		sb_append(&b, "</error></errors>");
+		strbuf_append(&b, "<?xml version=\"1.0\" encoding=\"utf-8\"?><errors><error>");
+		render_xml_elem(&b, "code", c);
+		render_xml_elem(&b, "description", description ? description : "");
+		strbuf_append(&b, "</error></errors>");
 	} else {
-		sb_append(&b, "[{\"code\":");
-		sb_append(&b, c);
-		sb_append(&b, ",\"description\":");
-		sb_append_json(&b, description ? description : "");
-		sb_append(&b, "}]");
+		strbuf_append(&b, "[{\"code\":");
+		strbuf_append(&b, c);
+		strbuf_append(&b, ",\"description\":");
+		strbuf_append_json(&b, description ? description : "");
+		strbuf_append(&b, "}]");
 	}
 	*len = b.len;
 	return b.s;

@@ -22,29 +22,16 @@
 #include "categories.h"
 #include "directory.h"
 #include "report.h"
+#include "strbuf.h"
 
-/* A growable string. */
-typedef struct strbuf {
-	char *s;
-	size_t len, cap;
-} strbuf;
-
-void sb_append(strbuf *b, const char *s);
-void sb_appendf(strbuf *b, const char *fmt, ...) TRYGG_PRINTF(2, 3);
-/* Appends s with &, <, >, " and ' escaped. */
-void sb_append_xml(strbuf *b, const char *s);
 /* Appends <tag>escaped text</tag>, or <tag/> for NULL. */
-void sb_xml_elem(strbuf *b, const char *tag, const char *text);
-void sb_free(strbuf *b);
+void render_xml_elem(strbuf *b, const char *tag, const char *text);
 
 /* True if the viewer may read the description of a report. */
 bool render_description_visible(bool sensitive, const partner *viewer);
 
 /* ISO 8601 in UTC with milliseconds into buf (>= 32 bytes). */
 void render_time(int64_t us, char *buf, size_t len);
-
-/* Appends s as a JSON string (escaped), or null for NULL. */
-void sb_append_json(strbuf *b, const char *s);
 
 /* Native API: one report from a row of REPORT_COLUMNS starting at column
  * `col`, appended as JSON text; or, as a jansson object, a report just

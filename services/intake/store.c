@@ -100,9 +100,9 @@ static void
 arr_add(arrays *a, int col, const char *v)
 {
 	strbuf *b = &a->col[col];
-	sb_append(b, b->len == 0 ? "{" : ",");
+	strbuf_append(b, b->len == 0 ? "{" : ",");
 	if (v == NULL) {
-		sb_append(b, "NULL");
+		strbuf_append(b, "NULL");
 		return;
 	}
 	char chunk[512];
@@ -111,7 +111,7 @@ arr_add(arrays *a, int col, const char *v)
 	for (const char *p = v;; p++) {
 		if (o + 3 >= sizeof(chunk) || *p == '\0') {
 			chunk[o] = '\0';
-			sb_append(b, chunk);
+			strbuf_append(b, chunk);
 			o = 0;
 			if (*p == '\0')
 				break;
@@ -120,14 +120,14 @@ arr_add(arrays *a, int col, const char *v)
 			chunk[o++] = '\\';
 		chunk[o++] = *p;
 	}
-	sb_append(b, "\"");
+	strbuf_append(b, "\"");
 }
 
 static void
 arrays_fini(arrays *a)
 {
 	for (int i = 0; i < NPARAMS; i++)
-		sb_free(&a->col[i]);
+		strbuf_fini(&a->col[i]);
 }
 
 uint8_t *
@@ -171,12 +171,12 @@ add_report(arrays *a, const report_in *r)
 	for (size_t i = 0; i < r->nplaces; i++)
 		o += (size_t)snprintf(places + o, sizeof(places) - o, "%s%d", i ? "," : "",
 		    r->place_ids[i]);
-	auth_hex(r->request_hash, AUTH_HASH_LEN, hash);
+	crypto_hex(r->request_hash, AUTH_HASH_LEN, hash);
 	char *attrs = json_dumps(r->attributes, JSON_COMPACT);
 	size_t plen;
 	uint8_t *payload = store_pack_event(r, &plen);
 	char *phex = xmalloc(2 * plen + 1);
-	auth_hex(payload, plen, phex);
+	crypto_hex(payload, plen, phex);
 	const char *v[NPARAMS] = {r->id, partner_id, r->category, r->sensitive ? "t" : "f", sev,
 	    r->has_position ? lat : NULL, r->has_position ? lon : NULL, r->address, r->description,
 	    r->media_url, attrs ? attrs : "{}", created, r->idem_key, r->idem_key ? hash : NULL,
@@ -196,7 +196,7 @@ arrays_submit(arrays *a, db_batch *b)
 {
 	const char *v[NPARAMS];
 	for (int i = 0; i < NPARAMS; i++) {
-		sb_append(&a->col[i], "}");
+		strbuf_append(&a->col[i], "}");
 		v[i] = a->col[i].s;
 	}
 	db_batch_add(b, SQL_INSERT, NPARAMS, v);
@@ -485,7 +485,7 @@ verify_try(verify *v)
 		arr_add(&a, 2, p->r.idem_key);
 	}
 	for (int i = 0; i < 3; i++)
-		sb_append(&a.col[i], "}");
+		strbuf_append(&a.col[i], "}");
 	db_batch *b = db_batch_new();
 	const char *v1[1] = {pid}, *v2[1] = {a.col[0].s}, *v3[2] = {a.col[1].s, a.col[2].s};
 	db_batch_add(b, SQL_GONE, 1, v1);

@@ -869,7 +869,7 @@ key_issue(int argc, char **argv)
 	for (size_t i = 0; i < sizeof(raw); i++)
 		snprintf(key + 3 + 2 * i, 3, "%02x", raw[i]);
 	char hash[SIGN_HEX_LEN];
-	sign_sha256_hex(key, strlen(key), hash);
+	crypto_sha256_hex(key, strlen(key), hash);
 	const char *v[3] = {hash, unit, o[0].value ? o[0].value : ""};
 	admin_db_exec("INSERT INTO unit_keys (key_hash, unit, label) VALUES ($1, $2, $3)", 3, v);
 	if (o[1].value) {
@@ -915,7 +915,7 @@ key_revoke(int argc, char **argv)
 	char hash[SIGN_HEX_LEN];
 	const char *sql;
 	if (strncmp(arg, "tu_", 3) == 0) {
-		sign_sha256_hex(arg, strlen(arg), hash);
+		crypto_sha256_hex(arg, strlen(arg), hash);
 		sql = "UPDATE unit_keys SET revoked_at = now() WHERE key_hash = $1"
 		      " AND revoked_at IS NULL RETURNING unit";
 	} else {
@@ -949,19 +949,6 @@ key_revoke(int argc, char **argv)
 }
 
 /* ---- dead letters ---- */
-
-static bool
-uuid_ok(const char *s)
-{
-	if (strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-			return false;
-	}
-	return true;
-}
 
 static void
 deliveries_dead(int argc, char **argv)
@@ -1003,7 +990,7 @@ deliveries_retry(int argc, char **argv)
 {
 	admin_parse(argc, argv, 1, NULL, 0, "trygg-notifier admin deliveries retry ID");
 	const char *id = argv[0];
-	if (!uuid_ok(id))
+	if (!trygg_uuid_valid(id))
 		admin_usage("deliveries retry '%s': expected a delivery id (a UUID, as `deliveries"
 		            " dead` shows it)",
 		    id);

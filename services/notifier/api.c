@@ -62,12 +62,12 @@ static const char SQL_DELIVERIES[] =
     "      AND ($4::uuid IS NULL OR d.task_id = $4::uuid)"
     "    ORDER BY d.created_at DESC LIMIT $5::int) x)";
 
-enum req_kind { REQ_ACTION, REQ_LINK, REQ_LIST, REQ_GET, REQ_DELIVERIES };
+typedef struct req_kind req_kind;
 
 typedef struct api_ctx {
 	notifier *n;
 	http_request *req;
-	enum req_kind kind;
+	const req_kind *kind;
 	char action[16];
 	char task[37];
 	/* the statement, kept to run it again after a deadlock */
@@ -117,19 +117,6 @@ ctx_free(api_ctx *c)
 
 static int submit_ctx(api_ctx *c);
 
-bool
-api_is_uuid(const char *s)
-{
-	if (s == NULL || strlen(s) != 36)
-		return false;
-	for (int i = 0; i < 36; i++) {
-		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-		if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-			return false;
-	}
-	return true;
-}
-
 /* The SHA-256 of the bearer key, or false (and a 401 sent). */
 static bool
 auth_key(http_request *req, char hash[SIGN_HEX_LEN])
@@ -150,7 +137,7 @@ auth_key(http_request *req, char hash[SIGN_HEX_LEN])
 		http_respond_error(req, 401, "unauthorized", "malformed key", NULL);
 		return false;
 	}
-	sign_sha256_hex(key, len, hash);
+	crypto_sha256_hex(key, len, hash);
 	return true;
 }
 
@@ -194,22 +181,135 @@ action_word(const char *action)
 	return strcmp(action, "ack") == 0 ? "acknowledged" : "marked done";
 }
 
-/* Answers a refused action (task_action's own SQLSTATE). */
+/*
+ * What each kind of request does with its statement's outcome: one small
+ * function per kind, chosen by the handler that submits the statement.
+ * replied() handles what all share (retries, Postgres away, failures).
+ */
+struct req_kind {
+	/* Answers a refusal of task_action (its own SQLSTATE); NULL for a
+	 * statement that is not task_action. */
+	void (*refused)(api_ctx *c, const struct action_error *e, const char *message);
+	/* Answers an error that is the client's; false if rep is not one.
+	 * May be NULL. */
+	bool (*client_error)(api_ctx *c, const db_reply *rep);
+	/* Answers the result of a statement that succeeded. */
+	void (*answer)(api_ctx *c, const PGresult *r);
+};
+
+/* POST /v1/tasks/{id}/{ack,done,decline}: JSON in, JSON out. */
 static void
-respond_refused(api_ctx *c, const struct action_error *e, const char *message)
+action_refused(api_ctx *c, const struct action_error *e, const char *message)
 {
-	http_request *req = c->req;
-	if (c->kind == REQ_ACTION) {
-		http_respond_error(req, e->status, e->code, message, NULL);
-		return;
-	}
-	respond_page(req, e->status == 404 ? 404 : 409,
+	http_respond_error(c->req, e->status, e->code, message, NULL);
+}
+
+static void
+action_answer(api_ctx *c, const PGresult *r)
+{
+	notifier_after_commit(c->n, true); /* an action may schedule deliveries */
+	const char *body = PQgetvalue(r, 0, 0);
+	http_respond(c->req, 200, "application/json", body, strlen(body));
+}
+
+/* GET /v1/links/...: the same action from a signed link, answered as a page. */
+static void
+link_refused(api_ctx *c, const struct action_error *e, const char *message)
+{
+	(void)message;
+	respond_page(c->req, e->status == 404 ? 404 : 409,
 	    "<h1>Not possible</h1><p>Task <code>%s</code> cannot be %s: %s.</p>", c->task,
 	    action_word(c->action),
 	    strcmp(e->sqlstate, "TNDON") == 0       ? "it is already done"
 	        : strcmp(e->sqlstate, "TNDEC") == 0 ? "it was declined"
 	                                            : "it is not known");
 }
+
+static void
+link_answer(api_ctx *c, const PGresult *r)
+{
+	(void)r;
+	notifier_after_commit(c->n, true); /* an action may schedule deliveries */
+	respond_page(c->req, 200, "<h1>Task %s</h1><p>Task <code>%s</code> is %s. Thank you.</p>",
+	    action_word(c->action), c->task, action_word(c->action));
+}
+
+/*
+ * The reads answer one row: column 0 counts the keys that matched, then
+ * (deliveries only) whether one is an operator's, then the JSON. Returns
+ * the JSON at column col, or NULL after answering 401, 403 or 404.
+ */
+static const char *
+read_json(api_ctx *c, const PGresult *r, int col, bool operator_only)
+{
+	if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
+		http_respond_error(c->req, 401, "unauthorized", "unknown or revoked key", NULL);
+		return NULL;
+	}
+	if (operator_only && PQgetvalue(r, 0, 1)[0] != 't') {
+		http_respond_error(c->req, 403, "forbidden", "an operator key is required", NULL);
+		return NULL;
+	}
+	if (PQgetisnull(r, 0, col)) {
+		http_respond_error(c->req, 404, "not_found", "no such task for this unit", NULL);
+		return NULL;
+	}
+	return PQgetvalue(r, 0, col);
+}
+
+/* Responds {"<name>": json}. */
+static void
+respond_wrapped(api_ctx *c, const char *name, const char *json)
+{
+	char *body = xasprintf("{\"%s\":%s}", name, json);
+	http_respond(c->req, 200, "application/json", body, strlen(body));
+	free(body);
+}
+
+/* GET /v1/tasks. The only value it casts is `before`: a date Postgres
+ * cannot read (22007) or that does not exist (22008) is the client's. */
+static bool
+list_client_error(api_ctx *c, const db_reply *rep)
+{
+	if (rep->sqlstate == NULL ||
+	    (strcmp(rep->sqlstate, "22007") != 0 && strcmp(rep->sqlstate, "22008") != 0))
+		return false;
+	http_respond_error(c->req, 400, "invalid_value", "before must be a valid timestamp",
+	    "before");
+	return true;
+}
+
+static void
+list_answer(api_ctx *c, const PGresult *r)
+{
+	const char *json = read_json(c, r, 1, false);
+	if (json != NULL)
+		respond_wrapped(c, "tasks", json);
+}
+
+/* GET /v1/tasks/{id}. */
+static void
+get_answer(api_ctx *c, const PGresult *r)
+{
+	const char *json = read_json(c, r, 1, false);
+	if (json != NULL)
+		http_respond(c->req, 200, "application/json", json, strlen(json));
+}
+
+/* GET /v1/deliveries: operators only. */
+static void
+deliveries_answer(api_ctx *c, const PGresult *r)
+{
+	const char *json = read_json(c, r, 2, true);
+	if (json != NULL)
+		respond_wrapped(c, "deliveries", json);
+}
+
+static const req_kind req_action = {.refused = action_refused, .answer = action_answer};
+static const req_kind req_link = {.refused = link_refused, .answer = link_answer};
+static const req_kind req_list = {.client_error = list_client_error, .answer = list_answer};
+static const req_kind req_get = {.answer = get_answer};
+static const req_kind req_deliveries = {.answer = deliveries_answer};
 
 static void
 replied(void *arg, const db_reply *rep)
@@ -229,19 +329,13 @@ replied(void *arg, const db_reply *rep)
 		goto out;
 	}
 	const struct action_error *refused = NULL;
-	if (rep->err == TRYGG_EDB && (c->kind == REQ_ACTION || c->kind == REQ_LINK) &&
+	if (rep->err == TRYGG_EDB && c->kind->refused != NULL &&
 	    (refused = action_error(rep->sqlstate)) != NULL) {
-		respond_refused(c, refused, rep->message ? rep->message : refused->code);
+		c->kind->refused(c, refused, rep->message ? rep->message : refused->code);
 		goto out;
 	}
-	/* The only value a list query casts is `before`: a date Postgres
-	 * cannot read (22007) or that does not exist (22008) is the client's. */
-	if (rep->err == TRYGG_EDB && c->kind == REQ_LIST && rep->sqlstate &&
-	    (strcmp(rep->sqlstate, "22007") == 0 || strcmp(rep->sqlstate, "22008") == 0)) {
-		http_respond_error(req, 400, "invalid_value", "before must be a valid timestamp",
-		    "before");
+	if (rep->err == TRYGG_EDB && c->kind->client_error != NULL && c->kind->client_error(c, rep))
 		goto out;
-	}
 	if (rep->err != 0) {
 		char mb[300];
 		log_error("api_query_failed",
@@ -250,49 +344,7 @@ replied(void *arg, const db_reply *rep)
 		http_respond_error(req, 500, "internal", "internal error", NULL);
 		goto out;
 	}
-	PGresult *r = rep->results[0];
-	switch (c->kind) {
-	case REQ_ACTION:
-	case REQ_LINK: {
-		notifier_after_commit(c->n, true); /* an action may schedule deliveries */
-		if (c->kind == REQ_LINK) {
-			respond_page(req, 200,
-			    "<h1>Task %s</h1><p>Task <code>%s</code> is %s. Thank you.</p>",
-			    action_word(c->action), c->task, action_word(c->action));
-		} else {
-			const char *body = PQgetvalue(r, 0, 0);
-			http_respond(req, 200, "application/json", body, strlen(body));
-		}
-		break;
-	}
-	case REQ_LIST:
-	case REQ_GET:
-	case REQ_DELIVERIES: {
-		if (strcmp(PQgetvalue(r, 0, 0), "0") == 0) {
-			http_respond_error(req, 401, "unauthorized", "unknown or revoked key",
-			    NULL);
-			break;
-		}
-		if (c->kind == REQ_DELIVERIES && PQgetvalue(r, 0, 1)[0] != 't') {
-			http_respond_error(req, 403, "forbidden", "an operator key is required",
-			    NULL);
-			break;
-		}
-		int col = c->kind == REQ_DELIVERIES ? 2 : 1;
-		if (PQgetisnull(r, 0, col)) {
-			http_respond_error(req, 404, "not_found", "no such task for this unit",
-			    NULL);
-			break;
-		}
-		const char *json = PQgetvalue(r, 0, col);
-		char *body = c->kind == REQ_GET
-		    ? xstrdup(json)
-		    : xasprintf("{\"%s\":%s}", c->kind == REQ_LIST ? "tasks" : "deliveries", json);
-		http_respond(req, 200, "application/json", body, strlen(body));
-		free(body);
-		break;
-	}
-	}
+	c->kind->answer(c, rep->results[0]);
 out:
 	ctx_free(c);
 }
@@ -313,7 +365,7 @@ submit_ctx(api_ctx *c)
 
 /* Submits one statement for the request; answers 503 if Postgres is away. */
 static void
-submit(notifier *n, http_request *req, enum req_kind kind, const char *sql, int nparams,
+submit(notifier *n, http_request *req, const req_kind *kind, const char *sql, int nparams,
     const char *const *values, const char *action, const char *task)
 {
 	api_ctx *c = xcalloc(1, sizeof(*c));
@@ -339,7 +391,7 @@ handle_action(http_request *req, notifier *n, const char *action)
 	const char *task = http_request_param(req, "id");
 	if (!auth_key(req, hash))
 		return;
-	if (!api_is_uuid(task)) {
+	if (!trygg_uuid_valid(task)) {
 		http_respond_error(req, 404, "not_found", "no such task", "id");
 		return;
 	}
@@ -381,7 +433,7 @@ handle_action(http_request *req, notifier *n, const char *action)
 		goto bad;
 	}
 	const char *values[7] = {task, action, hash, NULL, note, reason, owner};
-	submit(n, req, REQ_ACTION, SQL_ACTION, 7, values, action, task);
+	submit(n, req, &req_action, SQL_ACTION, 7, values, action, task);
 	json_decref(obj);
 	return;
 bad:
@@ -479,7 +531,7 @@ handle_list(http_request *req, void *arg)
 			}
 	}
 	const char *values[7] = {hash, status, unit, place, report, limit, before};
-	submit(arg, req, REQ_LIST, SQL_LIST, 7, values, NULL, NULL);
+	submit(arg, req, &req_list, SQL_LIST, 7, values, NULL, NULL);
 }
 
 static void
@@ -489,12 +541,12 @@ handle_get(http_request *req, void *arg)
 	const char *task = http_request_param(req, "id");
 	if (!auth_key(req, hash))
 		return;
-	if (!api_is_uuid(task)) {
+	if (!trygg_uuid_valid(task)) {
 		http_respond_error(req, 404, "not_found", "no such task", "id");
 		return;
 	}
 	const char *values[2] = {hash, task};
-	submit(arg, req, REQ_GET, SQL_GET, 2, values, NULL, task);
+	submit(arg, req, &req_get, SQL_GET, 2, values, NULL, task);
 }
 
 static void
@@ -507,12 +559,12 @@ handle_deliveries(http_request *req, void *arg)
 	    !query_text(req, "unit", 64, &unit) || !query_text(req, "task", 36, &task) ||
 	    !query_limit(req, limit, sizeof(limit)))
 		return;
-	if (task && !api_is_uuid(task)) {
+	if (task && !trygg_uuid_valid(task)) {
 		http_respond_error(req, 400, "invalid_value", "task must be a task id", "task");
 		return;
 	}
 	const char *values[5] = {hash, status, unit, task, limit};
-	submit(arg, req, REQ_DELIVERIES, SQL_DELIVERIES, 5, values, NULL, NULL);
+	submit(arg, req, &req_deliveries, SQL_DELIVERIES, 5, values, NULL, NULL);
 }
 
 /* Checks a signed link; answers 403/404 itself and returns false if bad. */
@@ -522,7 +574,8 @@ link_ok(http_request *req, notifier *n, const char **action, const char **task)
 	*action = http_request_param(req, "action");
 	*task = http_request_param(req, "id");
 	const char *e = http_request_query(req, "e"), *s = http_request_query(req, "s");
-	if ((strcmp(*action, "ack") != 0 && strcmp(*action, "done") != 0) || !api_is_uuid(*task)) {
+	if ((strcmp(*action, "ack") != 0 && strcmp(*action, "done") != 0) ||
+	    !trygg_uuid_valid(*task)) {
 		respond_page(req, 404, "<h1>Unknown link</h1>");
 		return false;
 	}
@@ -560,7 +613,7 @@ handle_link_post(http_request *req, void *arg)
 	if (!link_ok(req, arg, &action, &task))
 		return;
 	const char *values[7] = {task, action, NULL, "signed link", NULL, NULL, NULL};
-	submit(arg, req, REQ_LINK, SQL_ACTION, 7, values, action, task);
+	submit(arg, req, &req_link, SQL_ACTION, 7, values, action, task);
 }
 
 int

@@ -30,7 +30,4 @@
 /* Adds the routes to the service's HTTP server. */
 int api_register(notifier *n) TRYGG_MUSTCHECK;
 
-/* True if s is a canonical UUID text (8-4-4-4-12 hex digits). */
-bool api_is_uuid(const char *s);
-
 #endif

@@ -15,6 +15,8 @@
 #include "log.h"
 #include "mail.h"
 #include "sign.h"
+#include "strbuf.h"
+#include "webhook.h"
 
 /* How long a claim is leased beyond the send's own timeout. */
 #define LEASE_MARGIN_MS 15000
@@ -107,24 +109,17 @@ endpoint_release(delivery_worker *w, const char *target)
 
 /* Appends s to b as one element of a Postgres array literal. */
 static void
-array_elem(char **b, size_t *len, size_t *cap, const char *s, bool first)
+array_elem(strbuf *b, const char *s, bool first)
 {
-	size_t need = *len + 2 * strlen(s) + 4;
-	if (need > *cap) {
-		*cap = need * 2;
-		*b = xrealloc(*b, *cap);
-	}
-	char *o = *b + *len;
 	if (!first)
-		*o++ = ',';
-	*o++ = '"';
+		strbuf_appendc(b, ',');
+	strbuf_appendc(b, '"');
 	for (; *s; s++) {
 		if (*s == '"' || *s == '\\')
-			*o++ = '\\';
-		*o++ = *s;
+			strbuf_appendc(b, '\\');
+		strbuf_appendc(b, *s);
 	}
-	*o++ = '"';
-	*len = (size_t)(o - *b);
+	strbuf_appendc(b, '"');
 }
 
 static void
@@ -292,32 +287,21 @@ start_send(delivery_worker *w, PGresult *res, int row)
 				curl_easy_cleanup(easy);
 		}
 	} else {
-		char sent_at[40];
-		trygg_format_iso8601(trygg_wall_us(), sent_at, sizeof(sent_at));
-		json_t *body = json_pack("{s:s, s:s, s:i, s:s, s:s, s:O}", "delivery_id", s->id,
-		    "kind", s->kind, "attempt", s->attempt, "unit", s->unit, "sent_at", sent_at,
-		    "task", task);
-		json_t *api = json_pack("{s:s+++, s:s+++, s:s+++}", "ack", n->cfg.public_url,
-		    "/v1/tasks/", task_id, "/ack", "done", n->cfg.public_url, "/v1/tasks/", task_id,
-		    "/done", "decline", n->cfg.public_url, "/v1/tasks/", task_id, "/decline");
-		json_object_set_new(body, "api", api);
-		if (ack)
-			json_object_set_new(body, "links",
-			    json_pack("{s:s, s:s}", "ack", ack, "done", done));
-		size_t len;
-		char *text = tjson_dump(body, &len);
-		json_decref(body);
-		char sig[160], h_sig[200], h_id[80], h_att[40], h_kind[64];
-		sign_webhook(secret, trygg_wall_us() / 1000000, text, len, sig, sizeof(sig));
-		snprintf(h_sig, sizeof(h_sig), "Trygg-Signature: %s", sig);
-		snprintf(h_id, sizeof(h_id), "Trygg-Delivery: %s", s->id);
-		snprintf(h_att, sizeof(h_att), "Trygg-Attempt: %d", s->attempt);
-		snprintf(h_kind, sizeof(h_kind), "Trygg-Event: task.%s", s->kind);
-		const char *headers[] = {"Content-Type: application/json",
-		    "User-Agent: trygg-notifier", h_sig, h_id, h_att, h_kind, NULL};
-		rv = http_client_request(n->http, "POST", s->target, headers, text, len,
-		    (unsigned)n->cfg.webhook_timeout_ms, webhook_done, s);
-		free(text);
+		webhook wh;
+		webhook_params wp = {.delivery_id = s->id,
+		    .kind = s->kind,
+		    .attempt = s->attempt,
+		    .unit = s->unit,
+		    .secret = secret,
+		    .public_url = n->cfg.public_url,
+		    .task = task,
+		    .ack_link = ack,
+		    .done_link = done};
+		rv = webhook_prepare(&wp, &wh);
+		if (rv == 0)
+			rv = http_client_request(n->http, "POST", s->target, wh.headers, wh.body,
+			    wh.len, (unsigned)n->cfg.webhook_timeout_ms, webhook_done, s);
+		webhook_fini(&wh);
 	}
 	free(ack);
 	free(done);
@@ -363,29 +347,26 @@ claim(delivery_worker *w)
 	unsigned cap = (unsigned)n->cfg.delivery_concurrency;
 	if (w->sends >= cap)
 		return; /* a finishing send claims again */
-	char *targets = xstrdup("{"), *counts = xstrdup("{");
-	size_t tlen = 1, tcap = 2, clen = 1, ccap = 2;
+	strbuf targets = STRBUF_INIT, counts = STRBUF_INIT;
+	strbuf_appendc(&targets, '{');
+	strbuf_appendc(&counts, '{');
 	for (size_t i = 0; i < w->neps; i++) {
 		char num[16];
 		snprintf(num, sizeof(num), "%u", w->eps[i].busy);
-		array_elem(&targets, &tlen, &tcap, w->eps[i].target, i == 0);
-		array_elem(&counts, &clen, &ccap, num, i == 0);
+		array_elem(&targets, w->eps[i].target, i == 0);
+		array_elem(&counts, num, i == 0);
 	}
-	targets = xrealloc(targets, tlen + 2);
-	targets[tlen] = '}';
-	targets[tlen + 1] = '\0';
-	counts = xrealloc(counts, clen + 2);
-	counts[clen] = '}';
-	counts[clen + 1] = '\0';
+	strbuf_appendc(&targets, '}');
+	strbuf_appendc(&counts, '}');
 	char limit[16], per[16], lease[24];
 	snprintf(limit, sizeof(limit), "%u", cap - w->sends);
 	snprintf(per, sizeof(per), "%d", n->cfg.endpoint_concurrency);
 	snprintf(lease, sizeof(lease), "%" PRIu64, n->cfg.webhook_timeout_ms * 2 + LEASE_MARGIN_MS);
-	const char *values[5] = {limit, per, targets, counts, lease};
+	const char *values[5] = {limit, per, targets.s, counts.s, lease};
 	db_batch *b = db_batch_new();
 	db_batch_add(b, SQL_CLAIM, 5, values);
-	free(targets);
-	free(counts);
+	strbuf_fini(&targets);
+	strbuf_fini(&counts);
 	if (db_pool_submit(n->svc.pool, b, claimed, w) != 0) {
 		db_batch_free(b);
 		return;

@@ -7,8 +7,8 @@
  * than delivery_concurrency in flight overall and endpoint_concurrency per
  * target (URL or address), so a slow or dead endpoint holds at most its
  * own slots and never delays the others. Each claimed row is sent through
- * the shared http_client (libcurl multi): a webhook is a POST of the task
- * as JSON with the headers
+ * the shared http_client (libcurl multi): a webhook (composed by webhook.c)
+ * is a POST of the task as JSON with the headers
  *     Trygg-Delivery: <delivery id, the same on every retry>
  *     Trygg-Attempt: <n>
  *     Trygg-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>

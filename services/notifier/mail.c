@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "strbuf.h"
+
 struct mail_job {
 	char *text;
 	size_t len, off;
@@ -32,31 +34,6 @@ str_or(const json_t *o, const char *k, const char *def)
 {
 	const char *v = json_string_value(json_object_get(o, k));
 	return v && v[0] ? v : def;
-}
-
-/* Appends to a growing buffer. */
-typedef struct sbuf {
-	char *p;
-	size_t len, cap;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) TRYGG_PRINTF(2, 3);
-
-static void
-sb_printf(sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	for (;;) {
-		va_start(ap, fmt);
-		int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n >= 0 && (size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		b->cap = b->cap * 2 + (n > 0 ? (size_t)n : 0) + 256;
-		b->p = xrealloc(b->p, b->cap);
-	}
 }
 
 /* Copies s with CR/LF replaced by spaces (for text from the task). */
@@ -103,8 +80,8 @@ mail_prepare(const mail_params *p, CURL **easy, mail_job **job)
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 
-	sbuf b = {0};
-	sb_printf(&b,
+	strbuf b = STRBUF_INIT;
+	strbuf_appendf(&b,
 	    "From: Trygg notifier <%s>\r\nTo: <%s>\r\nSubject: [Trygg] %s: %s at %s (priority "
 	    "%lld)\r\n"
 	    "Date: %s\r\nMessage-ID: <%s@trygg.notifier>\r\nTrygg-Delivery: %s\r\n"
@@ -112,30 +89,30 @@ mail_prepare(const mail_params *p, CURL **easy, mail_job **job)
 	    "Content-Transfer-Encoding: 8bit\r\n\r\n",
 	    p->from, p->to, what, category, place, (long long)prio, date, p->delivery_id,
 	    p->delivery_id);
-	sb_printf(&b, "%s for unit %s.\r\n\r\n", what, str_or(t, "unit", "?"));
-	sb_printf(&b, "Task:      %s\r\n", str_or(t, "id", "?"));
-	sb_printf(&b, "Category:  %s\r\nWhere:     %s%s%s\r\n", category, place,
+	strbuf_appendf(&b, "%s for unit %s.\r\n\r\n", what, str_or(t, "unit", "?"));
+	strbuf_appendf(&b, "Task:      %s\r\n", str_or(t, "id", "?"));
+	strbuf_appendf(&b, "Category:  %s\r\nWhere:     %s%s%s\r\n", category, place,
 	    address[0] ? ", " : "", address);
 	if (json_is_number(json_object_get(t, "lat")))
-		sb_printf(&b, "Position:  %.6f, %.6f\r\n",
+		strbuf_appendf(&b, "Position:  %.6f, %.6f\r\n",
 		    json_number_value(json_object_get(t, "lat")),
 		    json_number_value(json_object_get(t, "long")));
-	sb_printf(&b, "Priority:  %lld (%lld report%s)\r\nStatus:    %s\r\n", (long long)prio,
+	strbuf_appendf(&b, "Priority:  %lld (%lld report%s)\r\nStatus:    %s\r\n", (long long)prio,
 	    (long long)count, count == 1 ? "" : "s", str_or(t, "status", "?"));
-	sb_printf(&b, "Ack by:    %s\r\nDone by:   %s\r\n\r\n", str_or(t, "ack_by", "?"),
+	strbuf_appendf(&b, "Ack by:    %s\r\nDone by:   %s\r\n\r\n", str_or(t, "ack_by", "?"),
 	    str_or(t, "complete_by", "?"));
 	if (p->ack_link)
-		sb_printf(&b, "Acknowledge: %s\r\n", p->ack_link);
+		strbuf_appendf(&b, "Acknowledge: %s\r\n", p->ack_link);
 	if (p->done_link)
-		sb_printf(&b, "Mark done:   %s\r\n", p->done_link);
-	sb_printf(&b, "\r\nDelivery %s\r\n", p->delivery_id);
+		strbuf_appendf(&b, "Mark done:   %s\r\n", p->done_link);
+	strbuf_appendf(&b, "\r\nDelivery %s\r\n", p->delivery_id);
 	free(category);
 	free(place);
 	free(address);
 
 	mail_job *j = xcalloc(1, sizeof(*j));
-	j->text = b.p;
 	j->len = b.len;
+	j->text = strbuf_steal(&b);
 	char rcpt[512];
 	snprintf(rcpt, sizeof(rcpt), "<%s>", p->to);
 	j->rcpt = curl_slist_append(NULL, rcpt);

@@ -4,7 +4,7 @@
  * the loop with task events (issue 5; docs/notifier.md).
  *
  * main() only wires the parts together. The notifier publishes task
- * events, consumes intake's ReportReceived (ingest.c) once routing is known
+ * events, consumes intake's ReportReceived (intake_events.c) once routing is known
  * (directory.c), then runs the delivery worker (delivery.c) and the timers
  * (timers.c); it serves the crews' and staff's HTTP API (api.c).
  * `trygg-notifier admin ...` is the operator's command line instead
@@ -18,7 +18,7 @@
 #include "api.h"
 #include "delivery.h"
 #include "directory.h"
-#include "ingest.h"
+#include "intake_events.h"
 #include "log.h"
 #include "notifier.h"
 #include "timers.h"
@@ -183,7 +183,7 @@ main(int argc, char **argv)
 	    svc_consume(&n.svc,
 	        &(svc_stream){.publisher = "intake",
 	            .urls = &n.cfg.intake,
-	            .apply = ingest_apply,
+	            .apply = intake_events_apply,
 	            .on_committed = on_inbox_committed,
 	            .arg = &n,
 	            .start_later = true}) != 0)

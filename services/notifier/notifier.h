@@ -3,7 +3,7 @@
  * object, shared by its modules.
  *
  * The notifier turns ReportReceived events from intake into tasks for
- * crews and units (ingest.c, routing.c), delivers them by signed webhook
+ * crews and units (intake_events.c, routing.c), delivers them by signed webhook
  * and e-mail (delivery.c, mail.c, sign.c, backoff.c), takes
  * acknowledgements and completions over HTTP and signed links (api.c),
  * reminds and escalates on timers kept in the database (timers.c), and

@@ -6,43 +6,11 @@
 
 #include <inttypes.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void
-to_hex(const unsigned char *d, unsigned n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	for (unsigned i = 0; i < n; i++) {
-		out[2 * i] = hex[d[i] >> 4];
-		out[2 * i + 1] = hex[d[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
-void
-sign_hmac_hex(const char *key, const void *msg, size_t len, char out[SIGN_HEX_LEN])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	HMAC(EVP_sha256(), key, (int)strlen(key), msg, len, md, &mdlen);
-	to_hex(md, mdlen, out);
-}
-
-void
-sign_sha256_hex(const void *data, size_t len, char out[SIGN_HEX_LEN])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned mdlen = 0;
-	EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
-	to_hex(md, mdlen, out);
-}
-
-/* HMAC over "<t>.<body>" (HMAC() is the one-shot API that OpenSSL 3
- * keeps undeprecated). */
+/* HMAC over "<t>.<body>". */
 static void
 webhook_mac(const char *secret, int64_t t, const void *body, size_t len, char out[SIGN_HEX_LEN])
 {
@@ -52,7 +20,7 @@ webhook_mac(const char *secret, int64_t t, const void *body, size_t len, char ou
 	memcpy(msg, prefix, (size_t)n);
 	if (len > 0)
 		memcpy(msg + n, body, len);
-	sign_hmac_hex(secret, msg, (size_t)n + len, out);
+	crypto_hmac_sha256_hex(secret, msg, (size_t)n + len, out);
 	free(msg);
 }
 
@@ -112,7 +80,7 @@ sign_link(const char *secret, const char *action, const char *task_id, int64_t e
     char out[SIGN_HEX_LEN])
 {
 	char *msg = xasprintf("%s.%s.%" PRId64, action, task_id, expires);
-	sign_hmac_hex(secret, msg, strlen(msg), out);
+	crypto_hmac_sha256_hex(secret, msg, strlen(msg), out);
 	free(msg);
 }
 

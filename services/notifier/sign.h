@@ -1,6 +1,6 @@
 /*
- * sign.h: the notifier's cryptography, all of it HMAC-SHA256 or SHA-256
- * from OpenSSL's libcrypto.
+ * sign.h: the notifier's signing schemes, built on HMAC-SHA256 and
+ * SHA-256 from common/crypto.h.
  *
  *   - Webhook signatures: every webhook carries
  *       Trygg-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
@@ -21,15 +21,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "crypto.h"
 #include "util.h"
 
-#define SIGN_HEX_LEN 65 /* 64 hex digits and a NUL */
-
-/* hex(HMAC-SHA256(key, msg)) into out. */
-void sign_hmac_hex(const char *key, const void *msg, size_t len, char out[SIGN_HEX_LEN]);
-
-/* hex(SHA-256(data)) into out. */
-void sign_sha256_hex(const void *data, size_t len, char out[SIGN_HEX_LEN]);
+/* Hex digests (signatures, key hashes) are common/crypto.h's. */
+#define SIGN_HEX_LEN CRYPTO_SHA256_HEX_LEN
 
 /*
  * Formats the Trygg-Signature header value for `body` signed at unix time

@@ -4,7 +4,7 @@
  * bodies (json.c), each run through the full report validation (report.c,
  * categories.c, places.c) as a partner allowed every category, and then
  * rendered as the client would see it (render.c): the error document in
- * Open311 JSON and XML (built as api.c's intake_error builds it), or the
+ * Open311 JSON and XML (built as request.c's intake_error builds it), or the
  * accepted report's texts as XML elements and JSON strings.
  *
  * The first input byte picks the front end (even: form, odd: JSON); the
@@ -17,7 +17,7 @@
  * NULL for the error text, and the error renderer crashed. This target
  * used to stop before rendering and did not see it.)
  *
- * fuzz-sources: services/intake/form.c services/intake/report.c services/intake/categories.c services/intake/places.c services/intake/partner.c services/intake/auth.c services/intake/ratelimit.c services/intake/render.c services/intake/query.c services/common/json.c services/common/util.c services/common/log.c
+ * fuzz-sources: services/intake/form.c services/intake/report.c services/intake/categories.c services/intake/places.c services/intake/partner.c services/intake/auth.c services/intake/ratelimit.c services/intake/render.c services/intake/query.c services/common/json.c services/common/util.c services/common/log.c services/common/strbuf.c services/common/crypto.c
  *
  * Built with -DTRYGG_FUZZ_SEEDS instead, it writes a few valid and
  * invalid bodies into the directory named by argv[1].
@@ -105,7 +105,7 @@ check_xml_text(const char *s)
 	}
 }
 
-/* The error as both Open311 formats render it (api.c's intake_error). */
+/* The error as both Open311 formats render it (request.c's intake_error). */
 static void
 render_error(const tjson_error *e)
 {
@@ -142,8 +142,8 @@ render_ok(const report_in *r)
 		if (texts[i] == NULL)
 			continue;
 		check_xml_text(texts[i]);
-		sb_xml_elem(&b, "t", texts[i]);
-		sb_append_json(&b, texts[i]);
+		render_xml_elem(&b, "t", texts[i]);
+		strbuf_append_json(&b, texts[i]);
 	}
 	json_t *o = render_report_new(r, 1, &everyone, NULL);
 	char *s = json_dumps(o, JSON_COMPACT);
@@ -151,7 +151,7 @@ render_ok(const report_in *r)
 		abort();
 	free(s);
 	json_decref(o);
-	sb_free(&b);
+	strbuf_fini(&b);
 }
 
 static void

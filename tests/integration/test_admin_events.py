@@ -4,7 +4,7 @@
 
 Real set-aside events: a notifier whose units are all inactive (so no rule
 and no default unit) cannot route a report, so it sets the ReportReceived aside in
-notifier.inbox_failed (ingest.c). `events failed` lists them, `events retry`
+notifier.inbox_failed (intake_events.c). `events failed` lists them, `events retry`
 asks the running service to re-apply them (retry_requested_at and NOTIFY
 notifier_inbox, which a LISTEN session sees). Where 003_inbox_retry (the
 inbox's side of retry) is applied, the retried events also become tasks.

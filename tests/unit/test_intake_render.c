@@ -19,20 +19,20 @@ test_xml_escape(void **state)
 {
 	(void)state;
 	strbuf b = {0};
-	sb_xml_elem(&b, "d", "<a href=\"x\">Tom & Jerry's</a>");
+	render_xml_elem(&b, "d", "<a href=\"x\">Tom & Jerry's</a>");
 	assert_string_equal(b.s,
 	    "<d>&lt;a href=&quot;x&quot;&gt;Tom &amp; Jerry&apos;s&lt;/a&gt;</d>");
-	sb_free(&b);
-	sb_xml_elem(&b, "empty", NULL);
+	strbuf_fini(&b);
+	render_xml_elem(&b, "empty", NULL);
 	assert_string_equal(b.s, "<empty/>");
-	sb_free(&b);
+	strbuf_fini(&b);
 	/* Long text crosses the escaper's internal chunks intact. */
 	char big[3001];
 	memset(big, '&', 3000);
 	big[3000] = '\0';
-	sb_append_xml(&b, big);
+	strbuf_append_xml(&b, big);
 	assert_int_equal(b.len, 3000 * 5);
-	sb_free(&b);
+	strbuf_fini(&b);
 }
 
 /* Stored text XML cannot carry, or bytes that are not UTF-8, never reach a
@@ -42,16 +42,16 @@ test_unsafe_text(void **state)
 {
 	(void)state;
 	strbuf b = {0};
-	sb_xml_elem(&b, "d",
+	render_xml_elem(&b, "d",
 	    "a\xef\xbf\xbf b\x01"
 	    "c\xef\xbf\xbe \xff\xc3 \xc3\xa9\t");
 	assert_string_equal(b.s,
 	    "<d>a\xef\xbf\xbd b\xef\xbf\xbd"
 	    "c\xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd \xc3\xa9\t</d>");
-	sb_free(&b);
-	sb_append_json(&b, "x\xffy\xc3");
+	strbuf_fini(&b);
+	strbuf_append_json(&b, "x\xffy\xc3");
 	assert_string_equal(b.s, "\"x\xef\xbf\xbdy\xef\xbf\xbd\"");
-	sb_free(&b);
+	strbuf_fini(&b);
 	/* An error whose description is cut inside a character still renders. */
 	size_t len;
 	char *doc = render_open311_error(false, 400, "field 'aa\xc3' appears twice", &len);
@@ -101,7 +101,7 @@ test_services(void **state)
 	    "<metadata>true</metadata><type>realtime</type>"));
 	assert_non_null(strstr(b.s, "<service_code>litter</service_code>"));
 	assert_non_null(strstr(b.s, "<metadata>false</metadata>"));
-	sb_free(&b);
+	strbuf_fini(&b);
 	json_t *j = render_services_json(&s);
 	assert_int_equal(json_array_size(j), 2);
 	json_t *g = json_array_get(j, 0);
@@ -115,7 +115,7 @@ test_services(void **state)
 	    "<attributes><attribute><variable>true</variable><code>surface</code>"
 	    "<datatype>singlevaluelist</datatype><required>true</required>"));
 	assert_non_null(strstr(b.s, "<values><value><key>wall</key><name>Wall</name></value>"));
-	sb_free(&b);
+	strbuf_fini(&b);
 	j = render_definition_json(&s.items[0]);
 	json_t *attr = json_array_get(json_object_get(j, "attributes"), 0);
 	assert_string_equal(json_string_value(json_object_get(attr, "datatype")),
@@ -191,9 +191,9 @@ test_query_builder(void **state)
 	    " AND NOT r.sensitive ORDER BY r.service_request_id DESC LIMIT 50"));
 	assert_int_equal(q.n, 2);
 	assert_string_equal(q.values[1], "{litter}");
-	assert_true(query_is_uuid("1cda07ec-88de-44a8-a472-2dd729a3f2ff"));
-	assert_false(query_is_uuid("1cda07ec-88de-44a8-a472-2dd729a3f2f"));
-	assert_false(query_is_uuid("1cda07ec088de-44a8-a472-2dd729a3f2ff"));
+	assert_true(trygg_uuid_valid("1cda07ec-88de-44a8-a472-2dd729a3f2ff"));
+	assert_false(trygg_uuid_valid("1cda07ec-88de-44a8-a472-2dd729a3f2f"));
+	assert_false(trygg_uuid_valid("1cda07ec088de-44a8-a472-2dd729a3f2ff"));
 	int64_t n;
 	assert_int_equal(query_parse_srid("42", &n), 0);
 	assert_int_equal(n, 42);

@@ -1,6 +1,6 @@
 /*
- * test_intake_status.c: how task events become report status statements
- * (status.c's inbox apply function), without a database: each event adds
+ * test_intake_notifier_events.c: how task events become report status statements
+ * (notifier_events.c's inbox apply function), without a database: each event adds
  * the expected number of statements to a batch, bad ids are ignored and a
  * payload that does not decode is refused (recorded as a poison event by
  * the inbox).
@@ -37,7 +37,7 @@ apply(const char *type, const ProtobufCMessage *m, const uint8_t *raw, size_t ra
 		ev.payload.data = (uint8_t *)raw;
 	}
 	db_batch *b = db_batch_new();
-	int rv = status_apply(NULL, b, &ev);
+	int rv = notifier_events_apply(NULL, b, &ev);
 	int n = db_batch_count(b);
 	db_batch_free(b);
 	return rv != 0 ? rv : n;
@@ -99,18 +99,18 @@ test_clean_note(void **state)
 {
 	(void)state;
 	char out[16];
-	status_clean_note("a\x01"
-	                  "b\xef\xbf\xbf"
-	                  "c\xef\xbf\xbe\xff",
+	notifier_events_clean_note("a\x01"
+	                           "b\xef\xbf\xbf"
+	                           "c\xef\xbf\xbe\xff",
 	    out, sizeof(out));
 	assert_string_equal(out,
 	    "a b\xef\xbf\xbd"
 	    "c\xef\xbf\xbd\xef\xbf\xbd");
-	status_clean_note("abcdefghijkl\xc3\xa9\xc3\xa9", out, sizeof(out));
+	notifier_events_clean_note("abcdefghijkl\xc3\xa9\xc3\xa9", out, sizeof(out));
 	assert_string_equal(out, "abcdefghijkl\xc3\xa9");
-	status_clean_note(NULL, out, sizeof(out));
+	notifier_events_clean_note(NULL, out, sizeof(out));
 	assert_string_equal(out, "");
-	status_clean_note("tab\there", out, sizeof(out));
+	notifier_events_clean_note("tab\there", out, sizeof(out));
 	assert_string_equal(out, "tab here");
 }
 

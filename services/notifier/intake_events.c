@@ -1,7 +1,7 @@
 /*
- * ingest.c: ReportReceived -> task (see ingest.h).
+ * intake_events.c: intake's ReportReceived -> task (see intake_events.h).
  */
-#include "ingest.h"
+#include "intake_events.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,61 +16,6 @@ static const char SQL_INGEST[] =
     "SELECT ingest_report($1, $2, $3, $4, $5::boolean, $6::int, $7::double precision,"
     " $8::double precision, $9, $10, $11::text[], $12::boolean, $13::int, $14::int, $15::uuid,"
     " $16::boolean)";
-
-/* Length of the valid UTF-8 sequence at p, or 0. */
-static size_t
-utf8_seq(const unsigned char *p)
-{
-	size_t n;
-	unsigned cp;
-	if (p[0] < 0x80)
-		return 1;
-	if (p[0] >= 0xC2 && p[0] <= 0xDF) {
-		n = 2;
-		cp = p[0] & 0x1F;
-	} else if (p[0] >= 0xE0 && p[0] <= 0xEF) {
-		n = 3;
-		cp = p[0] & 0x0F;
-	} else if (p[0] >= 0xF0 && p[0] <= 0xF4) {
-		n = 4;
-		cp = p[0] & 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (p[i] & 0x3F);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-	    (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
-}
-
-char *
-ingest_clean_utf8(const char *s)
-{
-	if (s == NULL)
-		return xstrdup("");
-	size_t len = strlen(s);
-	char *out = xmalloc(len + 1);
-	const unsigned char *p = (const unsigned char *)s;
-	size_t o = 0;
-	while (*p) {
-		size_t n = utf8_seq(p);
-		if (n == 0) {
-			out[o++] = '?';
-			p++;
-			continue;
-		}
-		memcpy(out + o, p, n);
-		o += n;
-		p += n;
-	}
-	out[o] = '\0';
-	return out;
-}
 
 /* A slug-like identifier as sent by intake: short, no odd bytes. */
 static bool
@@ -87,7 +32,7 @@ plain_name(const char *s, size_t max)
 }
 
 int
-ingest_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
+intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 {
 	notifier *n = arg;
 	if (strcmp(ev->type, "trygg.events.ReportReceived") != 0)
@@ -131,7 +76,9 @@ ingest_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	}
 
 	char key[ROUTING_KEY_MAX], task_id[37], sev[16], lat[32], lon[32], ack[16], done[16];
-	char *address = ingest_clean_utf8(r->address);
+	/* Postgres refuses invalid text, which would make the event poison. */
+	char *address = xstrdup(r->address ? r->address : "");
+	trygg_utf8_scrub(address);
 	routing_task_key(res.place, r->has_position, r->lat, r->long_, address, r->report_id, key,
 	    sizeof(key));
 	trygg_uuid4(task_id);

@@ -1,6 +1,7 @@
 /*
- * status.c: report status from the notifier's task events, and the purge
- * of personal data after its retention period.
+ * notifier_events.c: report status from the notifier's task events: the
+ * apply function of intake's inbox on the notifier's stream (main.c wires
+ * it with svc_consume).
  *
  * The notifier publishes the life of each task (TaskOpened ...
  * TaskCompleted). TaskOpened names the report that opened the task and
@@ -19,10 +20,6 @@
  *                        acknowledged if the task already is
  * A closed report stays closed (a late acknowledgement does not reopen
  * it). Other task events have no effect on reports.
- *
- * The purge timer deletes contact details (report_contacts) older than
- * contact_retention and idempotency keys older than idempotency_retention,
- * in bounded rounds so no single transaction grows large.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -71,16 +68,16 @@ uuid_array(char **ids, size_t n)
 {
 	strbuf b = {0};
 	size_t used = 0;
-	sb_append(&b, "{");
+	strbuf_append(&b, "{");
 	for (size_t i = 0; i < n && i < MAX_IDS; i++) {
-		if (ids[i] == NULL || !query_is_uuid(ids[i]))
+		if (ids[i] == NULL || !trygg_uuid_valid(ids[i]))
 			continue;
-		sb_appendf(&b, "%s%s", used ? "," : "", ids[i]);
+		strbuf_appendf(&b, "%s%s", used ? "," : "", ids[i]);
 		used++;
 	}
-	sb_append(&b, "}");
+	strbuf_append(&b, "}");
 	if (used == 0) {
-		sb_free(&b);
+		strbuf_fini(&b);
 		return NULL;
 	}
 	return b.s;
@@ -92,7 +89,7 @@ uuid_array(char **ids, size_t n)
  * cannot carry (U+FFFE, U+FFFF) become U+FFFD; the cut at len never splits
  * a character. */
 void
-status_clean_note(const char *in, char *out, size_t len)
+notifier_events_clean_note(const char *in, char *out, size_t len)
 {
 	size_t o = 0, n = in ? strlen(in) : 0;
 	for (size_t i = 0; i < n;) {
@@ -118,7 +115,7 @@ status_clean_note(const char *in, char *out, size_t len)
 }
 
 int
-status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
+notifier_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 {
 	(void)arg;
 	const ProtobufCMessageDescriptor *desc;
@@ -151,7 +148,7 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		Trygg__Events__TaskAcknowledged *t = (Trygg__Events__TaskAcknowledged *)m;
 		const char *task = task_of(t->task_id);
 		ids = uuid_array(t->report_ids, t->n_report_ids);
-		status_clean_note(t->note, note, sizeof(note));
+		notifier_events_clean_note(t->note, note, sizeof(note));
 		const char *v[3] = {ids ? ids : "{}", note, task};
 		if (ids || task)
 			db_batch_add(b, SQL_ACK, 3, v);
@@ -159,7 +156,7 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		Trygg__Events__TaskCompleted *t = (Trygg__Events__TaskCompleted *)m;
 		const char *task = task_of(t->task_id);
 		ids = uuid_array(t->report_ids, t->n_report_ids);
-		status_clean_note(t->note, note, sizeof(note));
+		notifier_events_clean_note(t->note, note, sizeof(note));
 		const char *v[4] = {ids ? ids : "{}", "fixed", note, task};
 		if (ids || task)
 			db_batch_add(b, SQL_CLOSE, 4, v);
@@ -178,10 +175,10 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		Trygg__Events__TaskDeclined *t = (Trygg__Events__TaskDeclined *)m;
 		const char *task = task_of(t->task_id);
 		ids = uuid_array(t->report_ids, t->n_report_ids);
-		status_clean_note(t->note, note, sizeof(note));
+		notifier_events_clean_note(t->note, note, sizeof(note));
 		if (note[0] == '\0' && t->owner != NULL && t->owner[0] != '\0') {
 			char owner[900];
-			status_clean_note(t->owner, owner, sizeof(owner));
+			notifier_events_clean_note(t->owner, owner, sizeof(owner));
 			snprintf(note, sizeof(note), "Handled by %s", owner);
 		}
 		const char *reason = t->reason == TRYGG__EVENTS__TASK_DECLINED__REASON__NOT_OURS
@@ -195,73 +192,4 @@ status_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	free(ids);
 	envelope_message_free(m);
 	return 0;
-}
-
-/* ---- purge ---- */
-
-static const char SQL_PURGE_CONTACTS[] =
-    "DELETE FROM report_contacts WHERE report_id IN (SELECT report_id FROM report_contacts"
-    " WHERE created_at < now() - $1::bigint * interval '1 millisecond' LIMIT 5000)";
-static const char SQL_PURGE_IDEM[] =
-    "DELETE FROM idempotency WHERE (partner_id, idem_key) IN (SELECT partner_id, idem_key"
-    " FROM idempotency WHERE created_at < now() - $1::bigint * interval '1 millisecond'"
-    " LIMIT 5000)";
-
-static void purge_round(intake *in);
-
-static void
-purged(void *arg, const db_reply *rep)
-{
-	intake *in = arg;
-	in->purge_running = false;
-	if (rep->err != 0 || in->svc.draining)
-		return; /* the timer tries again */
-	long contacts = atol(PQcmdTuples(rep->results[0]));
-	long keys = atol(PQcmdTuples(rep->results[1]));
-	if (contacts > 0 || keys > 0)
-		log_info("purged", "\"contacts\":%ld,\"idempotency_keys\":%ld", contacts, keys);
-	if (contacts == 5000 || keys == 5000)
-		purge_round(in); /* more to do */
-}
-
-static void
-purge_round(intake *in)
-{
-	if (in->purge_running)
-		return;
-	char c[24], k[24];
-	snprintf(c, sizeof(c), "%" PRIu64, in->cfg.contact_retention_ms);
-	snprintf(k, sizeof(k), "%" PRIu64, in->cfg.idempotency_retention_ms);
-	const char *vc[1] = {c}, *vk[1] = {k};
-	db_batch *b = db_batch_new();
-	db_batch_add(b, SQL_PURGE_CONTACTS, 1, vc);
-	db_batch_add(b, SQL_PURGE_IDEM, 1, vk);
-	if (db_pool_submit(in->svc.pool, b, purged, in) != 0) {
-		db_batch_free(b);
-		return;
-	}
-	in->purge_running = true;
-}
-
-static void
-on_purge_timer(uv_timer_t *t)
-{
-	purge_round(t->data);
-}
-
-int
-status_start(intake *in)
-{
-	uv_timer_init(svc_uv(&in->svc), &in->purge_timer);
-	in->purge_timer.data = in;
-	uv_timer_start(&in->purge_timer, on_purge_timer, in->cfg.purge_interval_ms,
-	    in->cfg.purge_interval_ms);
-	return 0;
-}
-
-void
-status_stop(intake *in)
-{
-	if (in->purge_timer.data != NULL && !uv_is_closing((uv_handle_t *)&in->purge_timer))
-		uv_close((uv_handle_t *)&in->purge_timer, NULL);
 }
