@@ -13,18 +13,16 @@ TRYGG_WALK_PHONE_SERVER=standin|real forces one. Each test prints which.
 import contextlib
 import json
 import os
-import re
-import subprocess
 from types import SimpleNamespace
 
 import cdp
-from harness import (BIN, TMP, Service, check, free_port, fresh_schemas, http_json, role_url,
-                     wait_for)
+from harness import BIN, TMP, check, http_json, wait_for
 from walk_phone_support import Link, StandIn
 
-STOPS = [("sergels-torg", "Sergels torg", 59.3326, 18.0649),
-         ("brunkebergstorg", "Brunkebergstorg", 59.3314, 18.0665),
-         ("kungstradgarden", "Kungsträdgården", 59.3310, 18.0715)]
+# Places of deploy/demo/places.geojson (the real service knows only those).
+STOPS = [("sergels-torg", "Sergels torg", 59.3324, 18.0637),
+         ("hotorget", "Hötorget", 59.3349, 18.0630),
+         ("kungstradgarden", "Kungsträdgården", 59.3310, 18.0716)]
 GPS = (59.33215, 18.06611)
 
 
@@ -44,49 +42,28 @@ class StandInServer:
 
 
 class RealServer:
-    """The real trygg-walk-planner on a fresh walks schema. A walk is made
-    through its staff API (a staff key from `admin key issue`), and the
-    walk key is read from the walk's phone_url, as staff would open it."""
+    """The real trygg-walk-planner with its publishers around it
+    (walks_support.Stack: stand-in intake and notifier, the demo places).
+    A walk is made through the staff API, and the walk key is read from
+    the walk's phone_url, as staff would hand it out."""
     kind = "real"
     BINARY = "trygg-walk-planner"
 
     def __init__(self):
-        fresh_schemas("walks")
-        self.db = role_url("walks")
-        self.staff = self.admin("key", "issue", "phone-test").strip().split()[-1]
-        self.port = free_port()
-        self.svc = Service("walk-planner", self.BINARY, {
-            "DATABASE_URL": self.db, "TRYGG_HTTP_PORT": self.port,
-            "TRYGG_BUS_PUB_URL": "tcp://127.0.0.1:%d" % free_port(),
-            "TRYGG_BUS_REP_URL": "tcp://127.0.0.1:%d" % free_port(),
-            "TRYGG_DB_CONNECTIONS": "4"}).start()
-        self.base = self.svc.base
-
-    def admin(self, *args):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRYGG_")}
-        env["DATABASE_URL"] = role_url("walks")
-        p = subprocess.run([os.path.join(BIN, self.BINARY), "admin"] + list(args), env=env,
-                           capture_output=True, text=True, timeout=60)
-        check(p.returncode == 0, "admin %s: %s%s" % (args, p.stdout, p.stderr))
-        return p.stdout
+        from walks_support import Stack  # walk-planner-core's test support
+        self.st = Stack()
+        self.port, self.base = self.st.wp.http_port, self.st.wp.base
 
     def create_walk(self, title):
-        body = {"title": title, "area": "norrmalm", "starts_at": "2026-12-01T17:00:00+01:00",
-                "ends_at": "2026-12-01T19:00:00+01:00",
-                "stops": [{"place": p, "name": n, "lat": la, "long": lo, "minutes": 10}
-                          for p, n, la, lo in STOPS]}
-        st, r = http_json("POST", self.base + "/v1/walks", body,
-                          headers={"Authorization": "Bearer " + self.staff})
-        check(st in (200, 201), "creating a walk: %s %s" % (st, r))
-        walk = r.get("walk", r)
-        st, w = http_json("GET", self.base + "/v1/walks/" + walk["walk_id"],
-                          headers={"Authorization": "Bearer " + self.staff})
-        check(st == 200 and w.get("phone_url"), "walk for staff has a phone_url: %s %s" % (st, w))
-        key = re.search(r"#key=([^&]+)", w["phone_url"]).group(1)
-        return walk["walk_id"], key
+        stops = [{"place": p, "name": n, "lat": la, "long": lo, "minutes": 10} for p, n, la, lo in STOPS]
+        st, r = self.st.api("POST", "/v1/walks", {"title": title, "area": "norrmalm", "after_dark": True,
+                                                  "starts_at": "2026-12-01T17:00:00+01:00", "stops": stops})
+        check(st == 201 and r["walk"].get("phone_url"), "creating a walk: %s %s" % (st, r))
+        return r["walk"]["walk_id"], r["walk"]["phone_url"].split("#key=")[1]
 
     def close(self):
-        self.svc.stop()
+        for s in (self.st.wp, self.st.intake, self.st.notifier):
+            s.stop()
 
 
 def walk_server():
@@ -117,7 +94,8 @@ ITEMS_JS = """Array.from(document.querySelectorAll('#findings li')).map(li => ({
 QUEUE_JS = "TryggQueue.listFindings(new URLSearchParams(location.search).get('walk'))"
 
 
-def record(page, category, severity, description, scores=None, photo=None, gps=False):
+def record(page, category, severity, description, scores=None, photo=None, gps=False,
+           kind="district_unit", responsible="Parkenheten Norr"):
     """Fills the finding form as a user would and saves it."""
     page.evaluate("""(() => {
       const o = %s, $ = id => document.getElementById(id);
@@ -127,9 +105,12 @@ def record(page, category, severity, description, scores=None, photo=None, gps=F
         document.querySelector('.seg[data-param="' + p + '"] button[data-value="' + v + '"]').click();
       $('description').value = o.description;
       $('photo').value = o.photo || '';
+      $('responsible-kind').value = o.kind;
+      $('responsible').value = o.responsible;
       if (o.gps) $('locate').click();
     })()""" % json.dumps({"category": category, "severity": severity, "scores": scores or {},
-                          "description": description, "photo": photo, "gps": gps}))
+                          "description": description, "photo": photo, "gps": gps,
+                          "kind": kind, "responsible": responsible}))
     if gps:
         page.wait_for("document.getElementById('lat').value !== ''", 15, "the position filled in")
     page.wait_for("!document.getElementById('save').disabled", 30, "the save button enabled")
@@ -235,7 +216,7 @@ def test_offline_walk_syncs_each_finding_once():
         check(abs(float(first.get("lat")) - GPS[0]) < 1e-4, "with the phone's position: %s" % first)
 
         page.evaluate("document.getElementById('next').click()")
-        page.wait_for("document.getElementById('stop-name').textContent === 'Brunkebergstorg'", 30, "stop 2")
+        page.wait_for("document.getElementById('stop-name').textContent === 'Hötorget'", 30, "stop 2")
         link.lose_next_post = True
         record(page, "vegetation", 2, "Buskar skymmer sikten", {"visibility": 1})
         wait_for(lambda: link.lost == 1, 30, "the answer to the second finding lost")
@@ -253,7 +234,7 @@ def test_offline_walk_syncs_each_finding_once():
         page.wait_for("document.body.dataset.ready === 'true'", 30, "the page ready again, offline")
         check(page.evaluate("document.getElementById('title').textContent") == "Kvällsvandring Norrmalm",
               "offline reload shows the walk")
-        check(page.evaluate("document.getElementById('stop-name').textContent") == "Brunkebergstorg",
+        check(page.evaluate("document.getElementById('stop-name').textContent") == "Hötorget",
               "offline reload keeps the stop")
         wait_states(page, ["sent", "queued", "queued"], 30, "offline reload shows both queued")
         check(page.evaluate("document.getElementById('queue-count').dataset.queued") == "2", "2 in the queue")

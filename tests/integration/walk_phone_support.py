@@ -35,6 +35,8 @@ CATEGORIES = [("litter", "Litter"), ("graffiti", "Graffiti"), ("vandalism", "Van
 PARAMETERS = ["lighting", "openness", "visibility", "people", "security", "walk_path",
               "public_transport", "gender_usage", "feeling"]
 KINDS = ["district_unit", "administration", "housing", "private"]
+FIELDS = {"stop_index", "category", "severity", "scores", "description", "photo_url", "lat", "long",
+          "night", "responsible_kind", "responsible", "deadline"}
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
          ".css": "text/css; charset=utf-8", ".webmanifest": "application/manifest+json; charset=utf-8"}
 
@@ -151,18 +153,20 @@ class StandIn:
             except ValueError:
                 self.posts.append((wid, idem, 400))
                 return self._error(h, 400, "invalid_json", "body is not JSON")
-            err = validate(body, self.walks[wid])
-            if err:
-                self.posts.append((wid, idem, 400))
-                return self._error(h, 400, "invalid", err[1], err[0])
+            # As the real service: a known key first (same body: the same
+            # finding; another body: 409), then the body's fields.
             seen = self.by_idem.get((wid, idem))
             if seen:
                 status = 200 if seen[0] == body else 409
                 self.posts.append((wid, idem, status))
                 if status == 409:
                     return self._error(h, 409, "idempotency_conflict",
-                                       "this Idempotency-Key was used with another finding", "Idempotency-Key")
+                                       "this Idempotency-Key was used with another body", "Idempotency-Key")
                 return self._send(h, 200, {"finding": seen[1]})
+            err = validate(body, self.walks[wid])
+            if err:
+                self.posts.append((wid, idem, 400))
+                return self._error(h, 400, "invalid_value", err[1], err[0])
             f = dict(body)
             f.update({"finding_id": str(uuid.uuid4()), "walk_id": wid, "status": "proposed",
                       "idempotency_key": idem})
@@ -185,8 +189,17 @@ def validate(b, walk):
     for k, v in (b.get("scores") or {}).items():
         if k not in PARAMETERS or not isinstance(v, int) or not 0 <= v <= 3:
             return ("scores." + k, "must be a parameter scored 0..3")
-    if b.get("responsible_kind") not in [None, ""] + KINDS:
-        return ("responsible_kind", "unknown kind")
+    if b.get("responsible_kind") not in KINDS:
+        return ("responsible_kind", "responsible_kind is required: one of " + ", ".join(KINDS))
+    if not isinstance(b.get("responsible"), str) or not b["responsible"].strip():
+        return ("responsible", "responsible must not be empty")
+    if b.get("photo_url") is not None and not re.fullmatch(r"https?://\S+", str(b["photo_url"])):
+        return ("photo_url", "photo_url must be an http(s) URL")
+    if (b.get("lat") is None) != (b.get("long") is None):
+        return ("lat", "lat and long go together")
+    extra = set(b) - FIELDS
+    if extra:
+        return (sorted(extra)[0], "unknown field")
     return None
 
 

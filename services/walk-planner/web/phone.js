@@ -286,9 +286,15 @@
 			return { error: "Välj kategori / Choose a category", field: "category" };
 		if (!(f.severity >= 1 && f.severity <= 5))
 			return { error: "Välj allvarlighet / Choose a severity", field: "severity" };
+		if (f.photo_url && !/^https?:\/\/\S+$/.test(f.photo_url))
+			return { error: "Foto: en http(s)-adress / Photo: an http(s) URL", field: "photo" };
+		if (!f.responsible_kind)
+			return { error: "Välj ansvarig typ / Choose the responsible kind", field: "responsible-kind" };
+		if (!f.responsible)
+			return { error: "Ange ansvarig / Name the responsible party", field: "responsible" };
 		if ((f.lat === null) !== (f.long === null) || isNaN(f.lat) || isNaN(f.long) ||
 		    (f.lat !== null && (Math.abs(f.lat) > 90 || Math.abs(f.long) > 180)))
-			return { error: "Ogiltig position / Invalid position", field: "lat" };
+			return { error: "Ogiltig position: lat och long / Invalid position", field: "lat" };
 		return { body: f };
 	}
 
