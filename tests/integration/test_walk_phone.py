@@ -272,7 +272,9 @@ def test_rejected_finding_is_kept_and_the_rest_flow():
     """Three findings recorded offline; the server refuses the middle one
     (409: its key was used for another finding). Back online, the first and
     third are sent, the second shows the server's message and stays, also
-    after a reload, and is not sent again by itself."""
+    after a reload, and is not sent again by itself, nor forgotten with the
+    old sent ones; the user can then send it as a new finding, and it lands
+    once."""
     with walk_on_phone("Vandring Vasastan") as t:
         srv, link, browser, page, wid, key = t.srv, t.link, t.browser, t.page, t.wid, t.key
         set_network(browser, page, link, False)
@@ -304,4 +306,23 @@ def test_rejected_finding_is_kept_and_the_rest_flow():
         check(descr == sorted(["Klotter på elskåp", "Skymd övergång", "Något helt annat"]),
               "the server has the two sent and the other finding: %s" % descr)
         check_screenshot(page, "walk_phone_error.png")
+
+        # Sent findings are forgotten by the phone after a fortnight; the
+        # refused one never is.
+        page.evaluate("""TryggQueue.listFindings(null).then(all => TryggQueue.openDb().then(db =>
+            new Promise((ok, fail) => { const t = db.transaction('findings', 'readwrite');
+              all.forEach(i => { i.sent_at = i.state === 'sent' && i.body.category === 'graffiti'
+                ? new Date(Date.now() - 15 * 86400e3).toISOString() : i.sent_at;
+                t.objectStore('findings').put(i); });
+              t.oncomplete = ok; t.onerror = fail; })))""")
+        page.reload()
+        page.wait_for("document.body.dataset.ready === 'true'", 30, "the page ready again")
+        wait_states(page, ["error", "sent"], 30, "the old sent finding forgotten, the refused one kept")
+
+        # The user sends it again as a new finding (a new key): now it lands, once.
+        page.evaluate("document.querySelector('#findings li[data-state=error] button.retry').click()")
+        wait_states(page, ["sent", "sent"], 60, "the refused finding sent as new")
+        descr = sorted(f.get("description") for f in findings_on_server(srv, wid, key))
+        check(descr == sorted(["Klotter på elskåp", "Mörk gångtunnel", "Skymd övergång", "Något helt annat"]),
+              "the refused finding is on the server once: %s" % descr)
         no_page_errors(page)

@@ -15,6 +15,7 @@
 
 	var Q = window.TryggQueue;
 	var FLUSH_EVERY_MS = 10000;
+	var SENT_KEPT_MS = 14 * 24 * 3600 * 1000;
 	var PARAM_NAMES = {
 		lighting: "Belysning", openness: "Öppenhet", visibility: "Överblick", people: "Människor",
 		security: "Trygghet", walk_path: "Gångväg", public_transport: "Kollektivtrafik",
@@ -175,7 +176,8 @@
 			params.forEach(function (p) {
 				var row = el("div", { "class": "score" });
 				row.appendChild(el("span", { "class": "score-name" }, PARAM_NAMES[p] || p));
-				var seg = el("div", { "class": "seg", "data-param": p, "data-value": "" });
+				var seg = el("div", { "class": "seg", "data-param": p, "data-value": "", role: "group",
+					"aria-label": PARAM_NAMES[p] || p });
 				segmented(seg, [0, 1, 2, 3], pick);
 				row.appendChild(seg);
 				box.appendChild(row);
@@ -212,9 +214,13 @@
 				li.appendChild(el("p", {}, item.body.description));
 			li.appendChild(el("p", { "class": "sync-state" }, stateLabel(item)));
 			if (item.state === "error") {
-				var retry = el("button", { type: "button", "class": "big" }, "Försök igen / Retry");
+				/* A key the server knows for another finding: this one was
+				 * never stored, so it may go again under a new key. */
+				var asNew = item.error_code === "idempotency_conflict";
+				var retry = el("button", { type: "button", "class": "big retry" },
+					asNew ? "Skicka som ny / Send as new" : "Försök igen / Retry");
 				retry.addEventListener("click", function () {
-					Q.requeue(item.seq).then(function () { return syncNow(true); });
+					Q.requeue(item.seq, asNew).then(function () { return syncNow(true); });
 				});
 				li.appendChild(retry);
 			}
@@ -437,6 +443,7 @@
 				syncNow(false);
 		});
 		setInterval(function () { syncNow(false); }, FLUSH_EVERY_MS);
+		Q.prune(SENT_KEPT_MS).catch(function () { });
 		takeKeyFromFragment().then(load).then(function () { return syncNow(true); }).then(function () {
 			document.body.setAttribute("data-ready", "true");
 		}, function (err) {

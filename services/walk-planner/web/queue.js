@@ -21,7 +21,8 @@
  * Outcomes: 200/201 -> "sent"; 408, 425, 429, 5xx or no answer -> stays
  * "queued" with backoff and the rest of that walk's queue waits (order);
  * any other 4xx -> "error" with the server's message, kept and shown, and
- * the queue goes on. Nothing is ever deleted by the queue itself.
+ * the queue goes on. Only sent findings are ever deleted (prune, after
+ * a fortnight).
  */
 (function (root) {
 	"use strict";
@@ -95,6 +96,23 @@
 		return tx("findings", "readwrite", function (s) { return s.put(item); });
 	}
 
+	/*
+	 * Forgets findings sent more than maxAgeMs ago (the server has them; a
+	 * phone that is lost should not carry old ones). Queued and refused
+	 * findings are never forgotten.
+	 */
+	function prune(maxAgeMs) {
+		var before = Date.now() - maxAgeMs;
+		return listFindings(null).then(function (items) {
+			var old = items.filter(function (i) { return i.state === "sent" && Date.parse(i.sent_at) < before; });
+			if (!old.length)
+				return 0;
+			return tx("findings", "readwrite", function (s) {
+				old.forEach(function (i) { s.delete(i.seq); });
+			}).then(function () { return old.length; });
+		});
+	}
+
 	/* A random UUID; crypto.randomUUID needs a secure context, so fall back. */
 	function uuid() {
 		if (root.crypto && root.crypto.randomUUID)
@@ -120,13 +138,21 @@
 		return putFinding(item).then(function (seq) { item.seq = seq; return item; });
 	}
 
-	/* Puts an item in error back in the queue (same key), to be sent now. */
-	function requeue(seq) {
+	/*
+	 * Puts an item in error back in the queue, to be sent now: with the same
+	 * key, or with a new one when `newKey` (after a 409 saying its key names
+	 * another finding: this one was never stored, so it cannot double).
+	 */
+	function requeue(seq, newKey) {
 		return tx("findings", "readonly", function (s) { return s.get(seq); }).then(function (item) {
 			if (!item || item.state !== "error")
 				return item;
 			item.state = "queued";
 			item.next_at = 0;
+			if (newKey) {
+				item.old_idem = (item.old_idem || []).concat([item.idem]);
+				item.idem = uuid();
+			}
 			return putFinding(item).then(function () { return item; });
 		});
 	}
@@ -142,14 +168,20 @@
 		return Math.round(d * (0.8 + Math.random() * 0.4));
 	}
 
-	function errorMessage(status, text) {
+	/* The server's error object ({code, message, field}) or a made-up one. */
+	function serverError(status, text) {
 		try {
 			var e = JSON.parse(text).error;
 			if (e && e.message)
-				return e.message + (e.field ? " (" + e.field + ")" : "");
+				return e;
 		} catch (ignored) {
 		}
-		return "HTTP " + status + (text ? ": " + text.slice(0, 200) : "");
+		return { code: null, message: "HTTP " + status + (text ? ": " + text.slice(0, 200) : "") };
+	}
+
+	function errorMessage(status, text) {
+		var e = serverError(status, text);
+		return e.message + (e.field ? " (" + e.field + ")" : "");
 	}
 
 	/* One POST of one item; resolves with {outcome, status, text}. */
@@ -199,6 +231,7 @@
 		} else if (r.outcome === "error") {
 			item.state = "error";
 			item.error = errorMessage(r.status, r.text);
+			item.error_code = serverError(r.status, r.text).code;
 		} else {
 			item.next_at = Date.now() + backoff(item.attempts);
 			item.error = r.status ? errorMessage(r.status, r.text) : "no network";
@@ -269,6 +302,6 @@
 
 	root.TryggQueue = {
 		openDb: openDb, getWalk: getWalk, saveWalk: saveWalk, listFindings: listFindings,
-		enqueue: enqueue, requeue: requeue, flush: flush, uuid: uuid, apiBase: apiBase
+		enqueue: enqueue, requeue: requeue, flush: flush, prune: prune, uuid: uuid, apiBase: apiBase
 	};
 })(self);
