@@ -17,8 +17,12 @@ PG_PKGS=(postgresql-15 postgresql-client-15)
 # validate docker-compose.yml, python3 for the test driver, aiosmtpd as the
 # real SMTP server the notifier's e-mail tests deliver to.
 TOOL_PKGS=(curl clang clang-format docker-compose python3 procps python3-aiosmtpd)
+# Test-only: headless Chromium drives the pages the services serve (the
+# walk-planner's phone page, offline and back) over the DevTools protocol
+# (tests/integration/cdp.py). Never needed to build or run Trygg.
+TEST_PKGS=(chromium)
 
-ALL=("${BUILD_PKGS[@]}" "${PG_PKGS[@]}" "${TOOL_PKGS[@]}")
+ALL=("${BUILD_PKGS[@]}" "${PG_PKGS[@]}" "${TOOL_PKGS[@]}" "${TEST_PKGS[@]}")
 if [ "${1:-}" = "--runtime-only" ]; then
   ALL=("${BUILD_PKGS[@]}" "${PG_PKGS[@]}")
 fi
