@@ -186,8 +186,12 @@ class StandIn:
                 out["suppressed"] = True
             return out
 
+        in_survey = {"johannes": ["sodra-johannes", "hotorget"],
+                     "norrmalm-city": ["sergels-torg", "klarakvarteren", "centralstationen", "kungstradgarden"]}
         by_place = []
         for i, s in enumerate(slugs):
+            if area.startswith("survey:") and s not in in_survey.get(area[7:], []):
+                continue
             n = [31, 12, 24, 3, 17, 46, 9, 6, 2, 14][i % 10]
             night = n * [5, 3, 4, 1, 6, 7, 2, 3, 1, 4][i % 10] // 10
             by_place.append({"place": s, "name": names[s], "count": c(n, n + 7 - 3 * i, n + 2),
@@ -206,8 +210,12 @@ class StandIn:
         i = 0
         while d < end:
             n = [9, 14, 11, 3, 17, 21, 12, 8, 15, 19, 4, 10, 13, 7][i % 14]
-            weeks.append({"start": d.isoformat(), "count": None if pub and n < 5 else n,
-                          "night": None if pub and n * 4 // 10 < 5 else n * 4 // 10})
+            b = {"start": d.isoformat(), "count": n, "night": n * 4 // 10}
+            for k in ("count", "night"):
+                if pub and b[k] < 5:
+                    b[k] = None
+                    b["suppressed"] = True
+            weeks.append(b)
             d += datetime.timedelta(days=7)
             i += 1
 
@@ -222,7 +230,8 @@ class StandIn:
             "last_year": {"from": period["from"].replace(period["from"][:4], str(int(period["from"][:4]) - 1), 1),
                           "to": period["to"].replace(period["to"][:4], str(int(period["to"][:4]) - 1), 1)},
             "area": {"kind": area.split(":")[0], "slug": area.split(":")[-1],
-                     "name": names.get(area.split(":")[-1], "Norrmalm") if area != "district" else "Norrmalm"},
+                     "name": ("Norrmalm" if area == "district" else
+                              names.get(area.split(":")[-1], area.split(":")[-1].capitalize()))},
             "audience": audience,
             "generated_at": "2026-11-30T10:00:00Z",
             "suppression": {"threshold": 5, "suppressed_cells": 7 if pub else 0},
@@ -252,10 +261,11 @@ class StandIn:
                                  "ack": rt(n, tgt / 20 + 7, tgt / 4 + 11, 0.97),
                                  "done": rt(n, tgt * 0.6, tgt * 1.7, 0.75 + i * 0.03)}
                                 for i, (k, nm, fa, se, tgt, n, nt) in enumerate(cats) if not se]},
-            "walks": {"walks": 4, "findings": 37, "by_status": {"open": 9, "in_progress": 6, "done": 19, "declined": 3},
+            "walks": {"walks": 4, "findings": 37, "by_status": {"accepted": 9, "in_progress": 6, "done": 15, "verified": 4,
+                                                             "declined": 3},
                       "done_within_6_months_share": 0.6667, "overdue": 5,
                       "declined": [{"owner": "Trafikkontoret", "count": 2}, {"owner": "Fastighetsägare AB", "count": 1}]},
-            "survey": [{"area": "sodra-johannes", "name": "Southern Johannes", "survey": "trygghetsmatning",
+            "survey": [{"area": "johannes", "name": "Johannes", "survey": "trygghetsmatning",
                         "year": 2025, "illustrative": True,
                         "indicators": [{"indicator": "worry_late_evening", "value": 31.0, "unit": "percent"},
                                        {"indicator": "avoid_places", "value": 18.5, "unit": "percent"}],
@@ -313,6 +323,9 @@ class StandIn:
             if aud != "staff":
                 return js(401, {"error": {"code": "unauthorized", "message": "a staff or police key is needed"}})
             b = json.loads(body)
+            if not re.match(r"^(summary|focus_area:[a-z_]+|place:[a-z0-9_-]+)$", b.get("section", "")):
+                return js(400, {"error": {"code": "invalid_parameter", "field": "section",
+                                          "message": "section is summary, focus_area:<code> or place:<slug>"}})
             self.comments.setdefault((b["period"]["from"], b["area"]), {})[b["section"]] = b["text"]
             return js(200, {"ok": True})
         if method == "POST" and p == "/v1/versions":
@@ -323,7 +336,8 @@ class StandIn:
             pic = self.picture({"period": per["kind"], "at": per["from"], "from": per["from"], "to": per["to"],
                                 "area": b["area"]}, "public")
             v = {"id": "v%d" % (len(self.versions) + 1), "published_at": "2026-11-30T10:15:00Z",
-                 "published_by": "norrmalm-staff", "period": pic["period"], "area": pic["area"]}
+                 "published_by": "norrmalm-staff", "period": pic["period"], "area": b["area"],
+                 "area_name": pic["area"]["name"]}
             pic["version"] = v
             self.versions.append((v, pic))
             return js(201, {"version": v})
@@ -370,8 +384,6 @@ def _check_figures(page, pic):
     suppressed_shown = 0
     for path, kind, text in figs:
         v, sup = resolve(pic, path)
-        if kind == "count" and path.startswith("trend.series."):
-            sup = v is None  # buckets carry no flag: null is suppressed
         want = fmt(kind, v, sup)
         if text != want:
             wrong.append((path, text, want))
@@ -498,6 +510,23 @@ def test_reporting_page_journey():
         page.wait_for("document.querySelector('#map svg').dataset.figureShown === 'night'", 10, "night shading")
         check(len([r for r in backend.requests[before:] if r[1].startswith("/v1/picture")]) == 0,
               "figure change fetched the picture again")
+        _select(page, "figure", "survey:worry_late_evening")
+        page.wait_for("document.querySelector('#map svg').dataset.figureShown === 'survey:worry_late_evening'", 20,
+                      "survey shading")
+        classes = page.evaluate("Object.fromEntries(Array.from(document.querySelectorAll('path[data-place]'))"
+                                ".map(p => [p.dataset.place, p.dataset.class]))")
+        survey_places = {}
+        for sv in pic["survey"]:
+            sp = json.loads(http("GET", backend.base + "/v1/picture?period=quarter&at=%s&area=survey%%3A%s"
+                                 % (lq.isoformat(), sv["area"]))[2])
+            for p in sp["by_place"]:
+                survey_places[p["place"]] = sv
+        for slug, cls in classes.items():
+            if slug in survey_places:
+                check(cls.startswith("q"), "%s lies in survey area %s but is shaded %s"
+                      % (slug, survey_places[slug]["area"], cls))
+            else:
+                check(cls == "nodata", "%s lies in no survey area but is shaded %s" % (slug, cls))
         _select(page, "figure", "reports")
 
         # Downloads carry the same query and answer.
@@ -550,13 +579,20 @@ def test_reporting_page_journey():
         check(any(r[2] == "Bearer " + STAFF_KEY for r in backend.requests if r[1].startswith("/v1/picture?")),
               "the key is not sent")
         text = "Fler anmälningar efter mörkrets inbrott; belysningen på Tegnérgatan åtgärdas i december."
-        page.evaluate("(() => { const t = document.querySelector('textarea[data-comment=summary]'); t.value = %s;"
-                      " document.querySelector('button[data-save=summary]').click(); })()" % json.dumps(text))
-        page.wait_for("document.querySelector('#sec-summary .saved').textContent.startsWith('Sparad')", 10,
-                      "comment saved")
+        place_text = "Trygghetsvandring här i februari."
+        keys = page.evaluate("Array.from(document.querySelectorAll('textarea[data-comment]')).map(t => t.dataset.comment)")
+        check("summary" in keys and "place:sodra-johannes" in keys and any(k.startswith("focus_area:") for k in keys),
+              "comment fields %r" % keys)
+        for key, t in (("summary", text), ("place:sodra-johannes", place_text)):
+            page.evaluate("(() => { const t = document.querySelector('textarea[data-comment=\"%s\"]'); t.value = %s;"
+                          " document.querySelector('button[data-save=\"%s\"]').click(); })()" % (key, json.dumps(t), key))
+            page.wait_for("document.querySelector('button[data-save=\"%s\"]').parentNode.textContent.includes('Sparad')"
+                          % key, 10, "comment %s saved" % key)
         staff_pic = json.loads(http("GET", backend.base + "/v1/picture?" + query,
                                     headers={"Authorization": "Bearer " + STAFF_KEY})[2])
-        check(staff_pic["comments"].get("summary") == text, "comment not stored: %r" % staff_pic["comments"])
+        check(staff_pic["comments"].get("summary") == text and
+              staff_pic["comments"].get("place:sodra-johannes") == place_text,
+              "comments not stored: %r" % staff_pic["comments"])
         _check_figures(page, staff_pic)
         page.evaluate("document.getElementById('publish').click()")
         link = page.wait_for("(document.querySelector('#versions li[data-version] a') || {}).href", 10,

@@ -23,7 +23,8 @@
 		places: [],     /* [{slug, name, kind, geometry}] */
 		picture: null,
 		query: null,    /* {period, at, from, to, area, figure, version} */
-		loadSeq: 0
+		loadSeq: 0,
+		surveyPlaces: {} /* survey area slug -> the slugs of the places in it */
 	};
 
 	/* ---- formatting: mirrored by tests/integration/test_reporting_page.py ---- */
@@ -293,6 +294,7 @@
 	function load() {
 		var q = state.query, seq = ++state.loadSeq;
 		setStatus("Laddar…");
+		document.body.setAttribute("data-loaded", "loading");
 		syncControls(q);
 		var picP = q.version ?
 		    api("GET", "/v1/versions/" + encodeURIComponent(q.version)) :
@@ -309,9 +311,13 @@
 			if (res[0] && res[0].picture && res[0].comments && !pic.comments)
 				pic.comments = res[0].comments;
 			state.picture = pic;
-			render();
-			setStatus("");
-			document.body.setAttribute("data-loaded", "true");
+			return learnSurveyPlaces().then(function () {
+				if (seq !== state.loadSeq)
+					return;
+				render();
+				setStatus("");
+				document.body.setAttribute("data-loaded", "true");
+			});
 		}).catch(function (e) {
 			if (seq !== state.loadSeq)
 				return;
@@ -361,6 +367,23 @@
 			sel.appendChild(el("option", {value: q.area, text: q.area}));
 		sel.value = q.area;
 	}
+	/* The picture names survey areas but not their places; the picture of
+	 * each survey area lists them (by_place: places whose centroid lies in
+	 * it). Asked once per survey area, only when the map shows a survey
+	 * indicator. */
+	function learnSurveyPlaces() {
+		var q = state.query, pic = state.picture;
+		if (!pic || q.figure.slice(0, 7) !== "survey:")
+			return Promise.resolve();
+		var todo = (pic.survey || []).map(function (s) { return s.area; })
+		    .filter(function (a, i, all) { return a && all.indexOf(a) === i && !state.surveyPlaces[a]; });
+		return Promise.all(todo.map(function (a) {
+			var sq = Object.assign({}, q, {area: "survey:" + a});
+			return api("GET", "/v1/picture?" + apiQuery(sq)).then(function (j) {
+				state.surveyPlaces[a] = (j.by_place || []).map(function (p) { return p.place; });
+			}).catch(function () { state.surveyPlaces[a] = []; });
+		}));
+	}
 	function fillFigures() {
 		var sel = $("figure"), pic = state.picture, keep = state.query.figure;
 		Array.prototype.slice.call(sel.querySelectorAll("option[data-survey]")).forEach(function (o) { sel.removeChild(o); });
@@ -389,7 +412,7 @@
 			/* Only the map's shading changed: no need to ask the service again. */
 			state.query = q;
 			history.replaceState(null, "", "?" + pageQuery(q));
-			renderMap();
+			learnSurveyPlaces().then(renderMap);
 			return;
 		}
 		q.version = "";
@@ -452,9 +475,12 @@
 
 	/* ---- rendering ---- */
 
-	var STATUS_NAMES = {planned: "Planerad", open: "Öppen", new: "Ny", assigned: "Tilldelad",
-	    in_progress: "Pågår", done: "Åtgärdad", closed: "Stängd", declined: "Avböjd", overdue: "Försenad",
-	    no_action: "Ingen åtgärd", forwarded: "Vidarebefordrad"};
+	/* Finding statuses (proto/trygg/walks.proto FindingUpdated.status), in
+	 * the order a finding moves through them. */
+	var STATUS_NAMES = {proposed: "Föreslagen", accepted: "Accepterad", open: "Öppen",
+	    in_progress: "Pågår", done: "Åtgärdad", verified: "Kontrollerad", not_fixed: "Ej åtgärdad",
+	    declined: "Avböjd"};
+	var STATUS_ORDER = ["proposed", "accepted", "open", "in_progress", "done", "verified", "not_fixed", "declined"];
 	var INDICATOR_NAMES = {worry_late_evening: "Oro att gå ut sent på kvällen",
 	    avoid_places: "Undviker platser", unsafe_area: "Otrygg i området",
 	    worry_crime: "Oro för brott", litter_problem: "Nedskräpning ett problem"};
@@ -551,9 +577,9 @@
 			box.appendChild(el("div", {"class": "card"},
 			    el("div", {"class": "card-title", text: "Åtgärdat inom målet"}),
 			    el("div", {"class": "card-value"}, fig("response.done.within_target_share", "share",
-				r.done.within_target_share, false)),
+				r.done.within_target_share, !!r.done.suppressed)),
 			    el("div", {"class": "card-cmp"}, "median ", fig("response.done.median_min", "minutes",
-				r.done.median_min, false), ", ", fig("response.overdue_now", "count", r.overdue_now, false),
+				r.done.median_min, !!r.done.suppressed), ", ", fig("response.overdue_now", "count", nz(r.overdue_now), !!r.suppressed),
 				" försenade nu")));
 	}
 
@@ -639,7 +665,8 @@
 			} else if (figure.slice(0, 7) === "survey:") {
 				var ind = figure.slice(7);
 				(pic.survey || []).forEach(function (s) {
-					var covers = s.area === pl.slug || (Array.isArray(s.places) && s.places.indexOf(pl.slug) >= 0);
+					var inArea = state.surveyPlaces[s.area] || s.places || [];
+					var covers = s.area === pl.slug || inArea.indexOf(pl.slug) >= 0;
 					if (!covers) return;
 					(s.indicators || []).forEach(function (i) { if (i.indicator === ind && i.value !== null) v = i.value; });
 				});
@@ -802,8 +829,8 @@
 			return [p.name || p.place, countFig(b + ".count", p.count), countFig(b + ".day", p.day),
 			    countFig(b + ".night", p.night), countFig(b + ".count", p.count, "previous"),
 			    arrow(p.count, "previous", "mot föregående period"), countFig(b + ".count", p.count, "last_year"),
-			    fig(b + ".repeat_reports", "count", p.repeat_reports, false),
-			    fig(b + ".reopened", "count", p.reopened, false)];
+			    fig(b + ".repeat_reports", "count", nz(p.repeat_reports), !!p.suppressed),
+			    fig(b + ".reopened", "count", nz(p.reopened), !!p.suppressed)];
 		});
 		clear($("place-table")).appendChild(table("Anmälningar per plats",
 		    ["Plats", "Anmälningar", "Dag", "Mörker", "Föreg. period", "Förändring", "Förra året", "Upprepade", "Återöppnade"], rows));
@@ -862,8 +889,8 @@
 		box.appendChild(svg);
 		var rows = s.map(function (b, i) {
 			return [bucketLabel(b.start, t.bucket) + " (" + b.start + ")",
-			    fig("trend.series." + i + ".count", "count", b.count, true),
-			    fig("trend.series." + i + ".night", "count", b.night, true)];
+			    fig("trend.series." + i + ".count", "count", nz(b.count), !!b.suppressed),
+			    fig("trend.series." + i + ".night", "count", nz(b.night), !!b.suppressed)];
 		});
 		clear($("trend-table")).appendChild(table("Anmälningar per " + ({day: "dag", week: "vecka", month: "månad"}[t.bucket] || "period"),
 		    ["Från", "Anmälningar", "Efter mörkrets inbrott"], rows));
@@ -894,11 +921,11 @@
 			var s = r[k[0]];
 			if (!s) return;
 			cards.appendChild(el("div", {"class": "card"},
-			    el("div", {"class": "card-title", text: k[1] + " (" + fmtInt(s.n || 0) + " ärenden)"}),
-			    el("div", {"class": "card-value"}, fig("response." + k[0] + ".median_min", "minutes", s.median_min, false),
+			    el("div", {"class": "card-title"}, k[1] + " (", fig("response." + k[0] + ".n", "count", nz(s.n), !!s.suppressed), " ärenden)"),
+			    el("div", {"class": "card-value"}, fig("response." + k[0] + ".median_min", "minutes", nz(s.median_min), !!s.suppressed),
 				el("span", {"class": "unit", text: " median"})),
-			    el("div", {"class": "card-cmp"}, "90 % inom ", fig("response." + k[0] + ".p90_min", "minutes", s.p90_min, false),
-				" \u00b7 inom målet ", fig("response." + k[0] + ".within_target_share", "share", s.within_target_share, false))));
+			    el("div", {"class": "card-cmp"}, "90 % inom ", fig("response." + k[0] + ".p90_min", "minutes", nz(s.p90_min), !!s.suppressed),
+				" \u00b7 inom målet ", fig("response." + k[0] + ".within_target_share", "share", nz(s.within_target_share), !!s.suppressed))));
 		});
 		var cats = r.by_category || [];
 		var W = 760, L = 170, R = 96, rowH = 34, T = 26, H = T + cats.length * rowH + 40;
@@ -948,21 +975,21 @@
 			var b = "response.by_category." + i;
 			var a = c.ack || {}, d = c.done || {};
 			return [categoryName(c), c.target_min ? fmtMinutes(c.target_min) : "omedelbart",
-			    fig(b + ".ack.median_min", "minutes", nz(a.median_min), false),
-			    fig(b + ".done.median_min", "minutes", nz(d.median_min), false),
-			    fig(b + ".done.p90_min", "minutes", nz(d.p90_min), false),
-			    fig(b + ".done.within_target_share", "share", nz(d.within_target_share), false),
-			    fig(b + ".done.n", "count", nz(d.n), false)];
+			    fig(b + ".ack.median_min", "minutes", nz(a.median_min), !!a.suppressed),
+			    fig(b + ".done.median_min", "minutes", nz(d.median_min), !!d.suppressed),
+			    fig(b + ".done.p90_min", "minutes", nz(d.p90_min), !!d.suppressed),
+			    fig(b + ".done.within_target_share", "share", nz(d.within_target_share), !!d.suppressed),
+			    fig(b + ".done.n", "count", nz(d.n), !!d.suppressed)];
 		});
 		var tb = clear($("response-tables"));
 		tb.appendChild(table("Svarstider per kategori", ["Kategori", "Mål", "Kvittens median", "Åtgärd median",
 		    "Åtgärd 90 %", "Inom mål", "Ärenden"], rows));
 		var units = (r.by_unit || []).map(function (u, i) {
 			var b = "response.by_unit." + i, a = u.ack || {}, d = u.done || {};
-			return [u.unit, fig(b + ".ack.median_min", "minutes", nz(a.median_min), false),
-			    fig(b + ".done.median_min", "minutes", nz(d.median_min), false),
-			    fig(b + ".done.within_target_share", "share", nz(d.within_target_share), false),
-			    fig(b + ".overdue_now", "count", nz(u.overdue_now), false)];
+			return [u.unit, fig(b + ".ack.median_min", "minutes", nz(a.median_min), !!a.suppressed),
+			    fig(b + ".done.median_min", "minutes", nz(d.median_min), !!d.suppressed),
+			    fig(b + ".done.within_target_share", "share", nz(d.within_target_share), !!d.suppressed),
+			    fig(b + ".overdue_now", "count", nz(u.overdue_now), !!u.suppressed)];
 		});
 		if (units.length)
 			tb.appendChild(table("Per utförare", ["Enhet", "Kvittens median", "Åtgärd median", "Inom mål", "Försenade nu"], units));
@@ -1007,11 +1034,14 @@
 		    el("div", {"class": "card-value"}, fig("walks.done_within_6_months_share", "share", nz(w.done_within_6_months_share), false))));
 		cards.appendChild(el("div", {"class": "card"}, el("div", {"class": "card-title", text: "Försenade"}),
 		    el("div", {"class": "card-value"}, fig("walks.overdue", "count", nz(w.overdue), false))));
-		var keys = Object.keys(st);
+		var keys = Object.keys(st).sort(function (a, b) {
+			var i = STATUS_ORDER.indexOf(a), j = STATUS_ORDER.indexOf(b);
+			return (i < 0 ? 99 : i) - (j < 0 ? 99 : j) || (a < b ? -1 : 1);
+		});
 		var box = clear($("walks-chart"));
 		if (keys.length)
 			box.appendChild(hbars("walks", "Vandringarnas fynd efter status", keys.map(function (k) {
-				return {label: STATUS_NAMES[k] || k, value: st[k], cls: k === "done" ? "done" : k === "declined" ? "declined" : "ack"};
+				return {label: STATUS_NAMES[k] || k, value: st[k], cls: k === "done" || k === "verified" ? "done" : k === "declined" || k === "not_fixed" ? "declined" : "ack"};
 			}), "count"));
 		var tb = clear($("walks-table"));
 		tb.appendChild(table("Fynd efter status", ["Status", "Fynd"], keys.map(function (k) {
@@ -1078,60 +1108,96 @@
 			box.appendChild(el("li", {"class": "muted", text: "Inga platser sticker ut under perioden."}));
 		h.forEach(function (p, i) {
 			var b = "hotspots." + i;
-			box.appendChild(el("li", null,
+			box.appendChild(el("li", {"data-place": p.place},
 			    el("span", {"class": "rank", text: String(p.rank)}),
 			    el("div", null,
-				el("strong", {text: p.name || p.place}), " \u2013 poäng ", fig(b + ".score", "score", p.score, false),
-				", ", fig(b + ".reports", "count", p.reports, p.reports === null), " anmälningar, ",
-				fig(b + ".night", "count", p.night, p.night === null), " efter mörkrets inbrott",
-				el("p", {"class": "explain", text: p.explanation || ""}))));
+				el("strong", {text: p.name || p.place}), " \u2013 poäng ", fig(b + ".score", "score", nz(p.score), !!p.suppressed),
+				", ", fig(b + ".reports", "count", nz(p.reports), !!p.suppressed), " anmälningar, ",
+				fig(b + ".night", "count", nz(p.night), !!p.suppressed), " efter mörkrets inbrott",
+				el("p", {"class": "explain", text: p.explanation || ""}),
+				el("div", {"class": "comment-slot"}))));
 		});
 	}
 
 	/* ---- comments, versions ---- */
 
-	var SECTIONS = {summary: "Sammanfattning", map: "Karta", trend: "Utveckling", response: "Svarstider",
-	    walks: "Vandringar och mätning", hotspots: "Platser att prioritera"};
-
 	function periodBody() {
 		var p = state.picture.period || {};
 		return {kind: p.kind || state.query.period, from: p.from, to: p.to};
 	}
-	function renderComments() {
-		var comments = state.picture.comments || {}, edit = canEdit();
-		Array.prototype.forEach.call(document.querySelectorAll("section[data-section]"), function (sec) {
-			var key = sec.getAttribute("data-section"), slot = clear(sec.querySelector(".comment-slot"));
-			var text = comments[key] || "";
-			var id = "comment-" + key;
-			if (!edit) {
-				if (text)
-					slot.appendChild(el("div", {"class": "comment"},
-					    el("div", {"class": "comment-label", text: "Kommentar"}),
-					    el("p", {"class": "comment-text", "data-comment": key, text: text})));
-				return;
-			}
-			var ta = el("textarea", {id: id, rows: 3, "data-comment": key,
-			    placeholder: "Skriv en kommentar till avsnittet " + SECTIONS[key].toLowerCase() + "…"});
-			ta.value = text;
-			var st = el("span", {"class": "saved", role: "status", "aria-live": "polite"});
-			var btn = el("button", {type: "button", "class": "secondary", "data-save": key, text: "Spara kommentar"});
-			var printed = el("p", {"class": "comment-text print-only", text: text});
-			btn.addEventListener("click", function () {
-				btn.disabled = true;
-				st.textContent = "Sparar…";
-				api("PUT", "/v1/comments", {period: periodBody(), area: state.query.area, section: key, text: ta.value})
-				    .then(function () {
-					    comments[key] = ta.value;
-					    printed.textContent = ta.value;
-					    st.textContent = "Sparad " + fmtDateTime(new Date().toISOString()).replace(/^.* /, "");
-				    })
-				    .catch(function (e) { st.textContent = "Kunde inte spara: " + e.message; })
-				    .then(function () { btn.disabled = false; });
-			});
-			slot.appendChild(el("div", {"class": "comment edit" + (text ? "" : " empty")},
-			    el("label", {"for": id, "class": "comment-label", text: "Kommentar – " + SECTIONS[key]}),
-			    ta, el("div", {"class": "comment-actions"}, btn, st), printed));
+	/* The name of a comment's subject: sections are summary,
+	 * focus_area:<code> and place:<slug> (what PUT /v1/comments takes). */
+	function commentSubject(key) {
+		var pic = state.picture;
+		if (key === "summary")
+			return "sammanfattningen";
+		if (key.indexOf("focus_area:") === 0) {
+			var code = key.slice(11);
+			var f = (pic.by_focus_area || []).filter(function (x) { return x.focus_area === code; })[0];
+			return "fokusområdet " + (f && f.name ? f.name : code.replace(/_/g, " "));
+		}
+		if (key.indexOf("place:") === 0) {
+			var slug = key.slice(6);
+			var pl = state.places.filter(function (x) { return x.slug === slug; })[0];
+			return pl ? pl.name : slug;
+		}
+		return key;
+	}
+	/* A comment as text (read-only, absent when empty) or, for staff and
+	 * police on the live picture, a textarea with its own save button. */
+	function commentBox(key) {
+		var comments = state.picture.comments || {}, text = comments[key] || "";
+		var label = "Kommentar om " + commentSubject(key);
+		if (!canEdit()) {
+			return text ? el("div", {"class": "comment"},
+			    el("div", {"class": "comment-label", text: label}),
+			    el("p", {"class": "comment-text", "data-comment": key, text: text})) : null;
+		}
+		var id = "comment-" + key.replace(/[^a-z0-9_-]/gi, "-");
+		var ta = el("textarea", {id: id, rows: 3, "data-comment": key,
+		    placeholder: "Skriv en kommentar om " + commentSubject(key) + "…"});
+		ta.value = text;
+		var st = el("span", {"class": "saved", role: "status", "aria-live": "polite"});
+		var btn = el("button", {type: "button", "class": "secondary", "data-save": key, text: "Spara kommentar"});
+		var printed = el("p", {"class": "comment-text print-only", text: text});
+		var box = el("div", {"class": "comment edit" + (text ? "" : " empty")},
+		    el("label", {"for": id, "class": "comment-label", text: label}),
+		    ta, el("div", {"class": "comment-actions"}, btn, st), printed);
+		btn.addEventListener("click", function () {
+			btn.disabled = true;
+			st.textContent = "Sparar…";
+			api("PUT", "/v1/comments", {period: periodBody(), area: state.query.area, section: key, text: ta.value})
+			    .then(function () {
+				    comments[key] = ta.value;
+				    printed.textContent = ta.value;
+				    box.classList.toggle("empty", !ta.value);
+				    st.textContent = "Sparad " + fmtDateTime(new Date().toISOString()).replace(/^.* /, "");
+			    })
+			    .catch(function (e) { st.textContent = "Kunde inte spara: " + e.message; })
+			    .then(function () { btn.disabled = false; });
 		});
+		return box;
+	}
+	function renderComments() {
+		var pic = state.picture, used = {};
+		function put(slot, key) {
+			if (!slot || used[key]) return;
+			used[key] = true;
+			var b = commentBox(key);
+			if (b) slot.appendChild(b);
+		}
+		put(clear(document.querySelector("#sec-summary .comment-slot")), "summary");
+		var mapSlot = clear(document.querySelector("#sec-map .comment-slot"));
+		if (state.query.area.indexOf("place:") === 0)
+			put(mapSlot, state.query.area);
+		var fa = clear($("focus-comments"));
+		(pic.by_focus_area || []).forEach(function (f) { put(fa, "focus_area:" + f.focus_area); });
+		Array.prototype.forEach.call(document.querySelectorAll("#hotspots li[data-place]"), function (li) {
+			put(li.querySelector(".comment-slot"), "place:" + li.getAttribute("data-place"));
+		});
+		/* Comments on places or focus areas not shown above, read as well. */
+		var other = clear($("other-comments"));
+		Object.keys(pic.comments || {}).sort().forEach(function (k) { put(other, k); });
 	}
 
 	function publish() {
@@ -1154,7 +1220,8 @@
 				ul.appendChild(el("li", {"class": "muted", text: "Ingen version publicerad ännu."}));
 			list.forEach(function (v) {
 				var p = v.period || {}, a = v.area || {};
-				var label = (periodLabel(p) || v.id) + (a.name ? " \u2013 " + a.name : typeof a === "string" ? " \u2013 " + a : "");
+				var areaName = v.area_name || (a && a.name) || (typeof a === "string" ? a : "");
+				var label = (periodLabel(p) || v.id) + (areaName ? " \u2013 " + areaName : "");
 				ul.appendChild(el("li", {"data-version": v.id},
 				    el("a", {href: "?version=" + encodeURIComponent(v.id), text: label}),
 				    " publicerad " + fmtDateTime(v.published_at) + " av " + (v.published_by || "okänd"),
