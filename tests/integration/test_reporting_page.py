@@ -33,7 +33,7 @@ except ImportError:
     import cdp_page as cdp
 
 WEB = os.path.join(ROOT, "services/reporting/web")
-STAFF_KEY = "staff-key-for-the-page-test"
+STAFF_KEY = "staff-key-for-the-page-test"  # the stand-in's
 
 # ---- the page's number formats, mirrored (picture.js fmt*) ----
 
@@ -144,6 +144,7 @@ class StandIn:
         self.requests = []
         self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
+        self.staff_key = STAFF_KEY
         outer = self
 
         class H(BaseHTTPRequestHandler):
@@ -353,16 +354,85 @@ class StandIn:
 
 
 def _backend():
-    """The stand-in, unless the real service has been built (then, after the
-    merge, _real_backend must be filled in with how reporting-core's tests
-    start it and feed it events; until then the stand-in is used)."""
-    if os.path.exists(os.path.join(BIN, "trygg-reporting")) and os.environ.get("TRYGG_PAGE_REAL") == "1":
-        return _real_backend()
+    """The real service with events flowing when it is built and its test
+    support is here (after reporting-core's branch is merged); else the
+    STAND-IN above."""
+    have_real = (os.path.exists(os.path.join(BIN, "trygg-reporting"))
+                 and os.path.exists(os.path.join(BIN, "trygg-eventpub"))
+                 and os.path.exists(os.path.join(os.path.dirname(__file__), "reporting_support.py")))
+    if have_real and os.environ.get("TRYGG_PAGE_STAND_IN") != "1":
+        return RealBackend()
     return StandIn()
 
 
-def _real_backend():
-    raise AssertionError("the real-service path is not wired yet: see reporting-core's tests")
+class RealBackend:
+    """trygg-reporting with stand-in publishers (reporting_support.Stack)
+    fed events: reports at the demo places in last quarter, the quarter
+    before and a year earlier, tasks acknowledged and done around their
+    24-hour target, a walk with findings and a survey area over Southern
+    Johannes."""
+
+    def __init__(self):
+        import reporting_support as rs
+        self.st = rs.Stack()
+        self.base = self.st.reporting.base
+        self.staff_key = self.st.staff
+        places = demo_places()["features"]
+        centre = {}
+        for f in places:
+            if f["properties"]["kind"] == "place":
+                ring = f["geometry"]["coordinates"][0][:-1]
+                centre[f["properties"]["slug"]] = (sum(p[1] for p in ring) / len(ring),
+                                                   sum(p[0] for p in ring) / len(ring))
+        lq = last_quarter()
+        starts = [lq, _add_months(lq, -3), datetime.date(lq.year - 1, lq.month, 1)]
+        cats = [("litter", 1440, False), ("lighting", 4320, False), ("graffiti", 1440, False),
+                ("sleeping_outdoors", 240, False), ("drug_dealing", 60, True)]
+        slugs = sorted(centre)
+        reports, tasks = [], []
+        for k, start in enumerate(starts):
+            for i, slug in enumerate(slugs):
+                n = [14, 3, 9, 1, 22, 6, 0, 11, 4, 7][i % 10] + (3 - k)
+                for j in range(max(0, n)):
+                    cat, target, sensitive = cats[(i + j) % len(cats)]
+                    day = 1 + (j * 7 + i) % 80
+                    at = rs.local(start.year, start.month, 1, 9 + j % 12) + datetime.timedelta(days=day)
+                    rid = rs.new_id()
+                    la, lo = centre[slug]
+                    reports.append(("trygg.events.ReportReceived", rs.report_received(
+                        rid, cat, at, places=(slug,), night=(j % 3 == 0), target=target,
+                        sensitive=sensitive, lat=la, lon=lo,
+                        focus="crime" if sensitive else "physical_environment")))
+                    if j % 2 == 0:
+                        t = rs.new_id()
+                        tasks += [("trygg.events.TaskOpened", rs.task_opened(t, rid, cat, slug, at)),
+                                  ("trygg.events.TaskAcknowledged", rs.task_acked(
+                                      t, "cleaning-north", at + datetime.timedelta(minutes=25 + 7 * j))),
+                                  ("trygg.events.TaskCompleted", rs.task_completed(
+                                      t, at + datetime.timedelta(hours=6 + 5 * (j % 7))))]
+        box = {"type": "Polygon", "coordinates": [[[18.060, 59.334], [18.072, 59.334], [18.072, 59.3395],
+                                                   [18.060, 59.3395], [18.060, 59.334]]]}
+        w = rs.new_id()
+        walk_at = rs.local(lq.year, lq.month, 12, 19)
+        walks = [("trygg.walks.WalkUpdated", rs.walk_updated(w, 1, "sodra-johannes", "walked", walk_at,
+                                                            places=["sodra-johannes", "hotorget"])),
+                 ("trygg.walks.SurveyFiguresLoaded", rs.survey_loaded(
+                     "trygghetsmatning", lq.year - 1, [("johannes", "Johannes", box)],
+                     [("johannes", "worry_late_evening", 31.0, "percent"),
+                      ("johannes", "avoid_places", 18.5, "percent")]))]
+        for i, status in enumerate(["proposed", "accepted", "done", "done", "declined"]):
+            walks.append(("trygg.walks.FindingUpdated", rs.finding_updated(
+                rs.new_id(), 1, w, "sodra-johannes", "lighting", status, walk_at,
+                status_at=walk_at + datetime.timedelta(days=10) if status == "done" else None,
+                owner="Trafikkontoret" if status == "declined" else "")))
+        self.st.publish_many("walk-planner", walks)
+        self.st.wait_applied(60)  # survey areas before the reports that lie in them
+        self.st.publish_many("intake", reports)
+        self.st.publish_many("notifier", tasks)
+        self.st.wait_applied(90)
+
+    def close(self):
+        pass  # the harness kills the services after each test
 
 
 # ---- the page ----
@@ -449,8 +519,17 @@ def test_reporting_page_journey():
         page = browser.new_page()
         page.call("Emulation.setDeviceMetricsOverride", {"width": 1280, "height": 900, "deviceScaleFactor": 1,
                                                          "mobile": False})
+        # Every fetch the page makes, with whether it carried the key.
+        page.call("Page.addScriptToEvaluateOnNewDocument", {"source": """
+            window.__fetches = [];
+            const f = window.fetch;
+            window.fetch = function (url, opts) {
+                const h = (opts && opts.headers) || {};
+                window.__fetches.push([String(url), (opts && opts.method) || 'GET', h.Authorization || null]);
+                return f.apply(this, arguments);
+            };"""})
         page.navigate(backend.base + "/")
-        page.wait_for("document.body.dataset.loaded === 'true'", 20, "first picture")
+        page.wait_for("document.body.dataset.loaded === 'true'", 30, "first picture")
 
         # Last quarter in one click, then Southern Johannes from the area list.
         lq = last_quarter()
@@ -458,8 +537,9 @@ def test_reporting_page_journey():
         _loaded_with(page, backend, "at=" + lq.isoformat())
         check(page.evaluate("document.getElementById('period').value") == "quarter", "period picker not on quarter")
         areas = page.evaluate("Array.from(document.getElementById('area').options).map(o => o.value)")
-        check("place:sodra-johannes" in areas and "district" in areas and "survey:norrmalm-city" in areas,
-              "area choices %r" % areas)
+        district = json.loads(http("GET", backend.base + "/v1/picture?period=quarter&at=%s" % lq.isoformat())[2])
+        check("place:sodra-johannes" in areas and "district" in areas and district["survey"] and
+              all("survey:" + sv["area"] in areas for sv in district["survey"]), "area choices %r" % areas)
         _select(page, "area", "place:sodra-johannes")
         _loaded_with(page, backend, "area=place%3Asodra-johannes")
         query = "period=quarter&at=%s&area=place%%3Asodra-johannes" % lq.isoformat()
@@ -505,11 +585,10 @@ def test_reporting_page_journey():
               "survey chart lacks the survey beside the reports")
 
         # Shading by another figure redraws the map without a new request.
-        before = len(backend.requests)
+        before = page.evaluate("window.__fetches.length")
         _select(page, "figure", "night")
         page.wait_for("document.querySelector('#map svg').dataset.figureShown === 'night'", 10, "night shading")
-        check(len([r for r in backend.requests[before:] if r[1].startswith("/v1/picture")]) == 0,
-              "figure change fetched the picture again")
+        check(page.evaluate("window.__fetches.length") == before, "figure change fetched the picture again")
         _select(page, "figure", "survey:worry_late_evening")
         page.wait_for("document.querySelector('#map svg').dataset.figureShown === 'survey:worry_late_evening'", 20,
                       "survey shading")
@@ -572,12 +651,12 @@ def test_reporting_page_journey():
 
         # Staff: a key in the fragment makes comments editable; save one, publish.
         page.navigate("about:blank")  # else only the fragment changes: no load
-        page.navigate(backend.base + "/?" + query + "#key=" + STAFF_KEY)
+        page.navigate(backend.base + "/?" + query + "#key=" + backend.staff_key)
         page.wait_for("document.body.dataset.loaded === 'true' && !!document.querySelector('textarea[data-comment=summary]')",
                       20, "editable comments with a staff key")
         check("key=" not in page.evaluate("location.href"), "the key stays in the address bar")
-        check(any(r[2] == "Bearer " + STAFF_KEY for r in backend.requests if r[1].startswith("/v1/picture?")),
-              "the key is not sent")
+        sent = page.evaluate("window.__fetches.filter(f => f[0].startsWith('/v1/picture?')).map(f => f[2])")
+        check(sent and all(a == "Bearer " + backend.staff_key for a in sent), "the key is not sent: %r" % sent)
         text = "Fler anmälningar efter mörkrets inbrott; belysningen på Tegnérgatan åtgärdas i december."
         place_text = "Trygghetsvandring här i februari."
         keys = page.evaluate("Array.from(document.querySelectorAll('textarea[data-comment]')).map(t => t.dataset.comment)")
@@ -589,7 +668,7 @@ def test_reporting_page_journey():
             page.wait_for("document.querySelector('button[data-save=\"%s\"]').parentNode.textContent.includes('Sparad')"
                           % key, 10, "comment %s saved" % key)
         staff_pic = json.loads(http("GET", backend.base + "/v1/picture?" + query,
-                                    headers={"Authorization": "Bearer " + STAFF_KEY})[2])
+                                    headers={"Authorization": "Bearer " + backend.staff_key})[2])
         check(staff_pic["comments"].get("summary") == text and
               staff_pic["comments"].get("place:sodra-johannes") == place_text,
               "comments not stored: %r" % staff_pic["comments"])
@@ -605,7 +684,9 @@ def test_reporting_page_journey():
                       20, "version banner")
         banner = page.evaluate("document.getElementById('version-banner').textContent")
         vid = urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["version"][0]
-        version = json.loads(http("GET", backend.base + "/v1/versions/" + urllib.parse.quote(vid))[2])
+        # The page still holds the staff key (sessionStorage): the staff rendition.
+        version = json.loads(http("GET", backend.base + "/v1/versions/" + urllib.parse.quote(vid),
+                                  headers={"Authorization": "Bearer " + backend.staff_key})[2])
         check(version["version"]["published_by"] in banner, "banner %r lacks the publisher" % banner)
         check(page.evaluate("document.querySelectorAll('textarea').length") == 0, "a version is editable")
         check(page.evaluate("document.getElementById('publish-row').hidden"), "publish offered on a version")

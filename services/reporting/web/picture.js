@@ -676,32 +676,36 @@
 		});
 		return out;
 	}
-	/* Five classes: sequential from 0 to a rounded maximum, or diverging
+	/* Five classes: sequential from 0 to the largest value, or diverging
 	 * around no change. */
 	function classesFor(figure, values) {
 		if (figure === "change") {
 			var br = [-0.5, -0.15, 0.15, 0.5];
-			var labels = ["minskat mer än 50 %", "minskat 15\u201350 %", "ungefär oförändrat (\u00b115 %)",
+			var dl = ["minskat mer än 50 %", "minskat 15\u201350 %", "ungefär oförändrat (\u00b115 %)",
 			    "ökat 15\u201350 %", "ökat mer än 50 %"];
 			return {
-				names: ["d0", "d1", "d2", "d3", "d4"], labels: labels,
+				names: ["d0", "d1", "d2", "d3", "d4"], labels: dl,
 				of: function (v) { for (var i = 0; i < br.length; i++) if (v < br[i]) return "d" + i; return "d4"; }
 			};
 		}
+		/* Five equal intervals from 0 to the largest value, so the busiest
+		 * place is always drawn in the darkest shade. */
 		var max = 0;
 		Object.keys(values).forEach(function (k) { if (values[k].value !== null) max = Math.max(max, values[k].value); });
 		var isShare = figure === "night", isPct = figure.slice(0, 7) === "survey:";
-		if (isShare) max = Math.max(max, 0.01);
-		var step = niceStep(max / 5 || 1, !isShare && !isPct);
-		var f = function (x) {
-			return isShare ? Math.round(x * 100) + NBSP + "%" : isPct ? fmtPercentValue(x) : fmtInt(x);
-		};
-		var labels = [];
-		for (var i = 0; i < 5; i++)
-			labels.push(i < 4 ? f(i * step) + "\u2013" + f((i + 1) * step) : "\u2265 " + f(4 * step));
+		var span = max || 1, labels = [];
+		for (var i = 0; i < 5; i++) {
+			if (isShare || isPct) {
+				var f = isShare ? fmtShare : fmtPercentValue;
+				labels.push(f(i * span / 5).replace(/\u00a0%$/, "") + "\u2013" + f((i + 1) * span / 5));
+			} else {
+				var lo = Math.ceil(i * span / 5 - 1e-9), hi = i === 4 ? max : Math.ceil((i + 1) * span / 5 - 1e-9) - 1;
+				labels.push(hi < lo ? "\u2013" : hi === lo ? fmtInt(lo) : fmtInt(lo) + "\u2013" + fmtInt(hi));
+			}
+		}
 		return {
 			names: ["q0", "q1", "q2", "q3", "q4"], labels: labels,
-			of: function (v) { return "q" + Math.min(4, Math.floor(v / step)); }
+			of: function (v) { return "q" + Math.max(0, Math.min(4, Math.floor(5 * v / span + 1e-9))); }
 		};
 	}
 	function niceStep(x, integer) {
