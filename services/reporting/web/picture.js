@@ -24,6 +24,7 @@
 		picture: null,
 		query: null,    /* {period, at, from, to, area, figure, version} */
 		loadSeq: 0,
+		mapPicture: null, /* the district's picture for the map (the picture itself at district level) */
 		surveyPlaces: {} /* survey area slug -> the slugs of the places in it */
 	};
 
@@ -311,7 +312,16 @@
 			if (res[0] && res[0].picture && res[0].comments && !pic.comments)
 				pic.comments = res[0].comments;
 			state.picture = pic;
-			return learnSurveyPlaces().then(function () {
+			state.mapPicture = pic;
+			/* The map shows the whole district for the period, whatever
+			 * the area: ask for the district's picture as well. */
+			var mapP = q.version || !pic.area || pic.area.kind === "district" ? Promise.resolve(pic) :
+			    api("GET", "/v1/picture?" + apiQuery(Object.assign({}, q, {area: "district"})))
+				.catch(function () { return pic; });
+			return mapP.then(function (mp) {
+				state.mapPicture = mp;
+				return learnSurveyPlaces();
+			}).then(function () {
 				if (seq !== state.loadSeq)
 					return;
 				render();
@@ -452,6 +462,17 @@
 		["dl-csv", "dl-geojson"].forEach(function (id) { $(id).addEventListener("click", download); });
 		$("publish").addEventListener("click", publish);
 		window.addEventListener("popstate", function () { state.query = readQuery(); load(); });
+		/* Paper has no disclosure triangles: print the tables folded away. */
+		window.addEventListener("beforeprint", function () {
+			Array.prototype.forEach.call(document.querySelectorAll("details"), function (d) {
+				if (!d.open) { d.open = true; d.setAttribute("data-print-opened", ""); }
+			});
+		});
+		window.addEventListener("afterprint", function () {
+			Array.prototype.forEach.call(document.querySelectorAll("details[data-print-opened]"), function (d) {
+				d.open = false; d.removeAttribute("data-print-opened");
+			});
+		});
 	}
 	/* With a key, a plain link would fetch the public file: fetch it with the
 	 * key and save that instead. Without one the link works as it is. */
@@ -638,13 +659,18 @@
 
 	/* Per place: {value, label, suppressed} for the chosen figure. */
 	function figureValues(figure) {
-		var pic = state.picture, out = {};
+		var pic = state.picture, mp = state.mapPicture || pic, out = {};
 		var byPlace = {};
-		(pic.by_place || []).forEach(function (p, i) { byPlace[p.place] = {row: p, i: i}; });
+		(mp.by_place || []).forEach(function (p, i) { byPlace[p.place] = {row: p, i: i}; });
+		/* A place the map's picture does not list had no reports in the
+		 * district, or lies outside the area of a frozen version. */
+		var whole = !mp.area || mp.area.kind === "district";
 		state.places.forEach(function (pl) {
 			var e = byPlace[pl.slug], r = e ? e.row : null;
 			var v = null, sup = false, text;
-			if (figure === "reports") {
+			if (!r && !whole) {
+				text = "utanför området";
+			} else if (figure === "reports") {
 				v = r ? cval(r.count) : 0;
 				sup = !!(r && cnt(r.count).suppressed);
 				text = fmt("count", v, sup) + " anmälningar";
@@ -853,6 +879,10 @@
 		var W = 760, H = 250, L = 44, R = 10, T = 14, B = 42;
 		var max = 0;
 		s.forEach(function (b) { if (b.count !== null) max = Math.max(max, b.count); });
+		/* A suppressed bucket is drawn hatched up to 4 (somewhere below 5),
+		 * so the scale reaches 5 at least. */
+		var threshold = (state.picture.suppression && state.picture.suppression.threshold) || 5;
+		if (s.some(function (b) { return b.count === null; })) max = Math.max(max, threshold);
 		var step = niceStep(Math.max(max, 4) / 4, true), top = step * Math.ceil(Math.max(max, 1) / step);
 		var y = function (v) { return T + (H - T - B) * (1 - v / top); };
 		var bw = (W - L - R) / Math.max(1, s.length);
@@ -868,8 +898,9 @@
 			var x = L + i * bw + bw * 0.12, w = bw * 0.76;
 			var g = sv("g", {"class": "bucket"});
 			if (b.count === null) {
-				g.appendChild(sv("rect", {x: x, y: y(Math.min(top, 4)), width: w, height: y(0) - y(Math.min(top, 4)), "class": "bar suppressed"},
-				    sv("title", {text: bucketLabel(b.start, t.bucket) + ": färre än 5 (dolt)"})));
+				var hi = Math.min(top, threshold - 1);
+				g.appendChild(sv("rect", {x: x, y: y(hi), width: w, height: y(0) - y(hi), "class": "bar suppressed"},
+				    sv("title", {text: bucketLabel(b.start, t.bucket) + ": färre än " + threshold + " (dolt)"})));
 			} else {
 				var night = b.night === null ? 0 : b.night;
 				/* the night part at the bottom, the day part on top of it */
@@ -962,9 +993,9 @@
 				g.appendChild(sv("line", {x1: tx, x2: tx, y1: y0 + 2, y2: y0 + rowH - 4, "class": "target"},
 				    sv("title", {text: "Mål: " + (c.target_min ? fmtMinutes(c.target_min) : "omedelbart")})));
 			}
-			var share = c.done && c.done.within_target_share;
+			var d = c.done || {};
 			g.appendChild(sv("text", {x: W - R + 8, y: y0 + rowH / 2 + 4, "class": "rowvalue",
-			    text: share === null || share === undefined ? "\u2013" : fmtShare(share)}));
+			    text: fmt("share", nz(d.within_target_share), !!d.suppressed)}));
 			svg.appendChild(g);
 		});
 		var lg = sv("g", {"class": "chart-legend", transform: "translate(" + L + "," + (H - 4) + ")"},
@@ -1063,7 +1094,8 @@
 			tb.appendChild(el("p", {"class": "muted", text: "Ingen trygghetsmätning för området."}));
 			return;
 		}
-		var inds = indicatorsOf(state.picture), ind = inds[0];
+		var inds = indicatorsOf(state.picture);
+		var ind = inds.indexOf("worry_late_evening") >= 0 ? "worry_late_evening" : inds[0];
 		var sel = state.query.figure.slice(0, 7) === "survey:" ? state.query.figure.slice(7) : null;
 		if (sel && inds.indexOf(sel) >= 0) ind = sel;
 		/* Two panels side by side per area: the indicator and the reports. */
