@@ -652,8 +652,12 @@ def test_reporting_page_journey():
         sizes = set(re.findall(rb"/MediaBox \[0 0 ([\d.]+) ([\d.]+)\]", pdf))
         check(sizes and all(abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2 for w, h in sizes),
               "PDF pages are not A4: %r" % sizes)
+        # Each printed section starts a page of its own.
+        secs = page.evaluate("""Array.from(document.querySelectorAll('main > section')).filter(s =>
+            getComputedStyle(s).display !== 'none').map(s => [s.id, getComputedStyle(s).breakBefore])""")
+        check(len(secs) >= 6 and all(b == "page" for _, b in secs[1:]), "print page breaks %r" % secs)
         pages = len(re.findall(rb"/Type /Page\b", pdf))
-        check(pages >= 4, "print has %d pages; sections should start on their own" % pages)
+        check(pages >= len(secs), "print has %d pages for %d sections" % (pages, len(secs)))
         page.call("Emulation.setEmulatedMedia", {"media": ""})
 
         # Staff: a key in the fragment makes comments editable; save one, publish.
