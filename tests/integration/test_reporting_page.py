@@ -135,13 +135,12 @@ def demo_places():
 
 class StandIn:
     """Serves the page's files and WAVE2.md's reporting endpoints with a
-    fixed picture. Records every request so the test can see the queries."""
+    fixed picture, shaped as reporting-core's service answers."""
 
     def __init__(self):
         self.places = demo_places()
         self.comments = {}  # (period from, area) -> {section: text}
         self.versions = []
-        self.requests = []
         self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
         self.staff_key = STAFF_KEY
@@ -285,7 +284,6 @@ class StandIn:
     def _handle(self, h, method):
         u = urllib.parse.urlsplit(h.path)
         q = dict(urllib.parse.parse_qsl(u.query))
-        self.requests.append((method, h.path, h.headers.get("Authorization")))
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
 
