@@ -166,13 +166,14 @@ BEGIN
     RETURN n;
 END $$;
 
--- 'staff:<name>' for a staff key, 'walk' for the walk's own key, or fails.
+-- The staff member's name for a staff key, 'walk' for the walk's own key
+-- (the phone page), or fails 401.
 CREATE FUNCTION staff_or_walk(a jsonb, w uuid) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     IF a->>'key' IS NOT NULL AND w IS NOT NULL AND a->>'key' = walk_key(w) THEN
         RETURN 'walk';
     END IF;
-    RETURN 'staff:' || staff(a);
+    RETURN staff(a);
 END $$;
 
 CREATE FUNCTION uuid_param(a jsonb, f text) RETURNS uuid LANGUAGE plpgsql AS $$
