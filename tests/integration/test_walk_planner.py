@@ -35,6 +35,8 @@ def seed_reports(st):
     ev.append(report_received(["norrmalm", "odenplan"], "graffiti", 2, False, ago(2, 10)))
     st.reports(ev)
     st.wait_applied("intake")
+    seed_reports.last = ([ago(d, 21) for d in range(6) for _ in range(2)] +
+                         [ago(d, 20) for d in range(3)] + [ago(1, 11)] * 4 + [ago(2, 10)])
 
 
 def test_hotspots_rank_by_severity_recurrence_split_day_night_with_survey():
@@ -61,6 +63,20 @@ def test_hotspots_rank_by_severity_recurrence_split_day_night_with_survey():
     # an area narrows it; a window without reports is empty
     status, res = st.api("GET", "/v1/hotspots?area=vasastan-east")
     check([h["place"] for h in res["hotspots"]] == ["odenplan"], "area filter %r" % res)
+    # any window: whole weeks from the weekly rollup, the edges from the
+    # days, the same totals as counted here
+    stamps = seed_reports.last
+    from zoneinfo import ZoneInfo
+    local = ZoneInfo("Europe/Stockholm")
+    today = datetime.datetime.now(local).date()
+    for start in range(-9, 1):
+        for length in (1, 2, 3, 5, 8, 12):
+            f = today + datetime.timedelta(days=start)
+            t = f + datetime.timedelta(days=length)
+            want = sum(1 for x in stamps if f <= x.astimezone(local).date() < t)
+            status, res = st.api("GET", "/v1/hotspots?from=%s&to=%s" % (f, t))
+            got = sum(h["reports"] for h in res["hotspots"])
+            check(got == want, "window %s..%s: %d reports, counted %d" % (f, t, got, want))
     status, res = st.api("GET", "/v1/hotspots?from=2020-01-01&to=2020-02-01")
     check(status == 200 and res["hotspots"] == [], "old window %r" % res)
     # a task reopened at a place counts
@@ -480,9 +496,17 @@ def test_kill9_under_load_applies_every_event_exactly_once():
     t.join(60)
     check(not errors, "writer: %r" % errors)
     st.wait_applied("intake", timeout=60)
-    got = dict(((r[0], r[1], r[2] == "t"), int(r[3])) for r in psql(
-        "SELECT place, category, night, sum(reports) FROM walks.agg_reports"
-        " GROUP BY place, category, night"))
+    got = {}
+    for place, cat, day, night in psql("SELECT place, category, sum(reports - night), sum(night)"
+                                       " FROM walks.agg_reports GROUP BY place, category"):
+        got.update({(place, cat, False): int(day), (place, cat, True): int(night)})
+    weeks = psql("SELECT place, category, sum(reports), sum(night) FROM walks.agg_weeks"
+                 " GROUP BY place, category ORDER BY 1, 2")
+    days = psql("SELECT place, category, sum(reports), sum(night) FROM walks.agg_reports"
+                " GROUP BY place, category ORDER BY 1, 2")
+    check(weeks == days, "weekly rollup %r != daily %r" % (weeks, days))
+    check(psql1("SELECT sum(days) FROM walks.agg_weeks") == psql1("SELECT count(*) FROM walks.agg_reports"),
+          "days with reports per week")
     check(got == want, "aggregates %r != %r" % (got, want))
     sev = int(psql1("SELECT sum(severity_sum) FROM walks.agg_reports"))
     check(sev == sum(1 + i % 5 for i in range(300)) * 24, "severity sums %d" % sev)

@@ -43,6 +43,7 @@ CREATE TABLE places (
     long       double precision,
     source     text NOT NULL,
     container  boolean NOT NULL DEFAULT false, -- holds other places (a district): never a hotspot
+    area       text,                           -- the survey area its centre lies in
     removed    boolean NOT NULL DEFAULT false,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
@@ -67,17 +68,33 @@ CREATE TABLE survey_figures (
     PRIMARY KEY (survey, year, area, indicator)
 );
 
--- One row per place (or '' without one), category, local day and day/night.
+-- One row per place (or '' without one), category and local day: reports,
+-- of them after dark, and their severities; and the same per ISO week
+-- (Monday), with the number of days that had reports, so a window reads
+-- whole weeks from agg_weeks and at most six days at each edge from
+-- agg_reports (docs/walk-planner.md, "Speed").
 CREATE TABLE agg_reports (
     place        text NOT NULL,
     category     text NOT NULL,
     day          date NOT NULL,
-    night        boolean NOT NULL,
     reports      int NOT NULL,
+    night        int NOT NULL,
     severity_sum int NOT NULL,
-    PRIMARY KEY (place, category, day, night)
+    PRIMARY KEY (place, category, day)
 );
-CREATE INDEX agg_reports_day ON agg_reports (day);
+CREATE INDEX agg_reports_day ON agg_reports (day) INCLUDE (place, category, reports, night, severity_sum);
+
+CREATE TABLE agg_weeks (
+    place        text NOT NULL,
+    category     text NOT NULL,
+    week         date NOT NULL,
+    reports      int NOT NULL,
+    night        int NOT NULL,
+    severity_sum int NOT NULL,
+    days         int NOT NULL,
+    PRIMARY KEY (place, category, week)
+);
+CREATE INDEX agg_weeks_week ON agg_weeks (week) INCLUDE (place, category, reports, night, severity_sum, days);
 
 -- Tasks as the notifier reports them: which report opened each (a report id
 -- or a finding id), and its place and category for reopen counts.
@@ -101,6 +118,7 @@ CREATE TABLE agg_tasks (
     reopened int NOT NULL DEFAULT 0,
     PRIMARY KEY (place, category, day)
 );
+CREATE INDEX agg_tasks_reopened ON agg_tasks (day) WHERE reopened > 0;
 
 CREATE TABLE staff_keys (
     id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -397,6 +415,7 @@ BEGIN
     UPDATE places o SET container = (SELECT count(*) FROM places q WHERE q.slug <> o.slug
         AND q.lat IS NOT NULL AND point_in(o.geojson, q.lat, q.long)) >= 2
      WHERE o.geojson IS NOT NULL;
+    UPDATE places SET area = area_of(lat, long) WHERE slug = p_slug;
 END $$;
 
 CREATE FUNCTION report_apply(p_places text[], p_category text, p_severity int, p_night boolean,
@@ -404,20 +423,30 @@ CREATE FUNCTION report_apply(p_places text[], p_category text, p_severity int, p
 DECLARE
     d date := local_day(to_timestamp(p_at_us / 1e6));
     pl text;
+    fresh boolean; -- the first report of its place, category and day
 BEGIN
     IF coalesce(array_length(p_places, 1), 0) = 0 THEN
         p_places := ARRAY[''];
     END IF;
     FOREACH pl IN ARRAY p_places LOOP
-        INSERT INTO agg_reports AS a VALUES (pl, p_category, d, p_night, 1, p_severity)
-        ON CONFLICT (place, category, day, night) DO UPDATE
-            SET reports = a.reports + 1, severity_sum = a.severity_sum + excluded.severity_sum;
+        INSERT INTO agg_reports AS a VALUES (pl, p_category, d, 1, p_night::int, p_severity)
+        ON CONFLICT (place, category, day) DO UPDATE
+            SET reports = a.reports + 1, night = a.night + excluded.night,
+                severity_sum = a.severity_sum + excluded.severity_sum
+        RETURNING xmax = 0 INTO fresh;
+        INSERT INTO agg_weeks AS w VALUES (pl, p_category, date_trunc('week', d)::date, 1,
+            p_night::int, p_severity, fresh::int)
+        ON CONFLICT (place, category, week) DO UPDATE
+            SET reports = w.reports + 1, night = w.night + excluded.night,
+                severity_sum = w.severity_sum + excluded.severity_sum, days = w.days + excluded.days;
         IF pl <> '' THEN
             -- A place only named in reports until PlaceDefined or the operator defines it.
             INSERT INTO places (slug, name, lat, long, source) VALUES (pl, pl, p_lat, p_long, 'report')
             ON CONFLICT (slug) DO UPDATE SET lat = coalesce(places.lat, excluded.lat),
                 long = coalesce(places.long, excluded.long)
             WHERE places.lat IS NULL AND excluded.lat IS NOT NULL;
+            UPDATE places SET area = area_of(lat, long)
+             WHERE slug = pl AND area IS NULL AND lat IS NOT NULL;
         END IF;
     END LOOP;
 END $$;

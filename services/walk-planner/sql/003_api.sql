@@ -214,18 +214,29 @@ $$;
 -- sum, repeat reports (a category coming back on another day: per
 -- category, days with reports - 1), reopened tasks, the top category, the
 -- survey area; score = severity_sum / 3 + 0.5 * repeat_reports
--- + 2 * reopened (docs/walk-planner.md).
+-- + 2 * reopened (docs/walk-planner.md). Whole weeks come from agg_weeks,
+-- the days before the first and after the last whole week from agg_reports.
 CREATE FUNCTION hotspot_rows(p_from date, p_to date, p_area text)
 RETURNS TABLE (place text, name text, lat float8, long float8, reports bigint, night bigint,
     severity_sum bigint, repeat_reports bigint, reopened bigint, top_category text,
     top_count bigint, lighting bigint, area text, score float8)
 LANGUAGE sql STABLE AS $$
-    WITH r AS (
-        SELECT a.place, a.category, sum(a.reports) AS n,
-               coalesce(sum(a.reports) FILTER (WHERE a.night), 0) AS nn,
-               sum(a.severity_sum) AS s, count(DISTINCT a.day) AS days
-          FROM agg_reports a WHERE a.day >= p_from AND a.day < p_to AND a.place <> ''
-         GROUP BY a.place, a.category),
+    WITH wk AS (SELECT p_from + (8 - extract(isodow FROM p_from)::int) % 7 AS wf,
+                       p_to - (extract(isodow FROM p_to)::int - 1) AS wt),
+    src AS (
+        SELECT g.place, g.category, g.reports, g.night, g.severity_sum, g.days
+          FROM agg_weeks g, wk WHERE wk.wf < wk.wt AND g.week >= wk.wf AND g.week < wk.wt
+        UNION ALL
+        SELECT a.place, a.category, a.reports, a.night, a.severity_sum, 1
+          FROM agg_reports a, wk WHERE a.day >= p_from
+           AND a.day < CASE WHEN wk.wf < wk.wt THEN wk.wf ELSE p_to END
+        UNION ALL
+        SELECT a.place, a.category, a.reports, a.night, a.severity_sum, 1
+          FROM agg_reports a, wk WHERE wk.wf < wk.wt AND a.day >= wk.wt AND a.day < p_to),
+    r AS (
+        SELECT src.place, src.category, sum(src.reports) AS n, sum(src.night) AS nn,
+               sum(src.severity_sum) AS s, sum(src.days) AS days
+          FROM src WHERE src.place <> '' GROUP BY src.place, src.category),
     p AS (SELECT r.place, sum(r.n) AS reports, sum(r.nn) AS night, sum(r.s) AS sev,
                  sum(r.days - 1) AS repeats,
                  coalesce(sum(r.n) FILTER (WHERE r.category = 'lighting'), 0) AS lighting
@@ -233,14 +244,12 @@ LANGUAGE sql STABLE AS $$
     top AS (SELECT DISTINCT ON (r.place) r.place, r.category, r.n FROM r
              ORDER BY r.place, r.n DESC, r.category),
     t AS (SELECT g.place, sum(g.reopened) AS reopened FROM agg_tasks g
-           WHERE g.day >= p_from AND g.day < p_to GROUP BY g.place),
-    pl AS (SELECT s.*, area_of(s.lat, s.long) AS area FROM places s
-            WHERE NOT s.removed AND NOT s.container)
+           WHERE g.day >= p_from AND g.day < p_to AND g.reopened > 0 GROUP BY g.place)
     SELECT p.place, pl.name, pl.lat, pl.long, p.reports::bigint, p.night::bigint, p.sev::bigint,
            p.repeats::bigint, coalesce(t.reopened, 0)::bigint, top.category, top.n::bigint,
            p.lighting::bigint, pl.area,
            round((p.sev / 3.0 + 0.5 * p.repeats + 2 * coalesce(t.reopened, 0))::numeric, 2)::float8
-      FROM p JOIN pl ON pl.slug = p.place
+      FROM p JOIN places pl ON pl.slug = p.place AND NOT pl.removed AND NOT pl.container
       JOIN top ON top.place = p.place
       LEFT JOIN t ON t.place = p.place
      WHERE p_area IS NULL OR p_area IN ('', 'district') OR pl.slug = p_area OR pl.area = p_area
@@ -292,12 +301,17 @@ DECLARE
     h record;
     out jsonb := '[]';
     sv jsonb;
+    seen jsonb := '{}';
     rank int := 0;
 BEGIN
     FOR h IN SELECT * FROM hotspot_rows(p_from, p_to, p_area) ORDER BY score DESC, place
              LIMIT lim LOOP
         rank := rank + 1;
-        sv := survey_of(h.area);
+        -- a handful of areas: each area's figures are read once
+        IF NOT seen ? coalesce(h.area, '') THEN
+            seen := seen || jsonb_build_object(coalesce(h.area, ''), survey_of(h.area));
+        END IF;
+        sv := seen->coalesce(h.area, '');
         out := out || jsonb_build_object('rank', rank, 'place', h.place, 'name', h.name,
             'lat', h.lat, 'long', h.long, 'score', h.score, 'reports', h.reports,
             'day', h.reports - h.night, 'night', h.night, 'severity_sum', h.severity_sum,
@@ -416,6 +430,30 @@ BEGIN
     RETURN res;
 END $$;
 
+-- Where stop c adds least to the loop through `tour`: {"after": the
+-- 1-based position it goes after, "added": metres it adds}.
+CREATE FUNCTION cheapest_insertion(tour jsonb, c jsonb, detour float8) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    n int := jsonb_array_length(tour);
+    best float8;
+    pos int := 1;
+    d float8;
+BEGIN
+    IF n = 1 THEN
+        RETURN jsonb_build_object('after', 1, 'added', 2 * walk_m(tour->0, c, detour));
+    END IF;
+    FOR i IN 0..n - 1 LOOP
+        d := walk_m(tour->i, c, detour) + walk_m(c, tour->((i + 1) % n), detour)
+            - walk_m(tour->i, tour->((i + 1) % n), detour);
+        IF best IS NULL OR d < best THEN
+            best := d;
+            pos := i + 1;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('after', pos, 'added', best);
+END $$;
+
 -- Invitees by role for stops at these places, at most 20: the district
 -- officials, the police, residents' associations, and the housing
 -- companies, businesses and schools that named one of the places.
@@ -438,7 +476,7 @@ $$;
 CREATE FUNCTION api_proposal(a jsonb) RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
     b jsonb := a->'body';
-    area text;
+    want_area text;
     day date;
     max_stops int;
     max_m float8;
@@ -448,6 +486,8 @@ DECLARE
     stop_min int;
     cands jsonb := '[]';
     chosen jsonb;
+    ins jsonb;
+    seen jsonb := '{}'; -- survey figures per area
     stops jsonb;
     h record;
     route float8;
@@ -459,38 +499,50 @@ BEGIN
     PERFORM staff(a);
     PERFORM check_fields(b, ARRAY['area', 'date', 'max_stops', 'max_length_m', 'max_minutes',
         'stop_minutes', 'from', 'to']);
-    area := coalesce(get_text(b, 'area', false, 100), 'district');
+    want_area := coalesce(get_text(b, 'area', false, 100), 'district');
     day := get_date(b, 'date', true);
     max_stops := coalesce(get_int(b, 'max_stops', false, 1, 40), 6);
     max_m := coalesce(get_num(b, 'max_length_m', false, 100, 50000), cfg(a, 'max_length_m'));
     max_min := coalesce(get_num(b, 'max_minutes', false, 10, 600), cfg(a, 'max_minutes'));
     stop_min := coalesce(get_int(b, 'stop_minutes', false, 0, 120), cfg(a, 'stop_minutes')::int);
-    IF area NOT IN ('district') AND NOT EXISTS (SELECT 1 FROM survey_areas WHERE slug = area)
-       AND NOT EXISTS (SELECT 1 FROM places WHERE slug = area) THEN
+    IF want_area NOT IN ('district') AND NOT EXISTS (SELECT 1 FROM survey_areas WHERE slug = want_area)
+       AND NOT EXISTS (SELECT 1 FROM places WHERE slug = want_area) THEN
         PERFORM fail(400, 'invalid_value', 'area', 'area must be district, a survey area or a place');
     END IF;
     FOR h IN SELECT * FROM hotspot_rows(coalesce(get_date(b, 'from', false), day - 90),
-                 coalesce(get_date(b, 'to', false), day + 1), area)
+                 coalesce(get_date(b, 'to', false), day + 1), want_area)
              WHERE lat IS NOT NULL ORDER BY score DESC, place LIMIT max_stops * 3 LOOP
+        IF NOT seen ? coalesce(h.area, '') THEN
+            seen := seen || jsonb_build_object(coalesce(h.area, ''), survey_of(h.area));
+        END IF;
         cands := cands || jsonb_build_array(jsonb_build_object('place', h.place, 'name', h.name,
             'lat', h.lat, 'long', h.long, 'minutes', stop_min, 'score', h.score,
-            'lighting', h.lighting, 'explanation', explain(h, survey_of(h.area))));
+            'lighting', h.lighting, 'explanation', explain(h, seen->coalesce(h.area, ''))));
     END LOOP;
     IF jsonb_array_length(cands) = 0 THEN
         PERFORM fail(422, 'no_hotspots', 'area', 'no reported places with coordinates in this area and period');
     END IF;
-    -- Greedy by rank: a place joins the walk if the loop through it and the
-    -- places already chosen still fits the length and the time.
+    -- Greedy by rank: a place joins the walk if the loop with it inserted
+    -- where it adds least still fits the length and the time. The final
+    -- order is nearest neighbour + 2-opt, unless the insertion loop is
+    -- shorter.
     chosen := jsonb_build_array(cands->0);
+    route := 0;
     FOR k IN 1..jsonb_array_length(cands) - 1 LOOP
         EXIT WHEN jsonb_array_length(chosen) >= max_stops;
-        stops := plan_loop(chosen || jsonb_build_array(cands->k), detour);
-        route := loop_m(stops, detour);
-        IF route <= max_m AND route / speed + stop_min * jsonb_array_length(stops) <= max_min THEN
-            chosen := chosen || jsonb_build_array(cands->k);
+        ins := cheapest_insertion(chosen, cands->k, detour);
+        IF route + (ins->>'added')::float8 <= max_m AND (route + (ins->>'added')::float8) / speed
+               + stop_min * (jsonb_array_length(chosen) + 1) <= max_min THEN
+            route := route + (ins->>'added')::float8;
+            chosen := (SELECT jsonb_agg(e ORDER BY i) FROM (
+                SELECT e, i FROM jsonb_array_elements(chosen) WITH ORDINALITY x(e, i)
+                UNION ALL SELECT cands->k, (ins->>'after')::int + 0.5) y);
         END IF;
     END LOOP;
     stops := plan_loop(chosen, detour);
+    IF loop_m(stops, detour) > loop_m(chosen, detour) THEN
+        stops := chosen;
+    END IF;
     route := loop_m(stops, detour);
     walk_min := route / speed + stop_min * jsonb_array_length(stops);
     SELECT array_agg(s->>'place') INTO places FROM jsonb_array_elements(stops) s;
@@ -509,7 +561,7 @@ BEGIN
             AT TIME ZONE 'Europe/Stockholm';
     END IF;
     RETURN ok(200, jsonb_build_object('proposal', jsonb_build_object(
-        'title', 'Safety walk ' || area || ' ' || day, 'area', area, 'date', day,
+        'title', 'Safety walk ' || want_area || ' ' || day, 'area', want_area, 'date', day,
         'after_dark', dark, 'sunset', to_timestamp((a->>'sunset_us')::bigint / 1e6),
         'starts_at', starts,
         'ends_at', starts + make_interval(mins => (ceil(walk_min / 5) * 5)::int),

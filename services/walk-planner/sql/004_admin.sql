@@ -28,6 +28,7 @@ BEGIN
             coalesce(f->'properties'->>'name', f->'properties'->>'slug'), f->'geometry')
         ON CONFLICT (slug) DO UPDATE SET name = excluded.name, geojson = excluded.geojson;
     END LOOP;
+    UPDATE places SET area = area_of(lat, long);
     DELETE FROM survey_figures WHERE survey = p_survey AND year = p_year;
     FOR line IN SELECT l FROM regexp_split_to_table(p_csv, E'\r?\n') l LOOP
         lno := lno + 1;
