@@ -4,9 +4,10 @@ work, the re-walk and the protocol, access, and exactly-once effects
 under kill -9. Each test starts its own stack (walks_support.Stack)."""
 import datetime
 import json
+import os
 import urllib.parse
 
-from harness import check, http, psql, psql1, wait_for
+from harness import ROOT, check, http, psql, psql1, wait_for
 from intake_support import pb_fields
 from walks_support import (CENTRE, Stack, admin, error_field, f_bool, f_int, f_str, ics_get,
                            ics_unescape, num, outbox, parse_ics, report_received, text, us)
@@ -99,6 +100,40 @@ def test_hotspots_rank_by_severity_recurrence_split_day_night_with_survey():
     check(status == 401, "no key %s" % status)
     status, res = st.api("GET", "/v1/hotspots", key="ws_wrong")
     check(status == 401, "wrong key %s" % status)
+
+
+def test_places_from_place_defined_win_over_the_file_and_reports_name_new_ones():
+    st = Stack()
+    square = {"type": "Polygon", "coordinates": [[[18.060, 59.3300], [18.062, 59.3300],
+                                                  [18.062, 59.3310], [18.060, 59.3310],
+                                                  [18.060, 59.3300]]]}
+    place = lambda slug, name, removed=False: (f_str(1, slug) + f_str(2, name) +
+                                               f_str(3, json.dumps(square)) + f_bool(4, removed))
+    st._emit("reportpub", [("trygg.events.PlaceDefined", place("sergels-torg", "Plattan")),
+                           ("trygg.events.PlaceDefined", place("new-square", "New square"))])
+    st.reports([report_received(["new-square"], "litter", 3, True),
+                report_received(["sergels-torg"], "litter", 3, True),
+                report_received(["only-in-reports"], "vandalism", 3, False, pos=(59.3400, 18.0600))])
+    st.wait_applied("intake")
+    rows = {r[0]: r[1:] for r in psql("SELECT slug, name, round(lat::numeric, 4),"
+                                      " round(long::numeric, 4), source FROM walks.places")}
+    check(rows["new-square"] == ["New square", "59.3305", "18.0610", "event"], "centroid %r" % rows)
+    check(rows["sergels-torg"][0] == "Plattan" and rows["sergels-torg"][3] == "event",
+          "PlaceDefined replaced the file's place %r" % rows["sergels-torg"])
+    check(rows["only-in-reports"] == ["only-in-reports", "59.3400", "18.0600", "report"],
+          "a place named in a report %r" % rows["only-in-reports"])
+    # the operator's file does not override intake's definition
+    admin("places", "load", os.path.join(ROOT, "deploy/demo/places.geojson"))
+    check(psql1("SELECT name FROM walks.places WHERE slug = 'sergels-torg'") == "Plattan",
+          "the file won over PlaceDefined")
+    status, res = st.api("GET", "/v1/hotspots")
+    names = {h["place"]: h["name"] for h in res["hotspots"]}
+    check(names.get("new-square") == "New square" and names.get("sergels-torg") == "Plattan" and
+          "only-in-reports" in names, "hotspots know them %r" % names)
+    st._emit("reportpub", [("trygg.events.PlaceDefined", place("new-square", "", True))])
+    st.wait_applied("intake")
+    status, res = st.api("GET", "/v1/hotspots")
+    check("new-square" not in [h["place"] for h in res["hotspots"]], "removed place ranked")
 
 
 def test_proposal_after_dark_in_winter_loop_within_limits_and_invitees():
