@@ -90,6 +90,8 @@ key_issue(int argc, char **argv)
 {
 	admin_option o[] = {{.name = "--keys-file", .takes_value = true}};
 	admin_parse(argc, argv, 1, o, 1, USAGE);
+	if (strcmp(argv[0], "walk") == 0) /* api() calls a walk key's holder "walk" */
+		admin_usage("the name walk is reserved");
 	const char *v[1] = {argv[0]};
 	PGresult *r = admin_db_run(
 	    "WITH k AS (SELECT 'ws_' || replace(gen_random_uuid()::text || gen_random_uuid()::text,"

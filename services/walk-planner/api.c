@@ -30,10 +30,10 @@ extern const struct web_file walk_planner_web[];
 #define KEY_MAX 256
 
 enum route_flags {
-	R_BODY = 1,    /* reads a JSON body */
-	R_SUNSET = 2,  /* needs the sunset of body.date */
-	R_FORM = 4,    /* also takes an HTML form body */
-	R_NOAUDIT = 8, /* reads only: no relay kick */
+	R_BODY = 1,   /* reads a JSON body */
+	R_SUNSET = 2, /* needs the sunset of body.date */
+	R_FORM = 4,   /* also takes an HTML form body */
+	R_READ = 8,   /* reads only: no relay kick */
 };
 
 typedef struct route {
@@ -45,21 +45,21 @@ typedef struct route {
 } route;
 
 static route routes[] = {
-    {"GET /v1/meta", "meta", NULL, R_NOAUDIT, NULL},
-    {"GET /v1/hotspots", "hotspots", NULL, R_NOAUDIT, NULL},
-    {"POST /v1/walks/proposals", "proposal", NULL, R_BODY | R_SUNSET | R_NOAUDIT, NULL},
+    {"GET /v1/meta", "meta", NULL, R_READ, NULL},
+    {"GET /v1/hotspots", "hotspots", NULL, R_READ, NULL},
+    {"POST /v1/walks/proposals", "proposal", NULL, R_BODY | R_SUNSET | R_READ, NULL},
     {"POST /v1/walks", "walk_create", NULL, R_BODY, NULL},
-    {"GET /v1/walks", "walk_list", NULL, R_NOAUDIT, NULL},
-    {"GET /v1/walks/{id}", "walk_get", NULL, R_NOAUDIT, NULL},
+    {"GET /v1/walks", "walk_list", NULL, R_READ, NULL},
+    {"GET /v1/walks/{id}", "walk_get", NULL, R_READ, NULL},
     {"PATCH /v1/walks/{id}", "walk_patch", NULL, R_BODY, NULL},
     {"POST /v1/walks/{id}/status", "walk_status", NULL, R_BODY, NULL},
     {"POST /v1/walks/{id}/rewalk", "rewalk", NULL, R_BODY, NULL},
     {"POST /v1/walks/{id}/findings", "finding_create", NULL, R_BODY, NULL},
-    {"GET /v1/walks/{id}/findings", "finding_list", NULL, R_NOAUDIT, NULL},
-    {"GET /v1/walks/{id}/protocol", "protocol", "json", R_NOAUDIT, NULL},
-    {"GET /v1/walks/{id}/protocol.csv", "protocol", "csv", R_NOAUDIT, NULL},
-    {"GET /v1/walks/{id}/protocol.html", "protocol", "html", R_NOAUDIT, NULL},
-    {"GET /v1/findings/{id}", "finding_get", NULL, R_NOAUDIT, NULL},
+    {"GET /v1/walks/{id}/findings", "finding_list", NULL, R_READ, NULL},
+    {"GET /v1/walks/{id}/protocol", "protocol", "json", R_READ, NULL},
+    {"GET /v1/walks/{id}/protocol.csv", "protocol", "csv", R_READ, NULL},
+    {"GET /v1/walks/{id}/protocol.html", "protocol", "html", R_READ, NULL},
+    {"GET /v1/findings/{id}", "finding_get", NULL, R_READ, NULL},
     {"PATCH /v1/findings/{id}", "finding_patch", NULL, R_BODY, NULL},
     {"POST /v1/findings/{id}/verify", "finding_verify", NULL, R_BODY, NULL},
     {"GET /v1/findings/{id}/progress", "progress", NULL, 0, NULL},
@@ -151,7 +151,7 @@ replied(void *arg, const db_reply *rep)
 		http_respond_error(req, 500, "internal", "internal error", NULL);
 		goto out;
 	}
-	if (!(c->rt->flags & R_NOAUDIT))
+	if (!(c->rt->flags & R_READ))
 		svc_relay_kick(&c->wp->svc);
 	json_t *res = json_loads(PQgetvalue(rep->results[0], 0, 0), 0, NULL);
 	unsigned status = (unsigned)json_integer_value(json_object_get(res, "status"));
@@ -225,7 +225,7 @@ form_object(const char *body, size_t len)
 			char ch = body[i];
 			if (ch == '+')
 				ch = ' ';
-			else if (ch == '%' && i + 2 < len + 0 && hexval(body[i + 1]) >= 0 &&
+			else if (ch == '%' && i + 2 < len && hexval(body[i + 1]) >= 0 &&
 			    hexval(body[i + 2]) >= 0) {
 				ch = (char)(hexval(body[i + 1]) * 16 + hexval(body[i + 2]));
 				i += 2;

@@ -82,6 +82,7 @@ env -i PATH="$PATH" DATABASE_URL="$URL" TRYGG_HTTP_PORT="$port" \
 pid=$!
 for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 
+echo "  load average: $(cut -d" " -f1-3 /proc/loadavg) on $(nproc) cores"
 python3 - "$port" "$key" "$REQUESTS" "$out/walks.json" <<'PY'
 import datetime, http.client, json, sys, time
 port, key, n, path = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
