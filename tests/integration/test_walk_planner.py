@@ -490,6 +490,9 @@ def test_walk_key_reaches_only_its_walk_and_sees_no_personal_data():
     admin("key", "revoke", "lead")
     status, res = st.api("GET", "/v1/walks")
     check(status == 401, "revoked %s" % status)
+    # SIGTERM drains cleanly (exit 0; under ASan, nothing leaked)
+    rc = st.wp.stop()
+    check(rc == 0, "walk-planner exited %s; log:\n%s" % (rc, st.wp.tail()))
 
 
 def test_kill9_under_load_applies_every_event_exactly_once():
