@@ -150,6 +150,7 @@ bench: all
 	BUILD=$(BUILD) tests/bench/run-bench.sh
 	BUILD=$(BUILD) tests/bench/intake-bench.sh
 	@if [ -x tests/bench/notifier-bench.sh ]; then BUILD=$(BUILD) tests/bench/notifier-bench.sh; fi
+	BUILD=$(BUILD) tests/bench/walks-bench.sh
 
 fuzz: deps-check
 	tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)

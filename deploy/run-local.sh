@@ -98,6 +98,25 @@ if [ -x "$BIN/trygg-notifier" ]; then
     ${TRYGG_SMTP_URL:+TRYGG_SMTP_URL="$TRYGG_SMTP_URL"}
   started=$((started + 1))
 fi
+WALKS_PORT=${WALKS_PORT:-8082}
+if [ -x "$BIN/trygg-walk-planner" ]; then
+  # Demo walk data first (admin commands need no running service): places
+  # as a fallback until intake publishes PlaceDefined, ILLUSTRATIVE survey
+  # figures, made-up participants, a staff key in var/walks-keys.json.
+  wp_admin() { env -i PATH="$PATH" DATABASE_URL="$(db_url walks)" "$BIN/trygg-walk-planner" admin "$@"; }
+  wp_admin places load deploy/demo/places.geojson >/dev/null
+  wp_admin survey load deploy/demo/survey-illustrative.csv --areas deploy/demo/survey-areas.geojson \
+    --survey trygghetsmatning --year 2025 --illustrative >/dev/null
+  env -i PATH="$PATH" DATABASE_URL="$(db_url walks)" deploy/demo/walk-participants.sh "$BIN"
+  walks_key=$(wp_admin key issue demo-staff --keys-file "$VAR/walks-keys.json")
+  start walk-planner walks "$WALKS_PORT" \
+    TRYGG_BUS_PUB_URL="$BUS/walk-planner.pub" TRYGG_BUS_REP_URL="$BUS/walk-planner.rep" \
+    TRYGG_BUS_INTAKE_SUB_URL="$BUS/intake.pub" TRYGG_BUS_INTAKE_REQ_URL="$BUS/intake.rep" \
+    TRYGG_BUS_NOTIFIER_SUB_URL="$BUS/notifier.pub" TRYGG_BUS_NOTIFIER_REQ_URL="$BUS/notifier.rep" \
+    TRYGG_PUBLIC_URL="http://127.0.0.1:$WALKS_PORT"
+  echo "  walk-planner staff key (also in ${VAR#$ROOT/}/walks-keys.json): $walks_key"
+  started=$((started + 1))
+fi
 
 # Demo data: partners with keys (intake), units, rules and unit keys
 # (notifier) whose webhooks go to the demo crew receiver.
@@ -142,7 +161,7 @@ the crew receiver above print the signed task it gets:
     -H "Authorization: Bearer \$(sed -nE 's/.*"trygg-app": *"([^"]+)".*/\1/p' ${VAR#$ROOT/}/demo-keys.json)" \\
     -H 'Content-Type: application/json' \\
     -d '{"category":"litter","lat":59.3324,"long":18.0637,"description":"Overflowing bin"}'
-(docs/intake.md and docs/notifier.md have the rest.)
+(docs/intake.md and docs/notifier.md have the rest; docs/walk-planner.md for walks.)
 TRY
 fi
 echo "ready. Ctrl-C stops everything."

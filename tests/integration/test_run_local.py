@@ -80,10 +80,23 @@ def _report_to_crew_and_back(var, ports):
     wait_for(closed, 10, "Open311 to show the report closed")
 
 
+def _walk_planner_counts_it(var, ports):
+    """The report posted to the real intake reaches walk-planner's hotspots
+    (issue 10), with the staff key make run printed."""
+    key = json.load(open(os.path.join(var, "walks-keys.json")))["demo-staff"]
+
+    def counted():
+        status, _, body = http("GET", "http://127.0.0.1:%d/v1/hotspots" % ports["WALKS_PORT"],
+                               headers={"Authorization": "Bearer " + key})
+        check(status == 200, "hotspots answered %s %r" % (status, body[:300]))
+        return any(h["place"] == "sergels-torg" for h in json.loads(body)["hotspots"])
+    wait_for(counted, 20, "the report in walk-planner's hotspots")
+
+
 def test_make_run_starts_everything_and_ctrl_c_stops_it():
     var = os.path.join(TMP, "run-local-var")
     ports = {k: free_port() for k in ("INTAKE_PORT", "NOTIFIER_PORT", "CREW_PORT",
-                                      "TESTPUB_PORT", "TESTSUB_PORT")}
+                                      "TESTPUB_PORT", "TESTSUB_PORT", "WALKS_PORT")}
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TRYGG_") and k != "DATABASE_URL"}
     env.update({k: str(v) for k, v in ports.items()})
@@ -113,6 +126,7 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it():
         wait_for(applied, 30, "demo events to arrive")
         check(len(_procs_under(var)) >= 6, "expected postgres and five programs running")
         _report_to_crew_and_back(var, ports)
+        _walk_planner_counts_it(var, ports)
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         proc.wait(60)
     finally:
