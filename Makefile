@@ -169,7 +169,7 @@ compose-check:
 # The whole system on docker-compose, started for real (tests/compose/run.py:
 # starts a dockerd if none runs, builds the images, the demo journey,
 # restarts, day-2 operations, down -v). Needs root; caches in
-# /var/cache/trygg-compose (TRYGG_COMPOSE_CACHE).
+# /var/cache/trygg-compose (COMPOSE_TEST_CACHE).
 compose-test:
 	deploy/install-deps.sh --compose
 	/usr/bin/python3 tests/compose/run.py

@@ -6,14 +6,14 @@
 # The mirror is the one this machine's apt uses (read from
 # /etc/apt/sources.list.d/ and /etc/apt/sources.list at run time; nothing
 # about this machine is written into the repository). The root file system
-# is cached as a tarball in $TRYGG_COMPOSE_CACHE (default
+# is cached as a tarball in $COMPOSE_TEST_CACHE (default
 # /var/cache/trygg-compose), so later runs only `docker import` it (~5 s
 # instead of ~30 s); delete the tarball to refresh it.
 #
 # Needs root, debootstrap and a running docker (DOCKER_HOST).
 set -euo pipefail
 tag=${1:-debian:bookworm-slim}
-cache=${TRYGG_COMPOSE_CACHE:-/var/cache/trygg-compose}
+cache=${COMPOSE_TEST_CACHE:-/var/cache/trygg-compose}
 docker=${DOCKER:-docker}
 tarball=$cache/debian-bookworm-minbase.tar
 

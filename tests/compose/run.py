@@ -29,10 +29,10 @@ Python standard library only. As root on Debian 12 (CI), it:
     project is left, stops the dockerd it started and removes its
     temporary directories.
 
-The cache directory (TRYGG_COMPOSE_CACHE, default /var/cache/trygg-compose,
+The cache directory (COMPOSE_TEST_CACHE, default /var/cache/trygg-compose,
 outside the repository) keeps the debootstrap tarball and the daemon's
 image store between runs, so a second run rebuilds only what changed
-(docker's layer cache). TRYGG_COMPOSE_KEEP=1 leaves the stack running for
+(docker's layer cache). COMPOSE_TEST_KEEP=1 leaves the stack running for
 a look (then `docker-compose -p trygg-ct down -v` yourself).
 
 Prints one line per step with its time and ends with
@@ -60,7 +60,7 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
-CACHE = os.environ.get("TRYGG_COMPOSE_CACHE", "/var/cache/trygg-compose")
+CACHE = os.environ.get("COMPOSE_TEST_CACHE", "/var/cache/trygg-compose")
 PROJECT = "trygg-ct"
 PROFILES = ["--profile", "demo", "--profile", "tls"]
 DOCKER = shutil.which("docker", path="/usr/bin") or shutil.which("docker") or "docker"
@@ -217,7 +217,7 @@ def host_entries():
 def build_images(d):
     base = os.environ.get("DEBIAN_IMAGE", "debian:bookworm-slim")
     if d.docker("image", "inspect", base, check_rc=False).returncode != 0:
-        env = dict(d.env, DOCKER=DOCKER, TRYGG_COMPOSE_CACHE=CACHE)
+        env = dict(d.env, DOCKER=DOCKER, COMPOSE_TEST_CACHE=CACHE)
         r = run([os.path.join(ROOT, "deploy/compose/base-image.sh"), base], env=env, timeout=900)
         log(r.stdout.strip().splitlines()[-1])
     common = ["build", "--network", "host"] + host_entries() + ["--build-arg", "DEBIAN=" + base]
@@ -262,7 +262,7 @@ class Stack:
         self.env.update(self.secrets)
         self.env.update({
             "POSTGRES_IMAGE": os.environ.get("POSTGRES_IMAGE", "trygg/postgres:15"),
-            "TRYGG_TAG": TAG,
+            "IMAGE_TAG": TAG,
             "INTAKE_PUBLISH": "127.0.0.1:%d" % self.ports["intake"],
             "NOTIFIER_PUBLISH": "127.0.0.1:%d" % self.ports["notifier"],
             "CREWDEMO_PUBLISH": "127.0.0.1:%d" % self.ports["crewdemo"],
@@ -547,7 +547,7 @@ def step_upgrade(st):
     t = threading.Thread(target=load)
     t.start()
     try:
-        st.env["TRYGG_TAG"] = "next"
+        st.env["IMAGE_TAG"] = "next"
         for svc in ("notifier", "intake"):  # one at a time: a rolling restart
             st.compose("up", "-d", "--no-deps", svc, timeout=300)
             st.wait_healthy([svc])
@@ -652,7 +652,7 @@ def main():
         failed += 1
         print("FAIL setup: %s" % e, flush=True)
     finally:
-        if st is not None and not os.environ.get("TRYGG_COMPOSE_KEEP"):
+        if st is not None and not os.environ.get("COMPOSE_TEST_KEEP"):
             t = time.time()
             try:
                 step_down(st)
@@ -661,7 +661,7 @@ def main():
             except Exception as e:
                 failed += 1
                 print("FAIL step_down: %s" % e, flush=True)
-        if not os.environ.get("TRYGG_COMPOSE_KEEP"):
+        if not os.environ.get("COMPOSE_TEST_KEEP"):
             d.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     total = time.time() - T0
