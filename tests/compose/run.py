@@ -65,7 +65,11 @@ PROJECT = "trygg-ct"
 PROFILES = ["--profile", "demo", "--profile", "tls"]
 DOCKER = shutil.which("docker", path="/usr/bin") or shutil.which("docker") or "docker"
 TAG = "dev"
+# Demo places (deploy/demo/places.geojson) whose litter goes to cleaning-south.
+# Reports at one place join the place's open task; a step that must see a
+# new webhook delivery uses a place of its own.
 SERGELS = (59.3324, 18.0637)
+KUNGSTRADGARDEN = (59.33055, 18.07132)
 T0 = time.time()
 
 
@@ -98,8 +102,9 @@ def wait_for(pred, timeout, what, interval=0.5):
 
 def run(args, env=None, timeout=900, input=None, check_rc=True, quiet=False):
     """Runs a command; returns CompletedProcess with text output."""
-    r = subprocess.run(args, env=env, timeout=timeout, input=input, capture_output=True,
-                       text=not isinstance(input, bytes))
+    extra = {"stdin": subprocess.DEVNULL} if input is None else {"input": input}
+    r = subprocess.run(args, env=env, timeout=timeout, capture_output=True,
+                       text=not isinstance(input, bytes), **extra)
     if check_rc and r.returncode != 0:
         out = r.stdout if isinstance(r.stdout, str) else r.stdout.decode(errors="replace")
         err = r.stderr if isinstance(r.stderr, str) else r.stderr.decode(errors="replace")
@@ -281,8 +286,13 @@ class Stack:
         return run(["docker-compose", "-p", PROJECT, "-f", os.path.join(ROOT, "docker-compose.yml")]
                    + profiles + list(args), env=env or self.env, **kw)
 
-    def container(self, service):
-        return self.compose("ps", "-q", service).stdout.strip()
+    def container(self, service, running=False):
+        """The container of a service (docker's labels: faster than asking
+        docker-compose, which starts a Python process each time)."""
+        r = self.d.docker("ps", "-q" if running else "-aq", "--filter",
+                          "label=com.docker.compose.project=" + PROJECT, "--filter",
+                          "label=com.docker.compose.service=" + service)
+        return r.stdout.strip().split("\n")[0]
 
     def health(self, service):
         cid = self.container(service)
@@ -297,7 +307,10 @@ class Stack:
             wait_for(lambda: self.health(s) == "running healthy", timeout, "%s healthy" % s, 1)
 
     def exec(self, service, *args, input=None, check_rc=True):
-        return self.compose("exec", "-T", service, *args, input=input, check_rc=check_rc)
+        """`docker-compose exec -T service ...`, through docker directly."""
+        cid = self.container(service, running=True)
+        check(cid, "%s is not running" % service)
+        return self.d.docker("exec", "-i", cid, *args, input=input, check_rc=check_rc)
 
     def sql(self, query):
         r = self.exec("postgres", "psql", "-X", "-q", "-At", "-U", "postgres", "-d", "trygg",
@@ -338,8 +351,8 @@ def bearer(key):
     return {"Authorization": "Bearer " + key}
 
 
-def post_report(st, key, desc, base=None, context=None, tries=1):
-    body = {"category": "litter", "lat": SERGELS[0], "long": SERGELS[1], "description": desc}
+def post_report(st, key, desc, base=None, context=None, tries=1, pos=SERGELS):
+    body = {"category": "litter", "lat": pos[0], "long": pos[1], "description": desc}
     last = None
     for _ in range(tries):
         try:
@@ -357,13 +370,19 @@ def post_report(st, key, desc, base=None, context=None, tries=1):
 
 
 def task_of(st, report_id, timeout=60):
-    """The delivery that brought report_id's task to the crew receiver."""
+    """The notifier's task for report_id (a repeat report joins the open
+    task of its place and category: no new delivery for it)."""
+    return wait_for(lambda: st.sql("SELECT task_id FROM notifier.task_reports WHERE report_id"
+                                   " = '%s'" % report_id), timeout,
+                    "the notifier's task for report %s" % report_id, 1)
+
+
+def delivered(st, task_id, timeout=60):
+    """The signed webhook delivery of task_id at the demo crew receiver."""
     def find():
-        for d in st.deliveries():
-            if d.get("signature_ok") and report_id in (d.get("task") or {}).get("report_ids", []):
-                return d
-        return None
-    return wait_for(find, timeout, "the signed task for report %s at the crew receiver" % report_id, 1)
+        return [d for d in st.deliveries() if d.get("task_id") == task_id
+                and d.get("kind") == "task" and d.get("signature_ok")]
+    return wait_for(find, timeout, "the signed task %s at the crew receiver" % task_id, 1)[0]
 
 
 # ----------------------------------------------------------------- steps --
@@ -389,9 +408,10 @@ def step_journey(st):
     units = st.demo_file("notifier-keys.json")["units"]
     st.app_key, st.units = app, units
     rep = post_report(st, app, "Overflowing bin (compose journey)")
-    d = task_of(st, rep["id"])
-    check(d["unit"] == "cleaning-south" and d["kind"] == "task", "routed to %r" % d.get("unit"))
-    task = d["task_id"]
+    task = task_of(st, rep["id"])
+    d = delivered(st, task)
+    check(d["unit"] == "cleaning-south" and rep["id"] in d["task"]["report_ids"],
+          "routed to %r: %r" % (d.get("unit"), d.get("task")))
     s, b = http("POST", st.notifier + "/v1/tasks/%s/ack" % task, {"note": "on our way"},
                 bearer(units["cleaning-south"]))
     check(s == 200 and b["status"] == "acknowledged", "ack %s %r" % (s, b))
@@ -408,18 +428,14 @@ def step_journey(st):
 
 
 def all_have_tasks(st, ids, timeout=120):
-    def done():
-        got = set()
-        for d in st.deliveries():
-            if d.get("signature_ok"):
-                got.update((d.get("task") or {}).get("report_ids", []))
-        missing = [i for i in ids if i not in got]
-        return not missing or None
-    wait_for(done, timeout, "a signed task for each of %d reports" % len(ids), 1)
-    # Exactly one task per report in the notifier, nothing set aside.
-    rows = st.sql("SELECT count(DISTINCT report_id), count(*) FROM notifier.task_reports WHERE "
-                  "report_id IN (%s)" % ",".join("'%s'" % i for i in ids))
-    check(rows == "%d|%d" % (len(ids), len(ids)), "task_reports for the reports: %s" % rows)
+    """Each report in exactly one of the notifier's tasks; nothing set aside."""
+    query = ("SELECT count(DISTINCT report_id), count(*) FROM notifier.task_reports WHERE "
+             "report_id IN (%s)" % ",".join("'%s'" % i for i in ids))
+    want = "%d|%d" % (len(ids), len(ids))
+    wait_for(lambda: st.sql(query) == want, timeout, "a task for each of %d reports" % len(ids), 1)
+    time.sleep(2)  # a duplicate would come late
+    rows = st.sql(query)
+    check(rows == want, "task_reports for the reports: %s" % rows)
     check(st.sql("SELECT count(*) FROM notifier.inbox_failed") == "0", "notifier set events aside")
 
 
@@ -520,14 +536,33 @@ def step_rotate_webhook_secret(st):
     # what it refused in between.
     st.exec("notifier", "trygg-notifier", "admin", "unit", "set", "cleaning-south", "--webhook",
             "http://crewdemo:8099/webhook", "--secret", new)
-    rep = post_report(st, st.app_key, "after the webhook secret changed")
+    rep = post_report(st, st.app_key, "after the webhook secret changed", pos=KUNGSTRADGARDEN)
+    task = task_of(st, rep["id"])
     st.env["DEMO_CREW_SECRET"] = new
     st.compose("up", "-d", "--no-deps", "crewdemo", timeout=120)
     st.wait_healthy(["crewdemo"])
-    d = task_of(st, rep["id"], timeout=120)
-    check(d["signature_ok"], "not signed with the new secret")
+    # A 401 is a refusal no retry fixes: that delivery became a dead letter
+    # (and escalated to the supervisor); the operator re-queues it.
+    retried = []
+
+    def arrived():
+        got = [d for d in st.deliveries() if d.get("task_id") == task
+               and d.get("kind") == "task" and d.get("signature_ok")]
+        if got:
+            return got[0]
+        dead = st.exec("notifier", "trygg-notifier", "admin", "deliveries", "dead", "--unit",
+                       "cleaning-south").stdout
+        for line in dead.splitlines()[1:]:
+            f = line.split()
+            if len(f) > 3 and f[1] == task and f[3] == "task" and f[0] not in retried:
+                st.exec("notifier", "trygg-notifier", "admin", "deliveries", "retry", f[0])
+                retried.append(f[0])
+        return None
+    d = wait_for(arrived, 120, "the task %s signed with the new secret at the receiver" % task, 1)
+    check(d["unit"] == "cleaning-south", "delivered to %r" % d["unit"])
     log("webhook secret of cleaning-south rotated; task signed with the new secret delivered"
-        " (attempt %s)" % d.get("attempt"))
+        " (%s)" % ("after `admin deliveries retry` of the dead letter the old receiver refused"
+                   if retried else "attempt %s" % d.get("attempt")))
 
 
 def step_upgrade(st):
@@ -575,8 +610,16 @@ def step_backup_restore(st):
     st.sql("DROP SCHEMA intake CASCADE")
     st.exec("postgres", "pg_restore", "-U", "postgres", "-d", "trygg", "--no-password",
             input=dump)
-    st.compose("run", "--rm", "--no-deps", "intake", "trygg-intake", "admin", "outbox",
-               "new-epoch", timeout=120)
+    r = st.compose("run", "--rm", "--no-deps", "intake", "trygg-intake", "admin", "outbox",
+                   "new-epoch", timeout=120, check_rc=False)
+    if r.returncode != 0 and "outbox_new_epoch() does not exist" in r.stdout + r.stderr:
+        # A build from before epochs (backbone-outbox): nothing to check
+        # beyond the restore itself; said plainly, not passed silently.
+        st.compose("start", "intake", timeout=120)
+        st.wait_healthy(["intake"])
+        log("SKIP backup/restore epoch part: this build has no `admin outbox new-epoch`")
+        return "skip"
+    check(r.returncode == 0, "admin outbox new-epoch: %s %s" % (r.stdout, r.stderr))
     st.compose("start", "intake", timeout=120)
     st.wait_healthy(["intake"])
     # The notifier notices: its intake stream halts with epoch_changed.
@@ -613,7 +656,7 @@ def main():
     os.makedirs(CACHE, exist_ok=True)
     lock = open(os.path.join(CACHE, "lock"), "w")
     fcntl.flock(lock, fcntl.LOCK_EX)  # one compose-test per machine at a time
-    passed = failed = 0
+    passed = failed = skipped = 0
     tmp = tempfile.mkdtemp(prefix="trygg-ct.")
     d = Daemon()
     st = None
@@ -637,7 +680,10 @@ def main():
         for fn in steps:
             t = time.time()
             try:
-                fn(st)
+                if fn(st) == "skip":
+                    skipped += 1
+                    print("SKIP %s (%.1fs)" % (fn.__name__, time.time() - t), flush=True)
+                    continue
                 passed += 1
                 print("PASS %s (%.1fs)" % (fn.__name__, time.time() - t), flush=True)
             except Exception as e:
@@ -667,7 +713,8 @@ def main():
     total = time.time() - T0
     print("compose-test: %s in %.0fs (%.1f min)" % ("PASS" if failed == 0 else "FAIL", total,
                                                      total / 60))
-    print("compose-test: %d passed, %d failed" % (passed, failed))
+    print("compose-test: %d passed, %d failed%s" % (passed, failed,
+                                                    ", %d skipped" % skipped if skipped else ""))
     return 0 if failed == 0 else 1
 
 
