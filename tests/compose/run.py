@@ -606,7 +606,14 @@ def step_backup_restore(st):
     lost = post_report(st, st.app_key, "after the backup (lost by the restore)")
     task_of(st, lost["id"])
     # Restore intake's schema from the older backup, as docs/operations.md says.
+    t = time.time()
     st.compose("stop", "intake", timeout=120)
+    stopped = time.time() - t
+    code = st.d.docker("inspect", "-f", "{{.State.ExitCode}}", st.container("intake")).stdout
+    # 0: it drained and exited on SIGTERM; 137 would be compose's SIGKILL
+    # after the grace period.
+    check(code.strip() == "0" and stopped < 20, "intake stopped with exit code %s after %.1fs"
+          % (code.strip(), stopped))
     st.sql("DROP SCHEMA intake CASCADE")
     st.exec("postgres", "pg_restore", "-U", "postgres", "-d", "trygg", "--no-password",
             input=dump)
