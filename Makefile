@@ -157,11 +157,12 @@ fuzz: deps-check
 	tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
 
 # The compose file with every profile (dummy secrets: compose refuses to
-# parse without them), the Kubernetes manifests and the scrape config.
+# parse without them), the Kubernetes manifests and the scrape config; built
+# first, so the check can hold every TRYGG_* name against --help.
 COMPOSE_DUMMY_ENV := POSTGRES_PASSWORD=x INTAKE_DB_PASSWORD=x NOTIFIER_DB_PASSWORD=x \
 	WALKS_DB_PASSWORD=x REPORTING_DB_PASSWORD=x TESTPUB_DB_PASSWORD=x TESTSUB_DB_PASSWORD=x \
 	DEMO_CREW_SECRET=x
-compose-check:
+compose-check: all
 	env $(COMPOSE_DUMMY_ENV) docker-compose -f docker-compose.yml --profile demo --profile tls \
 	  --profile walks-reporting --profile backbone config -q
 	/usr/bin/python3 tests/compose/check_manifests.py

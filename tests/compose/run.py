@@ -660,6 +660,8 @@ def step_down(st):
 # ------------------------------------------------------------------ main --
 
 def main():
+    # SIGTERM (a CI timeout, Ctrl-C's cousin) still tears everything down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     os.makedirs(CACHE, exist_ok=True)
     lock = open(os.path.join(CACHE, "lock"), "w")
     fcntl.flock(lock, fcntl.LOCK_EX)  # one compose-test per machine at a time
