@@ -39,7 +39,7 @@ BINS        := $(addprefix $(BUILD)/bin/trygg-,$(SERVICES) $(TOOLS))
 UNIT_SRC    := $(wildcard tests/unit/test_*.c)
 UNIT_BINS   := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all binaries deps-check help run test unit integration bench fuzz format check-format clean compose-check
+.PHONY: all binaries deps-check help run test unit integration bench fuzz format check-format clean compose-check compose-test
 # The build runs in a sub-make so that flags found by pkg-config are read
 # after deps-check has installed anything that was missing.
 all: deps-check
@@ -54,6 +54,8 @@ help:
 	@echo "make fuzz       short libFuzzer runs (needs clang)"
 	@echo "make SANITIZE=address,undefined test   the suite under ASan+UBSan"
 	@echo "make format / check-format"
+	@echo "make compose-check   validate docker-compose.yml, deploy/k8s, deploy/prometheus.yml"
+	@echo "make compose-test    the whole system on docker-compose, for real (root; docs/operations.md)"
 	@echo "deploy/install-deps.sh installs every package (Debian 12)"
 
 # On a fresh machine, install what is missing (as root, or through sudo);
@@ -155,8 +157,24 @@ bench: all
 fuzz: deps-check
 	tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
 
-compose-check:
-	docker-compose -f docker-compose.yml config -q
+# The compose file with every profile (dummy secrets: compose refuses to
+# parse without them), the Kubernetes manifests and the scrape config; built
+# first, so the check can hold every TRYGG_* name against --help.
+COMPOSE_DUMMY_ENV := POSTGRES_PASSWORD=x INTAKE_DB_PASSWORD=x NOTIFIER_DB_PASSWORD=x \
+	WALKS_DB_PASSWORD=x REPORTING_DB_PASSWORD=x TESTPUB_DB_PASSWORD=x TESTSUB_DB_PASSWORD=x \
+	DEMO_CREW_SECRET=x
+compose-check: all
+	env $(COMPOSE_DUMMY_ENV) docker-compose -f docker-compose.yml --profile demo --profile tls \
+	  --profile walks-reporting --profile backbone config -q
+	/usr/bin/python3 tests/compose/check_manifests.py
+
+# The whole system on docker-compose, started for real (tests/compose/run.py:
+# starts a dockerd if none runs, builds the images, the demo journey,
+# restarts, day-2 operations, down -v). Needs root; caches in
+# /var/cache/trygg-compose (COMPOSE_TEST_CACHE).
+compose-test:
+	deploy/install-deps.sh --compose
+	/usr/bin/python3 tests/compose/run.py
 
 FORMAT_FILES = $(wildcard services/*/*.c services/*/*.h tests/unit/*.c tests/tools/*.c tests/fuzz/*.c tests/bench/*.c)
 format:

@@ -1246,7 +1246,12 @@ http_server_start(http_server *srv)
 	    srv->opts.max_connections + srv->opts.reserved_connections,
 	    MHD_OPTION_CONNECTION_TIMEOUT, srv->opts.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED,
 	    on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-	    MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+	    /* SO_REUSEPORT only when asked: MHD's default (SO_REUSEADDR alone)
+	     * still rebinds at once after a restart but refuses a port another
+	     * process listens on. Passing 0 instead would drop SO_REUSEADDR
+	     * too, so without reuse the option list simply ends here. */
+	    srv->opts.reuse_port ? MHD_OPTION_LISTENING_ADDRESS_REUSE : MHD_OPTION_END, (unsigned)1,
+	    MHD_OPTION_END);
 	if (d == NULL) {
 		char a[96], nm[80];
 		log_error("http_start_failed", "\"server\":%s,\"address\":%s,\"port\":%u",

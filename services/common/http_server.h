@@ -81,6 +81,10 @@ typedef struct http_server_options {
 	                             default 30 */
 	const char *name;              /* tag in log lines, default "http" */
 	metrics *metrics;              /* optional: per-route response counts and latency */
+	bool reuse_port;               /* SO_REUSEPORT: share the port with another process
+	                             on purpose (the kernel splits connections between
+	                             them); false by default, so a second instance on a
+	                             port in use fails to start instead */
 } http_server_options;
 
 /*

@@ -319,6 +319,7 @@ svc_init(svc *s, const svc_options *o)
 	register_metrics(s);
 	http_server_options ho = {.bind_address = c->http_addr,
 	    .port = (uint16_t)c->http_port,
+	    .reuse_port = c->http_reuse_port,
 	    .max_body_bytes = c->http_max_body,
 	    .max_connections = (unsigned)c->http_max_connections,
 	    .head_timeout_ms = (unsigned)c->http_head_timeout_ms,

@@ -62,6 +62,7 @@ typedef struct svc_config {
 	char *database_url;
 	char *http_addr;
 	int http_port;
+	bool http_reuse_port;
 	enum log_level log_level;
 	uint64_t drain_timeout_ms;
 	uint64_t db_wait_ms;
@@ -95,6 +96,9 @@ typedef struct svc_stream_urls {
 	        "address the HTTP port binds to (0.0.0.0 in containers)"), \
 	    CONFIG_OPT_INT("http_port", st, common.http_port, port, 1, 65535, 0, \
 	        "HTTP port: API, /metrics, /healthz, /readyz"), \
+	    CONFIG_OPT_BOOL("http_reuse_port", st, common.http_reuse_port, "false", 0, \
+	        "share the HTTP port with other processes (SO_REUSEPORT) on purpose; " \
+	        "otherwise a port in use stops the start"), \
 	    CONFIG_OPT_LOGLEVEL("log_level", st, common.log_level, "info", CONFIG_RELOADABLE, \
 	        "debug, info, warn or error"), \
 	    CONFIG_OPT_DURATION("drain_timeout", st, common.drain_timeout_ms, "10s", 100, 600000, \
