@@ -46,7 +46,9 @@
 # BENCH_GRACE (10), BENCH_CONNS (32), BENCH_NOTIFIER_ENV / BENCH_INTAKE_ENV
 # (extra VAR=value settings, e.g. to try TRYGG_DELIVERY_POLL=50ms),
 # BENCH_RAW=0 skips the pgbench figures, BENCH_CATCHUP_SECONDS (5; 0 skips)
-# how long intake takes reports while the notifier is paused (catch-up). Results: var/bench/notifier.json.
+# how long intake takes reports while the notifier is paused (catch-up);
+# BENCH_CATCHUP_PERF=1 records perf profiles of the notifier and of
+# Postgres during the catch-up into var/bench/catchup-*.perf. Results: var/bench/notifier.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -255,6 +257,11 @@ if [ "$CATCHUP_SECS" != 0 ]; then
   sleep 1 # intake's relay numbers the last rows
   target=$(psql -c "SELECT last_seq FROM intake.outbox_state")
   t0=$(date +%s.%N); t_first=""
+  if [ -n "${BENCH_CATCHUP_PERF:-}" ]; then # where the catch-up's CPU goes
+    pm=$(head -1 "$work/pg/data/postmaster.pid")
+    perf record -F 999 -g -o "$out/catchup-notifier.perf" -p "$notifier_pid" -- sleep 8 >/dev/null 2>&1 &
+    perf record -F 999 -g -o "$out/catchup-postgres.perf" -p "$(pgrep -P "$pm" | paste -sd,)" -- sleep 8 >/dev/null 2>&1 &
+  fi
   kill -CONT "$notifier_pid"
   while :; do
     c=$(cursor); now=$(date +%s.%N)
