@@ -3,6 +3,7 @@
  */
 #include "render.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,19 @@ static const char *
 col(const PGresult *res, int row, int c)
 {
 	return PQgetisnull(res, row, c) ? NULL : PQgetvalue(res, row, c);
+}
+
+/*
+ * A timestamp column (float8 epoch seconds, see query.c) in microseconds.
+ * Postgres prints the shortest text that reads back as the same double,
+ * and that double is within half an ulp (< 0.25 us until 2106) of the
+ * stored microseconds; long double keeps the product exact, so rounding
+ * gives the stored value back.
+ */
+static int64_t
+col_us(const PGresult *res, int row, int c)
+{
+	return (int64_t)llroundl(strtold(PQgetvalue(res, row, c), NULL) * 1000000.0L);
 }
 
 static json_t *
@@ -124,8 +138,8 @@ render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner
 	const category *c = categories_find(directory_categories(dir), code);
 	bool sensitive = col(res, row, c0 + RC_SENSITIVE)[0] == 't';
 	const partner *owner = directory_partner(dir, atoi(col(res, row, c0 + RC_PARTNER_ID)));
-	int64_t created = strtoll(col(res, row, c0 + RC_CREATED_US), NULL, 10);
-	int64_t updated = strtoll(col(res, row, c0 + RC_UPDATED_US), NULL, 10);
+	int64_t created = col_us(res, row, c0 + RC_CREATED_US);
+	int64_t updated = col_us(res, row, c0 + RC_UPDATED_US);
 	char tc[32], tu[32], te[32];
 	render_time(created, tc, sizeof(tc));
 	render_time(updated, tu, sizeof(tu));
@@ -218,10 +232,9 @@ open311_fields(const PGresult *res, int row, const partner *viewer, directory *d
 	f->lat = col(res, row, RC_LAT);
 	f->lon = col(res, row, RC_LONG);
 	f->media = col(res, row, RC_MEDIA_URL);
-	int64_t created = strtoll(col(res, row, RC_CREATED_US), NULL, 10);
+	int64_t created = col_us(res, row, RC_CREATED_US);
 	render_time(created, f->requested, sizeof(f->requested));
-	render_time(strtoll(col(res, row, RC_UPDATED_US), NULL, 10), f->updated,
-	    sizeof(f->updated));
+	render_time(col_us(res, row, RC_UPDATED_US), f->updated, sizeof(f->updated));
 	render_time(expected_us(c, created), f->expected, sizeof(f->expected));
 }
 

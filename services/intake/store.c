@@ -86,7 +86,19 @@ static const char SQL_INSERT[] =
 #define NPARAMS 23
 
 /* The smallest batch worth a transaction of its own when spreading. */
-#define STORE_MIN_SPREAD 4
+#define STORE_MIN_SPREAD 8
+
+/*
+ * While a batch is in flight, a new one starts only when at least this
+ * many reports wait; fewer wait for the batch in flight to finish (one
+ * commit, ~1 ms) and join the next. Each statement has a fixed cost in
+ * Postgres (executor start for five inserts, opening every index, parsing
+ * the CHECK constraints: perf, issue 9) that a batch shares among its
+ * reports: with 16 connections, starting a batch whenever a slot was free
+ * gave batches of ~4 and ~350 us of Postgres CPU per report; waiting for
+ * 8 gave ~220 us (BENCHMARKS.md).
+ */
+#define STORE_MIN_BUSY 8
 
 /* Postgres array literals, one per column, built report by report. */
 typedef struct arrays {
@@ -520,7 +532,8 @@ verify_start(store *s, flight *f, int backend_pid)
 static void
 flush(store *s)
 {
-	while (s->head != NULL && s->in_flight < s->o.parallel) {
+	while (s->head != NULL && s->in_flight < s->o.parallel &&
+	    (s->in_flight == 0 || s->queued >= STORE_MIN_BUSY || s->drain_cb != NULL)) {
 		/* Spread what is queued over the free slots (but not thinner
 		 * than STORE_MIN_SPREAD reports a batch): one statement runs on
 		 * one backend, i.e. one core, so several smaller batches

@@ -45,7 +45,10 @@
 # Environment: BENCH_SECONDS (10 per rate), BENCH_RATES ("100 500"),
 # BENCH_GRACE (10), BENCH_CONNS (32), BENCH_NOTIFIER_ENV / BENCH_INTAKE_ENV
 # (extra VAR=value settings, e.g. to try TRYGG_DELIVERY_POLL=50ms),
-# BENCH_RAW=0 skips the pgbench figures. Results: var/bench/notifier.json.
+# BENCH_RAW=0 skips the pgbench figures, BENCH_CATCHUP_SECONDS (5; 0 skips)
+# how long intake takes reports while the notifier is paused (catch-up);
+# BENCH_CATCHUP_PERF=1 records perf profiles of the notifier and of
+# Postgres during the catch-up into var/bench/catchup-*.perf. Results: var/bench/notifier.json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -56,6 +59,7 @@ RATES=${BENCH_RATES:-100 500}
 GRACE=${BENCH_GRACE:-10}
 CONNS=${BENCH_CONNS:-32}
 RAW=${BENCH_RAW:-1}
+CATCHUP_SECS=${BENCH_CATCHUP_SECONDS:-5}
 out=var/bench
 mkdir -p "$out"
 chmod 755 var "$out" 2>/dev/null || true
@@ -164,6 +168,7 @@ env -i PATH="$PATH" DATABASE_URL="${SUPER/trygg@/notifier@}" TRYGG_HTTP_PORT=$no
   TRYGG_LOG_LEVEL=warn TRYGG_BUS_PUB_URL="$BUS/notifier.pub" TRYGG_BUS_REP_URL="$BUS/notifier.rep" \
   TRYGG_BUS_INTAKE_SUB_URL="$BUS/intake.pub" TRYGG_BUS_INTAKE_REQ_URL="$BUS/intake.rep" \
   ${BENCH_NOTIFIER_ENV:-} "$BIN/trygg-notifier" 2>"$out/notifier-bench-notifier.log" &
+notifier_pid=$!
 pids+=($!)
 for p in $intake_http $notifier_http; do
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$p/readyz" >/dev/null && break; sleep 0.1; done
@@ -230,8 +235,50 @@ FROM (SELECT rate, count(*) n,
 SQL
 )
 
-/usr/bin/python3 - "$res" "$raw_tps" "$raw_lat" "$tasks" "$dlv" "$out/notifier.json" "${BENCH_NOTIFIER_ENV:-}" "${stages:-null}" "$(cat /proc/loadavg)" "$inbox_metrics" <<'PY'
+# Catch-up (issue 9; target >= 2,000 reports/s): the notifier is paused
+# (SIGSTOP) while intake takes reports as fast as 16 connections post them
+# (intake-bench.c's varied reports; they may join open tasks), then resumed
+# (SIGCONT); it finds the gap (live frames, heartbeat), replays it from
+# intake and applies it. Ingest rate = events / (caught up - first cursor
+# move); the time from SIGCONT to the first move is printed apart.
+cu_events=0; cu_secs=0; cu_wait=0
+if [ "$CATCHUP_SECS" != 0 ]; then
+  echo "== catch-up: notifier paused while intake takes reports for ${CATCHUP_SECS}s, then resumed"
+  cc -O2 -o "$work/intake-load" tests/bench/intake-bench.c $(pkg-config --cflags --libs libuv) -lm
+  cursor() { psql -c "SELECT coalesce((SELECT last_seq FROM notifier.inbox_cursor WHERE publisher = 'intake'), 0)"; }
+  # Start from a notifier that has caught up with the phases above.
+  for _ in $(seq 1200); do
+    [ "$(cursor)" -ge "$(psql -c "SELECT last_seq FROM intake.outbox_state")" ] && break
+    sleep 0.1
+  done
+  kill -STOP "$notifier_pid"
+  c0=$(cursor)
+  "$work/intake-load" --port "$intake_http" --key "$key" --conns 16 --seconds "$CATCHUP_SECS" >/dev/null
+  sleep 1 # intake's relay numbers the last rows
+  target=$(psql -c "SELECT last_seq FROM intake.outbox_state")
+  t0=$(date +%s.%N); t_first=""
+  if [ -n "${BENCH_CATCHUP_PERF:-}" ]; then # where the catch-up's CPU goes
+    pm=$(head -1 "$work/pg/data/postmaster.pid")
+    perf record -F 999 -g -o "$out/catchup-notifier.perf" -p "$notifier_pid" -- sleep 8 >/dev/null 2>&1 &
+    perf record -F 999 -g -o "$out/catchup-postgres.perf" -p "$(pgrep -P "$pm" | paste -sd,)" -- sleep 8 >/dev/null 2>&1 &
+  fi
+  kill -CONT "$notifier_pid"
+  while :; do
+    c=$(cursor); now=$(date +%s.%N)
+    [ -z "$t_first" ] && [ "$c" -gt "$c0" ] && t_first=$now
+    [ "$c" -ge "$target" ] && break
+    if /usr/bin/python3 -c "import sys; sys.exit(0 if $now - $t0 > 300 else 1)"; then
+      echo "catch-up: not caught up after 300 s ($c of $target)"; break
+    fi
+    sleep 0.05
+  done
+  read -r cu_events cu_secs cu_wait < <(/usr/bin/python3 -c "
+f = ${t_first:-$now}; print($c - $c0, round($now - f, 3), round(f - $t0, 3))")
+fi
+
+/usr/bin/python3 - "$res" "$raw_tps" "$raw_lat" "$tasks" "$dlv" "$out/notifier.json" "${BENCH_NOTIFIER_ENV:-}" "${stages:-null}" "$(cat /proc/loadavg)" "$inbox_metrics" "$cu_events" "$cu_secs" "$cu_wait" <<'PY'
 import json, sys
+cu_events, cu_secs, cu_wait = int(sys.argv[11]), float(sys.argv[12]), float(sys.argv[13])
 res = json.loads(sys.argv[1])
 res["stages"] = json.loads(sys.argv[8]) or []
 res["loadavg_after"] = sys.argv[9]
@@ -243,7 +290,10 @@ res.update({"raw_insert_outbox_tps_16_clients": raw_tps,
             "raw_insert_outbox_commit_ms_1_client": raw_lat,
             "tasks": ntasks, "tasks_with_joined_reports": joined,
             "deliveries_delivered": delivered, "deliveries_not_delivered": undelivered,
-            "max_attempts": max_att, "notifier_env": sys.argv[7]})
+            "max_attempts": max_att, "notifier_env": sys.argv[7],
+            "catchup_events": cu_events, "catchup_seconds": cu_secs,
+            "catchup_first_move_after_s": cu_wait,
+            "catchup_reports_per_s": round(cu_events / cu_secs, 1) if cu_secs > 0 else None})
 json.dump(res, open(sys.argv[6], "w"), indent=2)
 print()
 print("%-52s %10s" % ("figure", "value"))
@@ -268,6 +318,12 @@ for st in res["stages"]:
     print("  %-50s %10s" % ("notifier inbox: %d batches, mean %.1f reports (max %d), ms" % (
         st["inbox_batches"], st["inbox_batch_mean_reports"], st["inbox_batch_max_reports"]),
         "%.1f / %.1f" % tuple(st["inbox_batch_ms"])))
+if cu_events:
+    r = res["catchup_reports_per_s"] or 0
+    print("%-52s %10.0f  %s" % ("notifier catch-up, reports/s (target >= 2000)", r,
+        "PASS" if r >= 2000 else "MISS (%.2fx)" % (r / 2000)))
+    print("  %-50s %10s" % ("%d events in %.2f s; first cursor move after" % (cu_events, cu_secs),
+        "%.2f s" % cu_wait))
 print("%-52s %10s" % ("notifier inbox gaps / replays / redelivered", " / ".join(
     "%d" % res["notifier_inbox"].get(k, 0) for k in ("gaps", "replays", "duplicates"))))
 print("%-52s %10d" % ("webhooks with a bad signature", res["bad_signatures"]))
