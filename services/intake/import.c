@@ -66,7 +66,17 @@ typedef struct cat {
 	bool sensitive;
 } cat;
 
+#define NPARAM 15
+
+/* A valid line waiting for its batch. */
+typedef struct row {
+	size_t line;
+	char *v[NPARAM];
+} row;
+
 typedef struct importer {
+	row rows[IMPORT_BATCH];
+	size_t nrows;
 	const char *path;
 	int partner_id;
 	char *partner_name, *partner_role;
@@ -284,9 +294,8 @@ parse_double(const char *s, double *out)
 }
 
 /*
- * Validates one record and writes it (inside the caller's transaction,
- * under a savepoint). Returns 1 created, 0 already there, -1 failed (the
- * error is noted).
+ * Validates one record and queues its statement's values for the batch
+ * (flush_rows). Returns 0, or -1 when it is invalid (the error is noted).
  */
 static int
 import_line(importer *im, size_t line, char **f, const int *map, int nf)
@@ -422,25 +431,124 @@ import_line(importer *im, size_t line, char **f, const int *map, int nf)
 	snprintf(slon, sizeof(slon), "%.17g", lon);
 	snprintf(srep, sizeof(srep), "%" PRId64, reported);
 	snprintf(sclo, sizeof(sclo), "%" PRId64, closed);
-	const char *vals[15] = {r.id, pid, c->code, c->sensitive ? "t" : "f", sev,
+	const char *vals[NPARAM] = {r.id, pid, c->code, c->sensitive ? "t" : "f", sev,
 	    has_pos ? slat : NULL, has_pos ? slon : NULL, v[C_ADDR], v[C_DESC], places,
 	    is_closed ? "t" : "f", srep, closed ? sclo : NULL, ext, phex};
-	PGconn *conn = admin_db_conn();
-	PQclear(PQexec(conn, "SAVEPOINT line"));
-	PGresult *res = PQexecParams(conn, SQL_LINE, 15, NULL, vals, NULL, NULL, 0);
-	int rv;
-	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-		rv = atoi(PQgetvalue(res, 0, 0)) > 0 ? 1 : 0;
-		PQclear(PQexec(conn, "RELEASE SAVEPOINT line"));
-	} else {
-		line_error(im, line, "not stored: %s", PQresultErrorMessage(res));
-		PQclear(PQexec(conn, "ROLLBACK TO SAVEPOINT line"));
-		rv = -1;
-	}
-	PQclear(res);
+	row *w = &im->rows[im->nrows++];
+	w->line = line;
+	for (int k = 0; k < NPARAM; k++)
+		w->v[k] = vals[k] ? xstrdup(vals[k]) : NULL;
 	free(phex);
 	free(payload);
+	return 0;
+}
+
+static void
+commit(bool dry_run)
+{
+	if (dry_run) {
+		admin_db_exec("ROLLBACK", 0, NULL);
+		return;
+	}
+	admin_db_exec("COMMIT", 0, NULL);
+	/* A running intake's relay publishes at once (it also scans on a
+	 * timer). */
+	admin_db_exec("NOTIFY intake_outbox", 0, NULL);
+}
+
+static void
+rows_clear(importer *im)
+{
+	for (size_t i = 0; i < im->nrows; i++)
+		for (int k = 0; k < NPARAM; k++)
+			free(im->rows[i].v[k]);
+	im->nrows = 0;
+}
+
+/* Reads the result of one pipelined query (and the NULL after it).
+ * Returns 1 created, 0 already there, -1 failed (msg set). */
+static int
+pipeline_result(PGconn *conn, char *msg, size_t len)
+{
+	PGresult *res = PQgetResult(conn);
+	int rv = -1;
+	if (res && PQresultStatus(res) == PGRES_TUPLES_OK)
+		rv = atoi(PQgetvalue(res, 0, 0)) > 0 ? 1 : 0;
+	else if (res && PQresultStatus(res) == PGRES_COMMAND_OK)
+		rv = 0;
+	else
+		snprintf(msg, len, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+	PQclear(res);
+	while ((res = PQgetResult(conn)) != NULL)
+		PQclear(res);
 	return rv;
+}
+
+/*
+ * Writes the pending rows in one transaction: first all at once in a
+ * pipeline (one round trip); if any row fails, that transaction is rolled
+ * back and the rows are written again one by one, each under a savepoint,
+ * so the failing ones are named and leave nothing behind.
+ */
+static void
+flush_rows(importer *im, bool dry_run)
+{
+	if (im->nrows == 0)
+		return;
+	PGconn *conn = admin_db_conn();
+	char msg[512] = "";
+	bool ok = PQenterPipelineMode(conn) == 1;
+	int created = 0, existing = 0;
+	if (ok) {
+		bool sent = PQsendQueryParams(conn, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) == 1;
+		for (size_t i = 0; sent && i < im->nrows; i++)
+			sent = PQsendQueryParams(conn, SQL_LINE, NPARAM, NULL,
+			           (const char *const *)im->rows[i].v, NULL, NULL, 0) == 1;
+		if (!sent || PQpipelineSync(conn) != 1)
+			admin_die("cannot send to the database: %s", PQerrorMessage(conn));
+		ok = pipeline_result(conn, msg, sizeof(msg)) == 0;
+		for (size_t i = 0; i < im->nrows; i++) {
+			int rv = pipeline_result(conn, msg, sizeof(msg));
+			ok = ok && rv >= 0;
+			created += rv == 1;
+			existing += rv == 0;
+		}
+		PGresult *sync = PQgetResult(conn);
+		if (PQresultStatus(sync) != PGRES_PIPELINE_SYNC)
+			admin_die("the database pipeline went out of step");
+		PQclear(sync);
+		if (PQexitPipelineMode(conn) != 1)
+			admin_die("cannot leave pipeline mode: %s", PQerrorMessage(conn));
+	}
+	if (ok) {
+		im->created += (size_t)created;
+		im->existing += (size_t)existing;
+		commit(dry_run);
+		rows_clear(im);
+		return;
+	}
+	admin_db_exec("ROLLBACK", 0, NULL);
+	admin_db_exec("BEGIN", 0, NULL);
+	for (size_t i = 0; i < im->nrows; i++) {
+		PQclear(PQexec(conn, "SAVEPOINT line"));
+		PGresult *res = PQexecParams(conn, SQL_LINE, NPARAM, NULL,
+		    (const char *const *)im->rows[i].v, NULL, NULL, 0);
+		if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+			if (atoi(PQgetvalue(res, 0, 0)) > 0)
+				im->created++;
+			else
+				im->existing++;
+			PQclear(PQexec(conn, "RELEASE SAVEPOINT line"));
+		} else {
+			snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+			msg[strcspn(msg, "\n")] = '\0';
+			line_error(im, im->rows[i].line, "not stored: %s", msg);
+			PQclear(PQexec(conn, "ROLLBACK TO SAVEPOINT line"));
+		}
+		PQclear(res);
+	}
+	commit(dry_run);
+	rows_clear(im);
 }
 
 static char *
@@ -462,34 +570,20 @@ slurp(const char *path, size_t *len)
 	return b.s ? strbuf_steal(&b) : xstrdup("");
 }
 
-static void
-commit(bool dry_run)
-{
-	if (dry_run) {
-		admin_db_exec("ROLLBACK", 0, NULL);
-		return;
-	}
-	admin_db_exec("COMMIT", 0, NULL);
-	/* A running intake's relay publishes at once (it also scans on a
-	 * timer). */
-	admin_db_exec("NOTIFY intake_outbox", 0, NULL);
-}
-
 int
 import_main(int argc, char **argv)
 {
 	if (argc < 1 || argv[0][0] == '-')
 		admin_usage("import FILE.csv [--partner NAME] [--dry-run]");
-	importer im;
-	memset(&im, 0, sizeof(im));
-	im.path = argv[0];
+	importer *im = xcalloc(1, sizeof(*im)); /* large: the batch's rows */
+	im->path = argv[0];
 	const char *pname = admin_opt(argc, argv, "--partner");
 	bool dry = admin_flag(argc, argv, "--dry-run");
-	load_reference(&im, pname ? pname : "history-import");
+	load_reference(im, pname ? pname : "history-import");
 	size_t len;
-	char *text = slurp(im.path, &len);
+	char *text = slurp(im->path, &len);
 	if (strlen(text) != len)
-		admin_die("%s: contains a NUL byte", im.path);
+		admin_die("%s: contains a NUL byte", im->path);
 	char *p = text;
 	if ((unsigned char)p[0] == 0xEF && (unsigned char)p[1] == 0xBB &&
 	    (unsigned char)p[2] == 0xBF)
@@ -498,7 +592,7 @@ import_main(int argc, char **argv)
 	size_t line = 1;
 	int nf = csv_record(&p, f, &line);
 	if (nf <= 0)
-		admin_die("%s: no header line", im.path);
+		admin_die("%s: no header line", im->path);
 	int map[NCOL];
 	for (int c = 0; c < NCOL; c++) {
 		map[c] = -1;
@@ -508,9 +602,7 @@ import_main(int argc, char **argv)
 	}
 	for (int c = 0; c <= C_LONG; c++)
 		if (map[c] < 0)
-			admin_die("%s:1: the header has no column '%s'", im.path, col_names[c]);
-	admin_db_exec("BEGIN", 0, NULL);
-	size_t in_tx = 0;
+			admin_die("%s:1: the header has no column '%s'", im->path, col_names[c]);
 	for (;;) {
 		size_t at = line;
 		nf = csv_record(&p, f, &line);
@@ -518,42 +610,34 @@ import_main(int argc, char **argv)
 			break;
 		if (nf == 1 && f[0][0] == '\0')
 			continue; /* a blank line */
-		im.lines++;
-		int rv;
-		if (nf < 0) {
-			line_error(&im, at,
+		im->lines++;
+		if (nf < 0)
+			line_error(im, at,
 			    "not a CSV record (unterminated quote or over %d fields)",
 			    IMPORT_MAX_FIELDS);
-			rv = -1;
-		} else {
-			rv = import_line(&im, at, f, map, nf);
-		}
-		if (rv == 1)
-			im.created++;
-		else if (rv == 0)
-			im.existing++;
-		if (++in_tx == IMPORT_BATCH) {
-			commit(dry);
-			admin_db_exec("BEGIN", 0, NULL);
-			in_tx = 0;
-		}
+		else
+			(void)import_line(im, at, f, map, nf);
+		if (im->nrows == IMPORT_BATCH)
+			flush_rows(im, dry);
 	}
-	commit(dry);
-	fputs(im.errors.s ? im.errors.s : "", stderr);
-	if (im.failed > IMPORT_MAX_ERRORS_SHOWN)
-		fprintf(stderr, "... and %zu more\n", im.failed - IMPORT_MAX_ERRORS_SHOWN);
+	flush_rows(im, dry);
+	fputs(im->errors.s ? im->errors.s : "", stderr);
+	if (im->failed > IMPORT_MAX_ERRORS_SHOWN)
+		fprintf(stderr, "... and %zu more\n", im->failed - IMPORT_MAX_ERRORS_SHOWN);
 	printf("%s%s: %zu lines, %zu imported, %zu already there, %zu failed\n",
-	    dry ? "dry run (nothing written): " : "", im.path, im.lines, im.created, im.existing,
-	    im.failed);
-	strbuf_fini(&im.errors);
-	for (size_t i = 0; i < im.ncats; i++) {
-		free(im.cats[i].code);
-		free(im.cats[i].focus);
+	    dry ? "dry run (nothing written): " : "", im->path, im->lines, im->created,
+	    im->existing, im->failed);
+	strbuf_fini(&im->errors);
+	for (size_t i = 0; i < im->ncats; i++) {
+		free(im->cats[i].code);
+		free(im->cats[i].focus);
 	}
-	free(im.cats);
-	free(im.partner_name);
-	free(im.partner_role);
-	places_fini(&im.places);
+	free(im->cats);
+	free(im->partner_name);
+	free(im->partner_role);
+	places_fini(&im->places);
 	free(text);
-	return im.failed ? ADMIN_EXIT_FAILURE : 0;
+	int code = im->failed ? ADMIN_EXIT_FAILURE : 0;
+	free(im);
+	return code;
 }
