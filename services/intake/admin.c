@@ -307,7 +307,7 @@ places_load(const char *path, bool replace)
 	for (size_t i = 0; i < ps.n; i++) {
 		const place *p = &ps.items[i];
 		char *geom = json_dumps(json_object_get(json_array_get(features, i), "geometry"),
-		    JSON_COMPACT);
+		    JSON_COMPACT | JSON_REAL_PRECISION(15));
 		char a[32], b[32], c[32], d[32];
 		snprintf(a, sizeof(a), "%.9g", p->geom.min_lat);
 		snprintf(b, sizeof(b), "%.9g", p->geom.min_long);

@@ -6,6 +6,7 @@
 #include "walk_planner_events.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,7 +119,13 @@ apply_finding(notifier *n, db_batch *b, const Trygg__Bus__Envelope *ev)
 	snprintf(lat, sizeof(lat), "%.7f", r->lat);
 	snprintf(lon, sizeof(lon), "%.7f", r->long_);
 	snprintf(ack, sizeof(ack), "%d", res.ack_target_s);
-	snprintf(done, sizeof(done), "%d", res.completion_target_s);
+	/* The finding's deadline, when it has one, is when it must be done. */
+	int completion_s = res.completion_target_s;
+	if (r->deadline_us > at) {
+		int64_t left = (r->deadline_us - at) / 1000000;
+		completion_s = left > INT32_MAX ? INT32_MAX : (int)left;
+	}
+	snprintf(done, sizeof(done), "%d", completion_s);
 	char copies[ROUTING_MAX_COPIES * 66 + 4];
 	routing_copies_literal(&res, copies, sizeof(copies));
 	char *desc = text_of(r->description);

@@ -208,7 +208,9 @@ def test_imported_history_pages_nobody():
            "TRYGG_BUS_REP_URL": "tcp://127.0.0.1:%d" % free_port(),
            "TRYGG_BUS_INTAKE_SUB_URL": svc.env["TRYGG_BUS_PUB_URL"],
            "TRYGG_BUS_INTAKE_REQ_URL": svc.env["TRYGG_BUS_REP_URL"],
-           "TRYGG_PUBLIC_URL": "http://127.0.0.1:%d" % nport}
+           "TRYGG_PUBLIC_URL": "http://127.0.0.1:%d" % nport,
+           "TRYGG_BUS_WALK_PLANNER_SUB_URL": "tcp://127.0.0.1:%d" % free_port(),
+           "TRYGG_BUS_WALK_PLANNER_REQ_URL": "tcp://127.0.0.1:%d" % free_port()}
     env.update(FAST)
     notifier = Service("notifier", "trygg-notifier", env)
     crew_port = free_port()

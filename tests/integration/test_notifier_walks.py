@@ -108,19 +108,22 @@ def test_mail_requested_retries_then_dead_letter():
     check(row[0][1] == "3", "attempts %r" % (row,))
 
 
-def finding(fid, unit="", category="litter"):
+def finding(fid, unit="", category="litter", deadline_us=0):
     return (pb_string(1, fid) + pb_string(2, "walk-1") + pb_string(3, category)
             + pb_string(4, "sergels-torg") + pb_varint(5, 1)
             + _varint(6 << 3 | 1) + __import__("struct").pack("<d", 59.3324)
             + _varint(7 << 3 | 1) + __import__("struct").pack("<d", 18.0637)
             + pb_varint(8, 3) + pb_string(9, "Trasig belysning i trappan")
-            + (pb_string(10, unit) if unit else b"") + pb_varint(12, int(time.time() * 1e6)))
+            + (pb_string(10, unit) if unit else b"")
+            + (pb_varint(11, deadline_us) if deadline_us else b"")
+            + pb_varint(12, int(time.time() * 1e6)))
 
 
 def test_finding_task_requested_to_crew_and_back():
     st, wp = stack_with_walk_planner()
     fid = "0c5a3c5e-1f7e-4a55-9d7e-7a1f5d0b2a01"
-    publish("FindingTaskRequested", finding(fid, unit="street-lighting"))
+    deadline = int(time.time() + 30 * 86400) * 10**6  # in 30 days
+    publish("FindingTaskRequested", finding(fid, unit="street-lighting", deadline_us=deadline))
     d = st.wait_delivery(lambda d: d.get("task", {}).get("report_ids") == [fid], 20,
                          "the finding's webhook")[0]
     check(d["signature_ok"], "signature")
@@ -128,6 +131,8 @@ def test_finding_task_requested_to_crew_and_back():
     check(d["task"].get("source") == "walk", "source %r" % d["task"].get("source"))
     check(d["task"].get("description") == "Trasig belysning i trappan", "description %r" % d["task"])
     task = d["task_id"]
+    days = psql1("SELECT round(completion_target_s / 86400.0) FROM notifier.tasks WHERE id = '%s'" % task)
+    check(days == "30", "the deadline is not the completion target: %r days" % days)
     opened = [e for e in st.events(task) if e[1] == "TaskOpened"]
     check(opened and fid in opened[0][3], "TaskOpened names %r" % (opened,))
     status, body = st.api("POST", "/v1/tasks/%s/ack" % task, unit="street-lighting")
