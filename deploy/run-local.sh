@@ -33,6 +33,8 @@ stop_all() {
   stopping=1
   echo
   echo "stopping..."
+  # A history import still running is cut short (its open batch rolls back).
+  if [ -n "${history_pid:-}" ]; then kill -TERM "$history_pid" 2>/dev/null || true; fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [ -n "$own_cluster" ]; then deploy/pg-cluster.sh stop "$VAR/pg"; fi
@@ -95,6 +97,8 @@ if [ -x "$BIN/trygg-notifier" ]; then
   start notifier notifier "$NOTIFIER_PORT" \
     TRYGG_BUS_PUB_URL="$BUS/notifier.pub" TRYGG_BUS_REP_URL="$BUS/notifier.rep" \
     TRYGG_BUS_INTAKE_SUB_URL="$BUS/intake.pub" TRYGG_BUS_INTAKE_REQ_URL="$BUS/intake.rep" \
+    TRYGG_BUS_WALK_PLANNER_SUB_URL="$BUS/walk-planner.pub" \
+    TRYGG_BUS_WALK_PLANNER_REQ_URL="$BUS/walk-planner.rep" \
     ${TRYGG_SMTP_URL:+TRYGG_SMTP_URL="$TRYGG_SMTP_URL"}
   started=$((started + 1))
 fi
@@ -134,6 +138,23 @@ if [ -x "$BIN/trygg-notifier" ] && [ -x "$BIN/trygg-crewdemo" ]; then
   echo "demo crew receiver (prints each task it receives):"
   start crewdemo notifier "$CREW_PORT" TRYGG_SECRET="$secret" \
     TRYGG_KEYS_FILE="$VAR/notifier-keys.json"
+fi
+# A year of synthetic history for the district (deploy/demo/history.py,
+# the same file for the same day), imported through intake's outbox like
+# any report (`admin import`; docs/intake.md). Once per database, in the
+# background (about 10 s here; generating the file takes 1-2 s): the
+# services serve meanwhile. HISTORY=0
+# skips it.
+if [ -x "$BIN/trygg-intake" ] && [ "${HISTORY:-1}" != 0 ]; then
+  loaded=$(/usr/lib/postgresql/15/bin/psql -X -qAt "$(db_url intake)" \
+    -c "SELECT EXISTS (SELECT 1 FROM intake.reports WHERE imported)" 2>/dev/null || echo f)
+  if [ "$loaded" != t ]; then
+    python3 deploy/demo/history.py > "$VAR/history.csv"
+    env -i PATH="$PATH" DATABASE_URL="$(db_url intake)" "$BIN/trygg-intake" admin import \
+      "$VAR/history.csv" >"$VAR/log/history.log" 2>&1 &
+    history_pid=$! # not in pids: it is meant to finish
+    echo "history: a year of synthetic reports loading in the background (${VAR#$ROOT/}/log/history.log)"
+  fi
 fi
 if [ "${BACKBONE:-}" = 1 ] || [ "$started" -eq 0 ]; then
   # The reliable-events backbone on its own: a publisher writing events

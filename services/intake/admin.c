@@ -23,10 +23,12 @@
 #include "admin_events.h"
 #include "auth.h"
 #include "directory.h"
+#include "import.h"
 #include "intake.h"
 #include "log.h"
 #include "migrate.h"
 #include "places.h"
+#include "trygg/events.pb-c.h"
 
 extern const struct migration intake_migrations[];
 
@@ -45,6 +47,9 @@ static const char USAGE[] =
     "  key revoke PREFIX|ID\n"
     "  places load FILE.geojson [--replace]\n"
     "  places list\n"
+    "  import FILE.csv [--partner NAME] [--dry-run]\n"
+    "      historical reports (columns reported_at, category, lat, long,\n"
+    "      description, address, closed_at, status, external_id); see docs/intake.md\n"
     "  categories list\n"
     "  demo-seed [--keys-file PATH] [--places FILE.geojson]\n"
     "      creates the demo partners, issues each a fresh key (revoking the\n"
@@ -259,6 +264,30 @@ read_file(const char *path, size_t *len)
 	return buf;
 }
 
+/* Writes one PlaceDefined into the outbox (inside the caller's
+ * transaction). */
+static void
+place_event(const char *slug, const char *name, const char *geojson, bool removed)
+{
+	Trygg__Events__PlaceDefined ev = TRYGG__EVENTS__PLACE_DEFINED__INIT;
+	ev.slug = (char *)slug;
+	ev.name = (char *)name;
+	ev.geojson = (char *)geojson;
+	ev.removed = removed;
+	ev.at_us = trygg_wall_us();
+	size_t len = trygg__events__place_defined__get_packed_size(&ev);
+	uint8_t *buf = xmalloc(len ? len : 1);
+	trygg__events__place_defined__pack(&ev, buf);
+	char *hex = xmalloc(2 * len + 1);
+	crypto_hex(buf, len, hex);
+	const char *v[1] = {hex};
+	admin_db_exec("INSERT INTO outbox (event_type, payload)"
+	              " VALUES ('trygg.events.PlaceDefined', decode($1, 'hex'))",
+	    1, v);
+	free(hex);
+	free(buf);
+}
+
 /* Loads a FeatureCollection, upserting by slug; with replace, deletes the
  * places the file does not have. Returns the number loaded. */
 static size_t
@@ -278,7 +307,7 @@ places_load(const char *path, bool replace)
 	for (size_t i = 0; i < ps.n; i++) {
 		const place *p = &ps.items[i];
 		char *geom = json_dumps(json_object_get(json_array_get(features, i), "geometry"),
-		    JSON_COMPACT);
+		    JSON_COMPACT | JSON_REAL_PRECISION(15));
 		char a[32], b[32], c[32], d[32];
 		snprintf(a, sizeof(a), "%.9g", p->geom.min_lat);
 		snprintf(b, sizeof(b), "%.9g", p->geom.min_long);
@@ -292,6 +321,7 @@ places_load(const char *path, bool replace)
 		    " ON CONFLICT (slug) DO UPDATE SET name = $2, kind = $3, geometry = $4::jsonb,"
 		    " min_lat = $5, min_long = $6, max_lat = $7, max_long = $8, updated_at = now()",
 		    8, v);
+		place_event(p->slug, p->name, geom, false);
 		free(geom);
 		char *s2 = xasprintf("%s%s%s", slugs, i ? "," : "", p->slug);
 		free(slugs);
@@ -302,7 +332,13 @@ places_load(const char *path, bool replace)
 	slugs = s2;
 	if (replace) {
 		const char *v[1] = {slugs};
-		admin_db_exec("DELETE FROM places WHERE slug <> ALL($1::text[])", 1, v);
+		PGresult *gone = admin_db_run("DELETE FROM places WHERE slug <> ALL($1::text[])"
+		                              " RETURNING slug, name, geometry::text",
+		    1, v);
+		for (int i = 0; i < PQntuples(gone); i++)
+			place_event(PQgetvalue(gone, i, 0), PQgetvalue(gone, i, 1),
+			    PQgetvalue(gone, i, 2), true);
+		PQclear(gone);
 		/* report_places has no foreign key (see 001_init.sql). */
 		admin_db_exec(
 		    "DELETE FROM report_places WHERE place_id NOT IN (SELECT id FROM places)", 0,
@@ -310,6 +346,8 @@ places_load(const char *path, bool replace)
 	}
 	admin_db_exec("COMMIT", 0, NULL);
 	notify();
+	/* A running intake's relay publishes the PlaceDefined events at once. */
+	admin_db_exec("NOTIFY intake_outbox", 0, NULL);
 	size_t n = ps.n;
 	free(slugs);
 	json_decref(root);
@@ -467,7 +505,11 @@ admin_main(int argc, char **argv)
 		    places_load(argv[2], admin_flag(argc, argv, "--replace")), argv[2]);
 	else if (strcmp(cmd, "places") == 0 && strcmp(sub, "list") == 0)
 		places_list();
-	else if (strcmp(cmd, "categories") == 0)
+	else if (strcmp(cmd, "import") == 0) {
+		int code = import_main(argc - 1, argv + 1);
+		admin_db_close();
+		return code;
+	} else if (strcmp(cmd, "categories") == 0)
 		categories_list();
 	else if (strcmp(cmd, "demo-seed") == 0)
 		demo_seed(argc - 1, argv + 1);

@@ -65,7 +65,19 @@ typedef struct report_in {
 	int place_ids[PLACES_MATCH_MAX];
 	char *place_slugs[PLACES_MATCH_MAX];
 	int64_t created_us; /* wall clock when accepted */
+	/* History import (admin.c): the original times and where it came
+	 * from. Zero / NULL for live reports: the event then says
+	 * reported_at = created_us and source "partner". */
+	bool imported;
+	int64_t reported_us; /* 0: created_us */
+	int64_t closed_us;   /* 0: open or unknown */
+	const char *source;  /* NULL: "partner"; static storage */
 } report_in;
+
+/* The district's centre (Sergels torg), where day or night is judged for
+ * a report without a position. */
+#define INTAKE_CENTRE_LAT 59.3326
+#define INTAKE_CENTRE_LONG 18.0649
 
 /*
  * Validates a native API body (a JSON object with category, lat, long,

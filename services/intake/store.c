@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "render.h"
+#include "sun.h"
 #include "trygg/events.pb-c.h"
 
 typedef struct pending {
@@ -161,6 +162,12 @@ store_pack_event(const report_in *r, size_t *len)
 	ev.occurred_at_us = r->created_us;
 	ev.response_target_min = (uint32_t)r->response_target_min;
 	ev.address = r->address ? r->address : "";
+	ev.imported = r->imported;
+	ev.reported_at_us = r->reported_us ? r->reported_us : r->created_us;
+	ev.closed_at_us = r->closed_us;
+	ev.source = (char *)(r->source ? r->source : "partner");
+	ev.night = sun_is_dark(r->has_position ? r->lat : INTAKE_CENTRE_LAT,
+	    r->has_position ? r->lon : INTAKE_CENTRE_LONG, ev.reported_at_us);
 	*len = trygg__events__report_received__get_packed_size(&ev);
 	uint8_t *buf = xmalloc(*len ? *len : 1);
 	trygg__events__report_received__pack(&ev, buf);

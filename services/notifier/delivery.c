@@ -27,6 +27,9 @@ static const char SQL_CLAIM[] =
 static const char SQL_RESULT[] =
     "SELECT delivery_result($1::uuid, $2::int, $3::boolean, $4::boolean, $5::int, $6, $7::int,"
     " $8::int, $9::boolean)";
+static const char SQL_MAIL_RESULT[] =
+    "SELECT mail_delivery_result($1::uuid, $2::int, $3::boolean, $4::boolean, $5::int, $6,"
+    " $7::int, $8::int, $9::boolean)";
 
 typedef struct endpoint {
 	char *target;
@@ -200,7 +203,7 @@ finish_send(dsend *s, int err, long status, const char *error)
 	    s->permanent ? "true" : "false", status ? status_s : NULL, s->ok ? NULL : s->error,
 	    retry_s, max_s, notifier_email_enabled(n) ? "true" : "false"};
 	db_batch *b = db_batch_new();
-	db_batch_add(b, SQL_RESULT, 9, values);
+	db_batch_add(b, strcmp(s->kind, "mail") == 0 ? SQL_MAIL_RESULT : SQL_RESULT, 9, values);
 	if (db_pool_submit(n->svc.pool, b, result_written, s) != 0) {
 		db_batch_free(b);
 		send_free(s);
@@ -237,6 +240,31 @@ make_link(notifier *n, const char *action, const char *task_id)
 	    exp, sig);
 }
 
+/* Starts a MailRequested e-mail (no task: the body is the mail). */
+static void
+start_mail(dsend *s, const char *mail_text)
+{
+	notifier *n = s->w->n;
+	json_t *mail = json_loads(mail_text, 0, NULL);
+	CURL *easy;
+	mail_message mm = {.smtp_url = n->cfg.smtp_url,
+	    .from = n->cfg.smtp_from,
+	    .delivery_id = s->id,
+	    .mail = mail,
+	    .timeout_ms = (unsigned)n->cfg.webhook_timeout_ms * 2};
+	int rv = mail ? mail_prepare_message(&mm, &easy, &s->mail) : TRYGG_EPROTO;
+	if (rv == 0) {
+		rv = http_client_submit(n->http, easy, mail_done, s);
+		if (rv != 0)
+			curl_easy_cleanup(easy);
+	}
+	json_decref(mail);
+	if (rv != 0)
+		/* A mail that cannot be composed never will be: permanent. */
+		finish_send(s, rv == TRYGG_EINVAL ? 0 : rv, rv == TRYGG_EINVAL ? 400 : 0,
+		    "could not compose or start the mail");
+}
+
 /* Starts one claimed delivery. On failure to start, records it as a
  * failed attempt. */
 static void
@@ -257,6 +285,10 @@ start_send(delivery_worker *w, PGresult *res, int row)
 	w->sends++;
 	endpoint_get(w, s->target)->busy++;
 
+	if (strcmp(s->kind, "mail") == 0) {
+		start_mail(s, task_text);
+		return;
+	}
 	json_t *task = json_loads(task_text, 0, NULL);
 	const char *task_id = task ? json_string_value(json_object_get(task, "id")) : NULL;
 	if (task == NULL || task_id == NULL) {

@@ -17,19 +17,12 @@ static const char SQL_INGEST[] =
     " $8::double precision, $9, $10, $11::text[], $12::boolean, $13::int, $14::int, $15::uuid,"
     " $16::boolean)";
 
-/* A slug-like identifier as sent by intake: short, no odd bytes. */
-static bool
-plain_name(const char *s, size_t max)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		unsigned char c = (unsigned char)s[n];
-		if (c <= ' ' || c == '"' || c == '\\' || c == ',' || c == '{' || c == '}' ||
-		    c >= 0x7f)
-			return false;
-	}
-	return n > 0 && n <= max;
-}
+static const char SQL_HISTORY[] =
+    "INSERT INTO history_reports (report_id, category, places, lat, lon, reported_at,"
+    " closed_at, night, source) VALUES ($1, $2, $3::text[], $4::double precision,"
+    " $5::double precision, 'epoch'::timestamptz + $6::bigint * interval '1 microsecond',"
+    " 'epoch'::timestamptz + $7::bigint * interval '1 microsecond', $8::boolean, $9)"
+    " ON CONFLICT (report_id) DO NOTHING";
 
 int
 intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
@@ -44,7 +37,7 @@ intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		return rv;
 	const Trygg__Events__ReportReceived *r = (const Trygg__Events__ReportReceived *)m;
 	char lb[160];
-	if (!plain_name(r->report_id, 64) || !plain_name(r->category, 64)) {
+	if (!notifier_plain_name(r->report_id, 64) || !notifier_plain_name(r->category, 64)) {
 		log_warn("report_invalid", "\"seq\":%" PRIu64 ",\"report_id\":%s", ev->seq,
 		    log_json_str(r->report_id, lb, sizeof(lb)));
 		envelope_message_free(m);
@@ -54,10 +47,34 @@ intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	const char *places[16];
 	size_t nplaces = 0;
 	for (size_t i = 0; i < r->n_places && nplaces < TRYGG_ARRAY_LEN(places); i++)
-		if (plain_name(r->places[i], 64))
+		if (notifier_plain_name(r->places[i], 64))
 			places[nplaces++] = r->places[i];
 
 	int64_t at = r->occurred_at_us ? r->occurred_at_us : ev->occurred_at_us;
+	if (r->imported) {
+		/* History from an earlier system: recorded, never a task, a
+		 * delivery or a timer (it pages nobody). */
+		char pl[16 * 66 + 4], lat[32], lon[32], rep[24], clo[24];
+		size_t o = (size_t)snprintf(pl, sizeof(pl), "{");
+		for (size_t i = 0; i < nplaces; i++)
+			o += (size_t)snprintf(pl + o, sizeof(pl) - o, "%s%s", i ? "," : "",
+			    places[i]);
+		snprintf(pl + o, sizeof(pl) - o, "}");
+		snprintf(lat, sizeof(lat), "%.7f", r->lat);
+		snprintf(lon, sizeof(lon), "%.7f", r->long_);
+		snprintf(rep, sizeof(rep), "%" PRId64, r->reported_at_us ? r->reported_at_us : at);
+		snprintf(clo, sizeof(clo), "%" PRId64, r->closed_at_us);
+		const char *hv[9] = {r->report_id, r->category, pl, r->has_position ? lat : NULL,
+		    r->has_position ? lon : NULL, rep, r->closed_at_us ? clo : NULL,
+		    r->night ? "true" : "false", r->source && r->source[0] ? r->source : "import"};
+		char src[32];
+		snprintf(src, sizeof(src), "%s", hv[8]);
+		if (!notifier_plain_name(src, 31))
+			hv[8] = "import";
+		db_batch_add(b, SQL_HISTORY, 9, hv);
+		envelope_message_free(m);
+		return 0;
+	}
 	routing_report rr = {.category = r->category,
 	    .places = places,
 	    .nplaces = nplaces,
@@ -88,11 +105,7 @@ intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	snprintf(ack, sizeof(ack), "%d", res.ack_target_s);
 	snprintf(done, sizeof(done), "%d", res.completion_target_s);
 	char copies[ROUTING_MAX_COPIES * 66 + 4];
-	size_t o = (size_t)snprintf(copies, sizeof(copies), "{");
-	for (size_t i = 0; i < res.ncopies; i++)
-		o += (size_t)snprintf(copies + o, sizeof(copies) - o, "%s%s", i ? "," : "",
-		    res.copies[i]); /* unit names are [a-z0-9_-]: no quoting needed */
-	snprintf(copies + o, sizeof(copies) - o, "}");
+	routing_copies_literal(&res, copies, sizeof(copies));
 	bool positioned = r->has_position;
 	const char *values[16] = {r->report_id, r->category, key, res.place,
 	    r->sensitive ? "true" : "false", sev, positioned ? lat : NULL, positioned ? lon : NULL,

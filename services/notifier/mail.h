@@ -40,6 +40,26 @@ typedef struct mail_params {
  */
 int mail_prepare(const mail_params *p, CURL **easy, mail_job **job) TRYGG_MUSTCHECK;
 
+/* An e-mail walk-planner asked for (MailRequested): the mail as
+ * mail_json() in 003_history_walks.sql gives it (to_address, to_name,
+ * subject, body_text, attachment_name, attachment_type, attachment in
+ * base64). */
+typedef struct mail_message {
+	const char *smtp_url;
+	const char *from;
+	const char *delivery_id; /* stable across retries */
+	const json_t *mail;
+	unsigned timeout_ms;
+} mail_message;
+
+/*
+ * Composes the message (text/plain, and with an attachment multipart/mixed
+ * with the attachment as a base64 part of its own Content-Type) and the
+ * easy handle, as mail_prepare. Returns 0, or TRYGG_EINVAL for header
+ * values that cannot go into a header. Ownership as mail_prepare.
+ */
+int mail_prepare_message(const mail_message *p, CURL **easy, mail_job **job) TRYGG_MUSTCHECK;
+
 /* The composed message text (for tests). */
 const char *mail_job_text(const mail_job *job);
 

@@ -4,7 +4,8 @@
  * the loop with task events (issue 5; docs/notifier.md).
  *
  * main() only wires the parts together. The notifier publishes task
- * events, consumes intake's ReportReceived (intake_events.c) once routing is known
+ * events, consumes intake's ReportReceived (intake_events.c) and walk-planner's
+ * MailRequested and FindingTaskRequested (walk_planner_events.c) once routing is known
  * (directory.c), then runs the delivery worker (delivery.c) and the timers
  * (timers.c); it serves the crews' and staff's HTTP API (api.c).
  * `trygg-notifier admin ...` is the operator's command line instead
@@ -22,6 +23,7 @@
 #include "log.h"
 #include "notifier.h"
 #include "timers.h"
+#include "walk_planner_events.h"
 
 extern const struct migration notifier_migrations[];
 
@@ -30,6 +32,8 @@ static const config_option options[] = {
     SVC_PUBLISH_OPTIONS(notifier_config, "tcp://127.0.0.1:5572", "tcp://127.0.0.1:5573"),
     SVC_STREAM_OPTIONS(notifier_config, intake, "intake", "tcp://127.0.0.1:5570",
         "tcp://127.0.0.1:5571"),
+    SVC_STREAM_OPTIONS(notifier_config, walk_planner, "walk_planner", "tcp://127.0.0.1:5574",
+        "tcp://127.0.0.1:5575"),
     CONFIG_OPT_STRING("public_url", notifier_config, public_url, "http://127.0.0.1:8081", 0,
         "base URL of this service as crews reach it (links in messages)"),
     CONFIG_OPT_STRING("smtp_url", notifier_config, smtp_url, "", 0,
@@ -184,6 +188,13 @@ main(int argc, char **argv)
 	        &(svc_stream){.publisher = "intake",
 	            .urls = &n.cfg.intake,
 	            .apply = intake_events_apply,
+	            .on_committed = on_inbox_committed,
+	            .arg = &n,
+	            .start_later = true}) != 0 ||
+	    svc_consume(&n.svc,
+	        &(svc_stream){.publisher = "walk-planner",
+	            .urls = &n.cfg.walk_planner,
+	            .apply = walk_planner_events_apply,
 	            .on_committed = on_inbox_committed,
 	            .arg = &n,
 	            .start_later = true}) != 0)

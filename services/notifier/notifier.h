@@ -28,7 +28,8 @@
 
 typedef struct notifier_config {
 	svc_config common;
-	svc_stream_urls intake; /* TRYGG_BUS_INTAKE_SUB_URL, _REQ_URL */
+	svc_stream_urls intake;       /* TRYGG_BUS_INTAKE_SUB_URL, _REQ_URL */
+	svc_stream_urls walk_planner; /* TRYGG_BUS_WALK_PLANNER_SUB_URL, _REQ_URL */
 	char *public_url;
 	char *smtp_url;
 	char *smtp_from;
@@ -80,5 +81,10 @@ const char *notifier_link_secret(const notifier *n);
 /* Everything that must happen after a commit that may have written task
  * events or deliveries: kicks the outbox relay and the delivery worker. */
 void notifier_after_commit(notifier *n, bool deliveries);
+
+/* True for a slug-like identifier as another service sends it: 1..max
+ * bytes, no blanks, quotes, backslashes, commas, braces or non-ASCII (safe
+ * in a Postgres array literal). */
+bool notifier_plain_name(const char *s, size_t max);
 
 #endif

@@ -321,3 +321,13 @@ routing_local_time(int64_t wall_us, int *weekday, int *minute)
 	*weekday = (tm.tm_wday + 6) % 7; /* tm_wday: 0 is Sunday */
 	*minute = tm.tm_hour * 60 + tm.tm_min;
 }
+
+void
+routing_copies_literal(const routing_result *res, char *buf, size_t len)
+{
+	size_t o = (size_t)snprintf(buf, len, "{");
+	for (size_t i = 0; i < res->ncopies && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? "," : "", res->copies[i]);
+	if (o < len)
+		snprintf(buf + o, len - o, "}");
+}

@@ -136,6 +136,10 @@ bool routing_timezone_ok(const char *tz);
  * latitude by 0.002 of longitude, about 110 m square at 59 N); else the
  * normalised address ("addr:..."); else the report itself ("report:<id>").
  */
+/* Writes res's copies as a Postgres array literal ("{a,b}"; unit names are
+ * [a-z0-9_-], so no quoting is needed) into buf. */
+void routing_copies_literal(const routing_result *res, char *buf, size_t len);
+
 void routing_task_key(const char *place, bool has_position, double lat, double lon,
     const char *address, const char *report_id, char *buf, size_t len);
 

@@ -84,7 +84,12 @@ class Stack:
                "TRYGG_BUS_PUB_URL": self.notifier_pub, "TRYGG_BUS_REP_URL": self.notifier_rep,
                "TRYGG_BUS_INTAKE_SUB_URL": self.intake_pub,
                "TRYGG_BUS_INTAKE_REQ_URL": self.intake_rep,
-               "TRYGG_PUBLIC_URL": "http://127.0.0.1:%d" % nport}
+               "TRYGG_PUBLIC_URL": "http://127.0.0.1:%d" % nport,
+               # walk-planner's stream on ports where nothing publishes unless a
+               # test gives one (the default port could meet another test's
+               # walk-planner on this machine)
+               "TRYGG_BUS_WALK_PLANNER_SUB_URL": "tcp://127.0.0.1:%d" % free_port(),
+               "TRYGG_BUS_WALK_PLANNER_REQ_URL": "tcp://127.0.0.1:%d" % free_port()}
         env.update(FAST)
         if smtp:
             env["TRYGG_SMTP_URL"] = smtp.url

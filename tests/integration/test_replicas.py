@@ -69,7 +69,9 @@ def test_two_intakes_two_notifiers_one_of_each_killed():
                "TRYGG_BUS_PUB_URL": npub[i], "TRYGG_BUS_REP_URL": nrep[i],
                "TRYGG_BUS_INTAKE_SUB_URL": ",".join(ipub),
                "TRYGG_BUS_INTAKE_REQ_URL": ",".join(irep),
-               "TRYGG_PUBLIC_URL": "http://127.0.0.1:%d" % port, "TRYGG_DB_CONNECTIONS": "4"}
+               "TRYGG_PUBLIC_URL": "http://127.0.0.1:%d" % port, "TRYGG_DB_CONNECTIONS": "4",
+               # idle ports: never another test's walk-planner on the default one
+               "TRYGG_BUS_WALK_PLANNER_SUB_URL": tcp(), "TRYGG_BUS_WALK_PLANNER_REQ_URL": tcp()}
         env.update(FAST)
         notifiers.append(Service("notifier%d" % i, "trygg-notifier", env))
     intakes = [Service("intake%d" % i, "trygg-intake", {
@@ -140,12 +142,16 @@ def test_two_intakes_two_notifiers_one_of_each_killed():
     check(in_tasks == n, "tasks list %d reports for %d" % (in_tasks, n))
     check(psql1("SELECT count(*) FROM notifier.inbox_failed") == "0",
           "set aside: %r" % psql("SELECT seq, error FROM notifier.inbox_failed"))
+    # The outbox also holds the demo places' PlaceDefined (demo-seed).
+    ne = int(psql1("SELECT count(*) FROM intake.outbox"))
+    check(ne == n + int(psql1("SELECT count(*) FROM intake.outbox"
+                              " WHERE event_type = 'trygg.events.PlaceDefined'")), "events %d" % ne)
     cursor = psql1("SELECT last_seq FROM notifier.inbox_cursor WHERE publisher = 'intake'")
-    check(cursor == str(n), "notifier's intake cursor %s for %d events" % (cursor, n))
-    # The two relays shared one sequence: 1..n, no gap, no duplicate.
+    check(cursor == str(ne), "notifier's intake cursor %s for %d events" % (cursor, ne))
+    # The two relays shared one sequence: 1..ne, no gap, no duplicate.
     seqs = psql("SELECT count(*), count(DISTINCT pub_seq), min(pub_seq), max(pub_seq)"
                 " FROM intake.outbox WHERE pub_seq IS NOT NULL")[0]
-    check(seqs == [str(n), str(n), "1", str(n)], "intake's outbox sequence %r" % seqs)
+    check(seqs == [str(ne), str(ne), "1", str(ne)], "intake's outbox sequence %r" % seqs)
 
     # The other direction: the surviving intake applied the whole task
     # stream the notifiers published, once.
