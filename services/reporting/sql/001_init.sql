@@ -7,9 +7,9 @@
 -- holding the centroid of one of its places).
 --
 -- Counts live twice, per local day (Europe/Stockholm) and per month, keyed
--- by zone, partner, category and day or night; a period sums the month
--- rows of its whole months and the day rows of its ragged edges
--- (counts_in()). Response times: one row per task (tasks) and a histogram
+-- by zone, partner, category and day or night (month rows also for all
+-- partners, partner '*'); a period sums the month rows of its whole months
+-- and the day rows of its ragged edges (counts_in()). Response times: one row per task (tasks) and a histogram
 -- of minutes in log-spaced buckets (response_day, response_month), from
 -- which medians and 90th percentiles are read (bucket_of()).
 
@@ -358,9 +358,11 @@ RETURNS void LANGUAGE sql AS $$
     SELECT p_day, z, p_partner, p_category, p_night, dn, dr, dro FROM unnest(p_zones) z
     ON CONFLICT (zone, day, partner, category, night) DO UPDATE
        SET n = c.n + dn, repeats = c.repeats + dr, reopened = c.reopened + dro;
+    -- Month rows per partner and for all partners ('*'), so that a year of
+    -- the district reads a few thousand rows whatever the partners.
     INSERT INTO counts_month AS c (month, zone, partner, category, night, n, repeats, reopened)
-    SELECT date_trunc('month', p_day)::date, z, p_partner, p_category, p_night, dn, dr, dro
-      FROM unnest(p_zones) z
+    SELECT date_trunc('month', p_day)::date, z, pa, p_category, p_night, dn, dr, dro
+      FROM unnest(p_zones) z, unnest(ARRAY[p_partner, '*']) pa
     ON CONFLICT (zone, month, partner, category, night) DO UPDATE
        SET n = c.n + dn, repeats = c.repeats + dr, reopened = c.reopened + dro;
 $$;

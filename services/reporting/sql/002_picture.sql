@@ -6,38 +6,55 @@
 -- district level). services/reporting/picture.c adds the audience,
 -- suppression (suppress.c) and hotspot explanations.
 
--- Whole months from the month table, ragged edges from the day table.
+-- The first month start at or after f, and the last at or before t: the
+-- whole months of [f, t) are [month_ceil(f), month_floor(t)).
+CREATE FUNCTION month_ceil(f date) RETURNS date LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN f = date_trunc('month', f)::date THEN f
+                ELSE (date_trunc('month', f) + interval '1 month')::date END
+$$;
+CREATE FUNCTION month_floor(t date) RETURNS date LANGUAGE sql IMMUTABLE AS $$
+    SELECT date_trunc('month', t)::date
+$$;
+
+-- Whole months from the month table, ragged edges from the day table
+-- (each branch an index range: no day row of a whole month is read).
 CREATE FUNCTION counts_in(p_zones text[], p_partner text, f date, t date)
 RETURNS TABLE (zone text, bucket date, category text, night boolean, n bigint, repeats bigint,
                reopened bigint)
 LANGUAGE sql STABLE AS $$
-    WITH b AS (SELECT CASE WHEN f = date_trunc('month', f)::date THEN f
-                           ELSE (date_trunc('month', f) + interval '1 month')::date END AS m1,
-                      date_trunc('month', t)::date AS m2)
     SELECT c.zone, c.month, c.category, c.night, c.n, c.repeats, c.reopened
-      FROM counts_month c, b
-     WHERE c.zone = ANY (p_zones) AND b.m1 < b.m2 AND c.month >= b.m1 AND c.month < b.m2
+      FROM counts_month c
+     WHERE c.zone = ANY (p_zones) AND month_ceil(f) < month_floor(t)
+       AND c.month >= month_ceil(f) AND c.month < month_floor(t)
+       AND c.partner = coalesce(p_partner, '*')
+    UNION ALL
+    SELECT c.zone, c.day, c.category, c.night, c.n, c.repeats, c.reopened
+      FROM counts_day c
+     WHERE c.zone = ANY (p_zones) AND c.day >= f
+       AND c.day < CASE WHEN month_ceil(f) < month_floor(t) THEN month_ceil(f) ELSE t END
        AND (p_partner IS NULL OR c.partner = p_partner)
     UNION ALL
     SELECT c.zone, c.day, c.category, c.night, c.n, c.repeats, c.reopened
-      FROM counts_day c, b
-     WHERE c.zone = ANY (p_zones) AND c.day >= f AND c.day < t
-       AND (b.m1 >= b.m2 OR c.day < b.m1 OR c.day >= b.m2)
+      FROM counts_day c
+     WHERE c.zone = ANY (p_zones) AND month_ceil(f) < month_floor(t)
+       AND c.day >= month_floor(t) AND c.day < t
        AND (p_partner IS NULL OR c.partner = p_partner)
 $$;
 
 CREATE FUNCTION response_in(p_zone text, f date, t date)
 RETURNS TABLE (unit text, category text, kind char, bucket smallint, n bigint, within bigint)
 LANGUAGE sql STABLE AS $$
-    WITH b AS (SELECT CASE WHEN f = date_trunc('month', f)::date THEN f
-                           ELSE (date_trunc('month', f) + interval '1 month')::date END AS m1,
-                      date_trunc('month', t)::date AS m2)
-    SELECT r.unit, r.category, r.kind, r.bucket, r.n, r.within FROM response_month r, b
-     WHERE r.zone = p_zone AND b.m1 < b.m2 AND r.month >= b.m1 AND r.month < b.m2
+    SELECT r.unit, r.category, r.kind, r.bucket, r.n, r.within FROM response_month r
+     WHERE r.zone = p_zone AND month_ceil(f) < month_floor(t)
+       AND r.month >= month_ceil(f) AND r.month < month_floor(t)
     UNION ALL
-    SELECT r.unit, r.category, r.kind, r.bucket, r.n, r.within FROM response_day r, b
-     WHERE r.zone = p_zone AND r.day >= f AND r.day < t
-       AND (b.m1 >= b.m2 OR r.day < b.m1 OR r.day >= b.m2)
+    SELECT r.unit, r.category, r.kind, r.bucket, r.n, r.within FROM response_day r
+     WHERE r.zone = p_zone AND r.day >= f
+       AND r.day < CASE WHEN month_ceil(f) < month_floor(t) THEN month_ceil(f) ELSE t END
+    UNION ALL
+    SELECT r.unit, r.category, r.kind, r.bucket, r.n, r.within FROM response_day r
+     WHERE r.zone = p_zone AND month_ceil(f) < month_floor(t)
+       AND r.day >= month_floor(t) AND r.day < t
 $$;
 
 -- A partner's own tasks (per-task rows: a partner's share is small).
@@ -57,21 +74,15 @@ LANGUAGE sql STABLE AS $$
        AND tk.known AND tk.done_at IS NOT NULL AND p_zone = ANY (tk.zones)
 $$;
 
--- {"n","median_min","p90_min","within_target_share"} per (grouping, key,
--- kind) from histogram rows given as jsonb [{g,k,kind,bucket,n,within}].
-CREATE FUNCTION hist_stats(rows jsonb)
-RETURNS TABLE (g text, k text, kind text, stats jsonb) LANGUAGE sql IMMUTABLE AS $$
-    WITH h AS (SELECT r->>'g' g, r->>'k' k, r->>'kind' kind, (r->>'bucket')::int bucket,
-                      sum((r->>'n')::bigint) n, sum((r->>'within')::bigint) w
-                 FROM jsonb_array_elements(rows) r GROUP BY 1, 2, 3, 4),
-         c AS (SELECT h.*, sum(n) OVER (PARTITION BY g, k, kind ORDER BY bucket) cum,
-                      sum(n) OVER (PARTITION BY g, k, kind) tot FROM h)
-    SELECT g, k, kind, jsonb_build_object(
-               'n', max(tot),
-               'median_min', round(bucket_mid(min(bucket) FILTER (WHERE cum >= 0.5 * tot))::numeric, 1),
-               'p90_min', round(bucket_mid(min(bucket) FILTER (WHERE cum >= 0.9 * tot))::numeric, 1),
-               'within_target_share', round(sum(w)::numeric / nullif(max(tot), 0), 4))
-      FROM c GROUP BY g, k, kind
+-- {"n","median_min","p90_min","within_target_share"} of a histogram: n
+-- tasks, the buckets holding the lower median and the 90th percentile,
+-- and how many were within target.
+CREATE FUNCTION hist_json(n numeric, med int, p90 int, within numeric) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT jsonb_build_object('n', n,
+        'median_min', round(bucket_mid(med)::numeric, 1),
+        'p90_min', round(bucket_mid(p90)::numeric, 1),
+        'within_target_share', round(within / nullif(n, 0), 4))
 $$;
 
 CREATE FUNCTION empty_stats() RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
@@ -280,13 +291,18 @@ BEGIN
         SELECT * FROM response_in(v_zone, per.f, per.t) WHERE p_partner IS NULL
         UNION ALL
         SELECT * FROM response_partner(v_zone, p_partner, per.f, per.t) WHERE p_partner IS NOT NULL),
-    hv AS (SELECT h.* FROM h WHERE NOT (v_hide AND h.category IN (SELECT code FROM categories WHERE sensitive))),
-    rows AS (SELECT jsonb_agg(jsonb_build_object('g', g, 'k', k, 'kind', kind, 'bucket', bucket,
-                 'n', n, 'within', within)) j FROM (
-             SELECT 'all' g, '' k, kind, bucket, n, within FROM hv
-             UNION ALL SELECT 'unit', unit, kind, bucket, n, within FROM hv
-             UNION ALL SELECT 'category', category, kind, bucket, n, within FROM hv) z),
-    st AS (SELECT s.* FROM rows, hist_stats(coalesce(rows.j, '[]')) s),
+    g AS (SELECT CASE WHEN GROUPING(unit) = 0 THEN 'unit' WHEN GROUPING(category) = 0
+                      THEN 'category' ELSE 'all' END g,
+                 coalesce(CASE WHEN GROUPING(unit) = 0 THEN unit ELSE category END, '') k,
+                 kind, bucket, sum(n) n, sum(within) w
+            FROM h
+           WHERE NOT v_hide OR h.category NOT IN (SELECT code FROM categories WHERE sensitive)
+           GROUP BY GROUPING SETS ((kind, bucket), (unit, kind, bucket), (category, kind, bucket))),
+    c AS (SELECT g.*, sum(n) OVER (PARTITION BY g, k, kind ORDER BY bucket) cum,
+                 sum(n) OVER (PARTITION BY g, k, kind) tot FROM g),
+    st AS MATERIALIZED (SELECT g, k, kind, hist_json(max(tot), min(bucket) FILTER (WHERE cum >= 0.5 * tot),
+                       min(bucket) FILTER (WHERE cum >= 0.9 * tot), sum(w)) stats
+           FROM c GROUP BY g, k, kind),
     od AS (SELECT t.unit, count(*) n FROM tasks t
             WHERE t.done_at IS NULL AND t.declined_at IS NULL AND t.known AND t.due_at < now()
               AND v_zone = ANY (t.zones) AND (p_partner IS NULL OR t.partner = p_partner)
