@@ -12,7 +12,12 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import os
 import uuid
+
+# The protobuf helpers of the integration tests (standard library only).
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../integration"))
+from reporting_support import f_int, f_str  # noqa: E402
 
 PSQL = "/usr/lib/postgresql/15/bin/psql"
 N = 200
@@ -72,27 +77,6 @@ def latency(a):
         "page", res["page_year_district"]["p50_ms"], res["page_year_district"]["p99_ms"],
         status, len(files)))
     json.dump(res, open(a.out, "w"))
-
-
-def _varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def f_str(field, s):
-    b = s.encode()
-    return _varint(field << 3 | 2) + _varint(len(b)) + b
-
-
-def f_int(field, n):
-    return _varint(field << 3) + _varint(n)
 
 
 def events(a):

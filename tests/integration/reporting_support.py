@@ -18,25 +18,13 @@ from zoneinfo import ZoneInfo
 from harness import (BIN, ROOT, SUPER_URL, TMP, Service, check, free_port, fresh_schemas, http, http_json,
                      psql, psql1, role_url, wait_for)
 
+from intake_support import _varint  # noqa: E402 (protobuf varints, by hand)
+
 PLACES = os.path.join(ROOT, "deploy/demo/places.geojson")
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 PUBS = {"intake": "evintake", "notifier": "evnotifier", "walk-planner": "evwalks"}
 
 # ---- protobuf, by hand ----
-
-
-def _varint(n):
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def f_str(field, s):
