@@ -54,6 +54,10 @@ struct ctx {
 	char id[40];
 	char *doc_staff, *doc_public;
 	char vfrom[16], vto[16];
+	/* a picture query in flight: its cache key and what comes next */
+	char *cache_key;
+	uint64_t generation; /* when the query was sent: what its rows can show */
+	void (*pic_done)(ctx *c, const char *pic, const char *places);
 };
 
 static void
@@ -62,6 +66,7 @@ ctx_free(ctx *c)
 	free(c->text);
 	free(c->doc_staff);
 	free(c->doc_public);
+	free(c->cache_key);
 	free(c);
 }
 
@@ -263,15 +268,105 @@ static const char SQL_PICTURE[] =
     " $3::date, $4::date, $5, $6, $7::boolean, $8)::text,"
     " CASE WHEN $9::boolean THEN places_geojson()::text END";
 
+/*
+ * The picture cache: a computed picture is served again while nothing it
+ * shows has changed (reporting->generation, raised by every inbox commit
+ * and comment) and for at most picture_cache_ms (so "overdue now" and
+ * "today" move on). One process, one loop thread: a static table.
+ */
+#define CACHE_SLOTS 32
+
+typedef struct cache_entry {
+	char *key;
+	char *pic, *places;
+	uint64_t generation;
+	uint64_t at_ms;
+} cache_entry;
+
+static cache_entry cache[CACHE_SLOTS];
+
+void
+reporting_changed(reporting *r)
+{
+	r->generation++;
+}
+
+static cache_entry *
+cache_find(const reporting *r, const char *key)
+{
+	uint64_t now = uv_hrtime() / 1000000;
+	for (size_t i = 0; i < CACHE_SLOTS; i++) {
+		cache_entry *e = &cache[i];
+		if (e->key && strcmp(e->key, key) == 0 && e->generation == r->generation &&
+		    now - e->at_ms < r->cfg.picture_cache_ms)
+			return e;
+	}
+	return NULL;
+}
+
+/* Keeps a picture computed from the data of `generation` (the one at the
+ * time its query was sent: a commit while it ran makes it stale at once). */
 static void
-picture_query(ctx *c, bool public_view, bool with_places, db_cb cb)
+cache_put(const char *key, uint64_t generation, const char *pic, const char *places)
+{
+	cache_entry *slot = &cache[0];
+	for (size_t i = 0; i < CACHE_SLOTS; i++) {
+		cache_entry *e = &cache[i];
+		if (e->key == NULL || strcmp(e->key, key) == 0) {
+			slot = e;
+			break;
+		}
+		if (e->at_ms < slot->at_ms)
+			slot = e; /* the oldest goes */
+	}
+	free(slot->key);
+	free(slot->pic);
+	free(slot->places);
+	*slot = (cache_entry){.key = xstrdup(key),
+	    .pic = xstrdup(pic),
+	    .places = places ? xstrdup(places) : NULL,
+	    .generation = generation,
+	    .at_ms = uv_hrtime() / 1000000};
+}
+
+static void
+on_picture_rows(void *arg, const db_reply *rep)
+{
+	ctx *c = arg;
+	if (rep->err != 0)
+		return fail_db(c, rep);
+	PGresult *res = rep->results[0];
+	const char *pic = PQgetvalue(res, 0, 0);
+	const char *places = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
+	if (c->r->cfg.picture_cache_ms > 0)
+		cache_put(c->cache_key, c->generation, pic, places);
+	c->pic_done(c, pic, places);
+}
+
+/* The raw picture for this request's parameters (from the cache when
+ * nothing changed), then `done`. */
+static void
+picture_query(ctx *c, bool public_view, bool with_places,
+    void (*done)(ctx *c, const char *pic, const char *places))
 {
 	bool partner = c->keyed && strcmp(c->role, "partner") == 0 && !public_view;
 	bool pub = public_view || !c->keyed;
 	const char *v[9] = {c->kind, c->has_at ? c->at : NULL, c->has_from ? c->from : NULL,
 	    c->has_to ? c->to : NULL, c->area, partner ? c->partner : NULL, pub ? "true" : "false",
 	    c->r->cfg.district_name, with_places ? "true" : "false"};
-	submit(c, SQL_PICTURE, 9, v, cb);
+	free(c->cache_key);
+	c->cache_key = xasprintf("%s|%s|%s|%s|%s|%s|%s|%s", v[0], v[1] ? v[1] : "",
+	    v[2] ? v[2] : "", v[3] ? v[3] : "", v[4], v[5] ? v[5] : "", v[6], v[8]);
+	c->pic_done = done;
+	c->generation = c->r->generation;
+	if (c->r->cfg.picture_cache_ms > 0) {
+		cache_entry *e = cache_find(c->r, c->cache_key);
+		if (e) {
+			metric_counter_inc(c->r->m_cache_hits);
+			return done(c, e->pic, e->places);
+		}
+	}
+	submit(c, SQL_PICTURE, 9, v, on_picture_rows);
 }
 
 static const char *
@@ -281,12 +376,9 @@ audience_of(const ctx *c)
 }
 
 static void
-on_picture(void *arg, const db_reply *rep)
+on_picture(ctx *c, const char *text, const char *places_text)
 {
-	ctx *c = arg;
-	if (rep->err != 0)
-		return fail_db(c, rep);
-	json_t *pic = json_loads(PQgetvalue(rep->results[0], 0, 0), 0, NULL);
+	json_t *pic = json_loads(text, 0, NULL);
 	if (pic == NULL)
 		return fail(c, 500, "internal", "internal error", NULL);
 	picture_finish(pic, audience_of(c), c->r->cfg.suppress_threshold);
@@ -302,7 +394,7 @@ on_picture(void *arg, const db_reply *rep)
 		http_respond(c->req, 200, "text/csv; charset=utf-8", csv, len);
 		free(csv);
 	} else if (c->fmt == FMT_GEOJSON) {
-		json_t *places = json_loads(PQgetvalue(rep->results[0], 0, 1), 0, NULL);
+		json_t *places = places_text ? json_loads(places_text, 0, NULL) : NULL;
 		json_t *fc = picture_geojson(pic, places);
 		json_decref(places);
 		size_t len;
@@ -418,6 +510,16 @@ static const char SQL_COMMENT[] =
     "  'kind', $1, 'from', p.f, 'to', p.t, 'label', p.label), 'area', $5, 'section', $6,"
     "  'text', $7, 'author', $8, 'updated_at', now()))::text FROM p";
 
+/* A comment is part of the picture: cached pictures are stale now. */
+static void
+on_comment(void *arg, const db_reply *rep)
+{
+	ctx *c = arg;
+	if (rep->err == 0)
+		reporting_changed(c->r);
+	on_document(arg, rep);
+}
+
 static void
 comment_step(ctx *c)
 {
@@ -427,7 +529,7 @@ comment_step(ctx *c)
 		return fail(c, 403, "forbidden", "only staff and police write commentary", NULL);
 	const char *v[8] = {c->kind, c->has_at ? c->at : NULL, c->has_from ? c->from : NULL,
 	    c->has_to ? c->to : NULL, c->area, c->section, c->text, c->name};
-	submit(c, SQL_COMMENT, 8, v, on_document);
+	submit(c, SQL_COMMENT, 8, v, on_comment);
 }
 
 static bool
@@ -506,12 +608,10 @@ on_version_inserted(void *arg, const db_reply *rep)
 
 /* The staff picture is in; now the public one (suppressed), then insert. */
 static void
-on_version_public(void *arg, const db_reply *rep)
+on_version_public(ctx *c, const char *text, const char *places)
 {
-	ctx *c = arg;
-	if (rep->err != 0)
-		return fail_db(c, rep);
-	json_t *pic = json_loads(PQgetvalue(rep->results[0], 0, 0), 0, NULL);
+	TRYGG_UNUSED(places);
+	json_t *pic = json_loads(text, 0, NULL);
 	if (pic == NULL)
 		return fail(c, 500, "internal", "internal error", NULL);
 	picture_finish(pic, "public", c->r->cfg.suppress_threshold);
@@ -524,12 +624,10 @@ on_version_public(void *arg, const db_reply *rep)
 }
 
 static void
-on_version_staff(void *arg, const db_reply *rep)
+on_version_staff(ctx *c, const char *text, const char *places)
 {
-	ctx *c = arg;
-	if (rep->err != 0)
-		return fail_db(c, rep);
-	json_t *pic = json_loads(PQgetvalue(rep->results[0], 0, 0), 0, NULL);
+	TRYGG_UNUSED(places);
+	json_t *pic = json_loads(text, 0, NULL);
 	if (pic == NULL)
 		return fail(c, 500, "internal", "internal error", NULL);
 	picture_finish(pic, c->role, c->r->cfg.suppress_threshold);

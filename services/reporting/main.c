@@ -27,8 +27,19 @@ static const config_option options[] = {
         "slug of the PlaceDefined that is the district's boundary, not a place"),
     CONFIG_OPT_INT("suppress_threshold", reporting_config, suppress_threshold, "5", 1, 1000, 0,
         "public output shows no count below this (docs/reporting.md, privacy)"),
+    CONFIG_OPT_DURATION("picture_cache", reporting_config, picture_cache_ms, "60s", 0, 3600000, 0,
+        "how long a computed picture may be served again while nothing changed (0: never;"
+        " any applied event or comment ends it at once)"),
     CONFIG_END,
 };
+
+/* An inbox committed a batch: the figures moved. */
+static void
+on_committed(void *arg, uint64_t last_seq)
+{
+	TRYGG_UNUSED(last_seq);
+	reporting_changed(arg);
+}
 
 int
 main(int argc, char **argv)
@@ -54,20 +65,25 @@ main(int argc, char **argv)
 	    metrics_counter(m, "trygg_reporting_task_events_total", "Task events applied.", NULL);
 	r.m_walks = metrics_counter(m, "trygg_reporting_walk_events_total",
 	    "Walk, finding and survey events applied.", NULL);
+	r.m_cache_hits = metrics_counter(m, "trygg_reporting_picture_cache_hits_total",
+	    "Pictures served from the cache (nothing had changed since they were computed).", NULL);
 	if (svc_consume(&r.svc,
 	        &(svc_stream){.publisher = "intake",
 	            .urls = &r.cfg.intake,
 	            .apply = ingest_intake,
+	            .on_committed = on_committed,
 	            .arg = &r}) != 0 ||
 	    svc_consume(&r.svc,
 	        &(svc_stream){.publisher = "notifier",
 	            .urls = &r.cfg.notifier,
 	            .apply = ingest_notifier,
+	            .on_committed = on_committed,
 	            .arg = &r}) != 0 ||
 	    svc_consume(&r.svc,
 	        &(svc_stream){.publisher = "walk-planner",
 	            .urls = &r.cfg.walks,
 	            .apply = ingest_walks,
+	            .on_committed = on_committed,
 	            .arg = &r}) != 0 ||
 	    api_register(&r) != 0)
 		return svc_abort(&r.svc);

@@ -25,6 +25,7 @@ typedef struct reporting_config {
 	char *district_name;
 	char *district_place;
 	int suppress_threshold;
+	uint64_t picture_cache_ms;
 } reporting_config;
 
 typedef struct reporting {
@@ -33,7 +34,14 @@ typedef struct reporting {
 	metric_counter *m_reports;
 	metric_counter *m_tasks;
 	metric_counter *m_walks;
+	metric_counter *m_cache_hits;
+	/* Raised by every commit that changes figures or comments: a cached
+	 * picture of an older generation is never served (api.c). */
+	uint64_t generation;
 } reporting;
+
+/* Something the picture shows changed (an inbox batch, a comment). */
+void reporting_changed(reporting *r);
 
 /* Inbox apply callbacks (inbox.h), one per stream; arg is the reporting. */
 int ingest_intake(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);

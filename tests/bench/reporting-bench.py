@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../integration"))
 from reporting_support import f_int, f_str  # noqa: E402
 
 PSQL = "/usr/lib/postgresql/15/bin/psql"
-N = 200
+N = int(os.environ.get("BENCH_REQUESTS", "200"))
 
 
 def pct(xs, p):
@@ -117,15 +117,18 @@ def apply(a):
     rate = (c1 - c0) / (t1 - t0) if t1 > t0 else 0
     pg = float(a.pg_tps)
     lat = json.load(open(a.latency))
+    unc = json.load(open(a.uncached))
     res = {"apply_rate_per_s": round(rate, 1), "pg_insert_outbox_tps": pg,
-           "apply_ratio": round(rate / pg, 2) if pg else None, "latency": lat}
+           "apply_ratio": round(rate / pg, 2) if pg else None, "latency": lat,
+           "latency_uncached": unc}
     print("inbox apply rate: %.0f reports/s (%d events in %.1f s); raw INSERT+outbox: %.0f tx/s;"
           " ratio %.2fx (target >= 1.0x)" % (rate, c1 - c0, t1 - t0, pg, res["apply_ratio"] or 0))
-    y = lat["year_district_staff"]["p99_ms"]
-    p = lat["page_year_district"]["p99_ms"]
-    print("year's picture, district, JSON: p99 %.1f ms (target < 100): %s" %
-          (y, "ok" if y < 100 else "MISSED"))
-    print("the page: p99 %.1f ms (target < 300): %s" % (p, "ok" if p < 300 else "MISSED"))
+    for name, l in (("computed every time", unc), ("as served", lat)):
+        y = l["year_district_staff"]["p99_ms"]
+        p = l["page_year_district"]["p99_ms"]
+        print("%s: year's picture, district, JSON p99 %.1f ms (target < 100): %s;"
+              " the page p99 %.1f ms (target < 300): %s" % (
+                  name, y, "ok" if y < 100 else "MISSED", p, "ok" if p < 300 else "MISSED"))
     json.dump(res, open(a.out, "w"), indent=1)
 
 
@@ -140,6 +143,7 @@ def main():
     ap.add_argument("--events", type=int)
     ap.add_argument("--pg-tps")
     ap.add_argument("--latency")
+    ap.add_argument("--uncached")
     a = ap.parse_args()
     {"latency": latency, "events": events, "apply": apply}[a.cmd](a)
 

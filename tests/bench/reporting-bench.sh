@@ -8,7 +8,9 @@
 #      apply_report/apply_task do, so it takes minutes, not hours);
 #   2. measures GET /v1/picture for a year of the district (staff, and the
 #      suppressed public one), a quarter of a place, and the page (GET /,
-#      its static files and the picture JSON it fetches): p50/p99;
+#      its static files and the picture JSON it fetches): p50/p99, first
+#      with every picture computed (TRYGG_PICTURE_CACHE=0), then as served
+#      (a picture is computed again after any change or after 60 s);
 #   3. measures the inbox's apply rate: BENCH_EVENTS (default 50,000)
 #      ReportReceived events waiting in a stand-in intake's outbox, applied
 #      by reporting (with the 1,000,000 stored) from cursor 0; against the
@@ -75,6 +77,7 @@ ipub="tcp://127.0.0.1:$(port)"; irep="tcp://127.0.0.1:$(port)"
 http=$(port)
 start_reporting() {
   env -i PATH="$PATH" DATABASE_URL="$RURL" TRYGG_HTTP_PORT=$http TRYGG_LOG_LEVEL=warn \
+    TRYGG_PICTURE_CACHE=${PICTURE_CACHE:-60s} \
     TRYGG_BUS_INTAKE_SUB_URL=$ipub TRYGG_BUS_INTAKE_REQ_URL=$irep \
     "$BIN/trygg-reporting" 2>>"$out/reporting.log" &
   rpid=$!
@@ -86,8 +89,13 @@ start_reporting() {
   echo "reporting did not start; see $out/reporting.log"; exit 1
 }
 : > "$out/reporting.log"
+echo "== every picture computed (TRYGG_PICTURE_CACHE=0)"
+PICTURE_CACHE=0 start_reporting
+/usr/bin/python3 tests/bench/reporting-bench.py latency --base "http://127.0.0.1:$http" \
+  --key "$key" --out "$work/latency-uncached.json"
+kill "$rpid"; wait "$rpid" 2>/dev/null || true
+echo "== as served (a picture is computed again after any change, or after 60 s)"
 start_reporting
-
 /usr/bin/python3 tests/bench/reporting-bench.py latency --base "http://127.0.0.1:$http" \
   --key "$key" --out "$work/latency.json"
 
@@ -103,4 +111,5 @@ pids+=($!)
 sleep 1
 start_reporting
 /usr/bin/python3 tests/bench/reporting-bench.py apply --db "$SUPER" --events "$EVENTS" \
-  --pg-tps "$pg_tps" --latency "$work/latency.json" --out "$out/reporting.json"
+  --pg-tps "$pg_tps" --latency "$work/latency.json" --uncached "$work/latency-uncached.json" \
+  --out "$out/reporting.json"

@@ -49,6 +49,9 @@ SELECT 'task-' || g.i, 'bench-' || g.i, r.category, g.place,
        r.reported_at + make_interval(mins => CASE WHEN r.target_min = 0 THEN 60 ELSE r.target_min END),
        true, true, g.r2 > 0.02
   FROM g JOIN reports r ON r.report_id = 'bench-' || g.i;
+INSERT INTO open_tasks (task_id, due_at, unit, category, partner, zones)
+SELECT task_id, due_at, unit, category, partner, zones FROM tasks
+ WHERE done_at IS NULL AND declined_at IS NULL;
 INSERT INTO response_day (day, zone, unit, category, kind, bucket, n, within)
 SELECT t.day, z, t.unit, t.category, k.kind,
        bucket_of(extract(epoch FROM k.at - t.opened_at) / 60), count(*),

@@ -152,7 +152,18 @@ CREATE TABLE tasks (
     done_counted    boolean NOT NULL DEFAULT false
 );
 CREATE INDEX tasks_report ON tasks (report_id);
-CREATE INDEX tasks_open ON tasks (due_at) WHERE done_at IS NULL AND declined_at IS NULL AND known;
+
+-- The tasks still open whose report is known: what overdue_now counts,
+-- kept small (a row leaves when its task is done or declined) so that
+-- "overdue now" never walks the history of tasks.
+CREATE TABLE open_tasks (
+    task_id  text PRIMARY KEY,
+    due_at   timestamptz NOT NULL,
+    unit     text NOT NULL,
+    category text NOT NULL,
+    partner  text NOT NULL,
+    zones    text[] NOT NULL
+);
 CREATE INDEX tasks_partner ON tasks (partner, day);
 
 -- Reports that joined a task (TaskJoined), counted as repeats once known.
@@ -425,6 +436,13 @@ BEGIN
         PERFORM response_add(t.day, t.zones, t.unit, t.category, 'd',
             extract(epoch FROM t.done_at - t.opened_at) / 60, t.done_target_min);
         t.done_counted := true;
+    END IF;
+    IF t.done_at IS NULL AND t.declined_at IS NULL THEN
+        INSERT INTO open_tasks (task_id, due_at, unit, category, partner, zones)
+        VALUES (p_task, t.due_at, t.unit, t.category, t.partner, t.zones)
+        ON CONFLICT (task_id) DO UPDATE SET unit = EXCLUDED.unit;
+    ELSE
+        DELETE FROM open_tasks WHERE task_id = p_task;
     END IF;
     UPDATE tasks SET known = t.known, partner = t.partner, zones = t.zones, day = t.day,
            ack_target_min = t.ack_target_min, done_target_min = t.done_target_min,

@@ -303,8 +303,8 @@ BEGIN
     st AS MATERIALIZED (SELECT g, k, kind, hist_json(max(tot), min(bucket) FILTER (WHERE cum >= 0.5 * tot),
                        min(bucket) FILTER (WHERE cum >= 0.9 * tot), sum(w)) stats
            FROM c GROUP BY g, k, kind),
-    od AS (SELECT t.unit, count(*) n FROM tasks t
-            WHERE t.done_at IS NULL AND t.declined_at IS NULL AND t.known AND t.due_at < now()
+    od AS (SELECT t.unit, count(*) n FROM open_tasks t
+            WHERE t.due_at < now()
               AND v_zone = ANY (t.zones) AND (p_partner IS NULL OR t.partner = p_partner)
               AND NOT (v_hide AND t.category IN (SELECT code FROM categories WHERE sensitive))
             GROUP BY t.unit)
