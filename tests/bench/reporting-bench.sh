@@ -101,14 +101,20 @@ start_reporting
 
 echo "== inbox apply rate: $EVENTS reports waiting in intake's outbox"
 kill "$rpid"; wait "$rpid" 2>/dev/null || true
-/usr/bin/python3 tests/bench/reporting-bench.py events --db "$SUPER" --schema evintake \
-  --events "$EVENTS"
-psql -c "DELETE FROM reporting.inbox_cursor" >/dev/null
-env -i PATH="$PATH" DATABASE_URL="${SUPER/trygg@/evintake@}" TRYGG_HTTP_PORT=$(port) \
+# The stand-in intake first (it creates its outbox), then the backlog, then
+# reporting from cursor 0.
+ephttp=$(port)
+env -i PATH="$PATH" DATABASE_URL="${SUPER/trygg@/evintake@}" TRYGG_HTTP_PORT=$ephttp \
   TRYGG_LOG_LEVEL=warn TRYGG_EVENTPUB_SCHEMA=evintake TRYGG_PUBLISHER=intake \
   TRYGG_BUS_PUB_URL=$ipub TRYGG_BUS_REP_URL=$irep "$BIN/trygg-eventpub" 2>>"$out/eventpub.log" &
 pids+=($!)
-sleep 1
+for _ in $(seq 1 300); do
+  curl -fsS "http://127.0.0.1:$ephttp/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+/usr/bin/python3 tests/bench/reporting-bench.py events --db "$SUPER" --schema evintake \
+  --events "$EVENTS"
+psql -c "DELETE FROM reporting.inbox_cursor" >/dev/null
 start_reporting
 /usr/bin/python3 tests/bench/reporting-bench.py apply --db "$SUPER" --events "$EVENTS" \
   --pg-tps "$pg_tps" --latency "$work/latency.json" --uncached "$work/latency-uncached.json" \
