@@ -362,21 +362,56 @@ CREATE FUNCTION bucket_mid(b int) RETURNS double precision LANGUAGE sql IMMUTABL
 $$;
 
 -- Adds to the counts of one report's zones (n, repeats or reopened).
+-- The delta is staged in count_deltas and folded into counts_day and
+-- counts_month once per inbox batch, by the trigger on inbox_cursor that
+-- the batch's last statement (inbox_advance) fires, in the same
+-- transaction: the day's few hot rows are updated once per batch instead
+-- of once per report (each update of a row already updated in the same
+-- transaction walks its chain of versions, which made a batch quadratic).
+CREATE TABLE count_deltas (
+    day      date NOT NULL,
+    zones    text[] NOT NULL,
+    partner  text NOT NULL,
+    category text NOT NULL,
+    night    boolean NOT NULL,
+    n        integer NOT NULL,
+    repeats  integer NOT NULL,
+    reopened integer NOT NULL
+);
+
 CREATE FUNCTION count_add(p_day date, p_zones text[], p_partner text, p_category text,
                           p_night boolean, dn bigint, dr bigint, dro bigint)
 RETURNS void LANGUAGE sql AS $$
-    INSERT INTO counts_day AS c (day, zone, partner, category, night, n, repeats, reopened)
-    SELECT p_day, z, p_partner, p_category, p_night, dn, dr, dro FROM unnest(p_zones) z
-    ON CONFLICT (zone, day, partner, category, night) DO UPDATE
-       SET n = c.n + dn, repeats = c.repeats + dr, reopened = c.reopened + dro;
+    INSERT INTO count_deltas VALUES (p_day, p_zones, p_partner, p_category, p_night, dn, dr, dro);
+$$;
+
+CREATE FUNCTION count_flush() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    WITH d AS (DELETE FROM count_deltas RETURNING *),
+    z AS (SELECT d.day, zone, d.partner, d.category, d.night, sum(d.n) n, sum(d.repeats) r,
+                 sum(d.reopened) ro
+            FROM d, unnest(d.zones) zone GROUP BY 1, 2, 3, 4, 5),
+    a AS (INSERT INTO counts_day AS c (day, zone, partner, category, night, n, repeats, reopened)
+          SELECT * FROM z
+          ON CONFLICT (zone, day, partner, category, night) DO UPDATE
+             SET n = c.n + EXCLUDED.n, repeats = c.repeats + EXCLUDED.repeats,
+                 reopened = c.reopened + EXCLUDED.reopened)
     -- Month rows per partner and for all partners ('*'), so that a year of
     -- the district reads a few thousand rows whatever the partners.
     INSERT INTO counts_month AS c (month, zone, partner, category, night, n, repeats, reopened)
-    SELECT date_trunc('month', p_day)::date, z, pa, p_category, p_night, dn, dr, dro
-      FROM unnest(p_zones) z, unnest(ARRAY[p_partner, '*']) pa
+    SELECT date_trunc('month', z.day)::date, z.zone, pa, z.category, z.night, sum(z.n), sum(z.r),
+           sum(z.ro)
+      FROM z, unnest(ARRAY[z.partner, '*']) pa GROUP BY 1, 2, 3, 4, 5
     ON CONFLICT (zone, month, partner, category, night) DO UPDATE
-       SET n = c.n + dn, repeats = c.repeats + dr, reopened = c.reopened + dro;
-$$;
+       SET n = c.n + EXCLUDED.n, repeats = c.repeats + EXCLUDED.repeats,
+           reopened = c.reopened + EXCLUDED.reopened;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER count_flush_on_cursor AFTER UPDATE ON inbox_cursor
+    FOR EACH STATEMENT EXECUTE FUNCTION count_flush();
+-- An operator's re-apply of a set-aside event deletes its inbox_failed row.
+CREATE TRIGGER count_flush_on_retry AFTER DELETE ON inbox_failed
+    FOR EACH STATEMENT EXECUTE FUNCTION count_flush();
 
 CREATE FUNCTION response_add(p_day date, p_zones text[], p_unit text, p_category text,
                              p_kind char, p_minutes double precision, p_target int)
