@@ -156,6 +156,25 @@ if [ -x "$BIN/trygg-intake" ] && [ "${HISTORY:-1}" != 0 ]; then
     echo "history: a year of synthetic reports loading in the background (${VAR#$ROOT/}/log/history.log)"
   fi
 fi
+# Reporting (docs/reporting.md): follows intake, the notifier and
+# walk-planner; the demo places until intake publishes PlaceDefined; a
+# fresh staff key each run in var/reporting-keys.json.
+if [ -x "$BIN/trygg-reporting" ]; then
+  REPORTING_PORT=${REPORTING_PORT:-8083}
+  env -i PATH="$PATH" DATABASE_URL="$(db_url reporting)" "$BIN/trygg-reporting" admin places load \
+    deploy/demo/places.geojson >/dev/null
+  rkey=$(env -i PATH="$PATH" DATABASE_URL="$(db_url reporting)" "$BIN/trygg-reporting" admin key \
+    issue "demo staff" --role staff --quiet)
+  printf '{"staff": "%s"}\n' "$rkey" > "$VAR/reporting-keys.json"
+  start reporting reporting "$REPORTING_PORT" \
+    TRYGG_BUS_INTAKE_SUB_URL="$BUS/intake.pub" TRYGG_BUS_INTAKE_REQ_URL="$BUS/intake.rep" \
+    TRYGG_BUS_NOTIFIER_SUB_URL="$BUS/notifier.pub" TRYGG_BUS_NOTIFIER_REQ_URL="$BUS/notifier.rep" \
+    TRYGG_BUS_WALK_PLANNER_SUB_URL="$BUS/walk-planner.pub" \
+    TRYGG_BUS_WALK_PLANNER_REQ_URL="$BUS/walk-planner.rep"
+  echo "  the situation picture: http://127.0.0.1:$REPORTING_PORT/#key=$rkey"
+  echo "    (staff key in ${VAR#$ROOT/}/reporting-keys.json; without the key: the public picture)"
+  started=$((started + 1))
+fi
 if [ "${BACKBONE:-}" = 1 ] || [ "$started" -eq 0 ]; then
   # The reliable-events backbone on its own: a publisher writing events
   # through its outbox and a subscriber applying them through its inbox.

@@ -79,6 +79,13 @@ def _report_to_crew_and_back(var, ports):
         return status == 200 and body[0]["status"] == "closed" and body[0]["status_notes"] == "bin emptied"
     wait_for(closed, 10, "Open311 to show the report closed")
 
+    # The situation picture counts it, for the printed staff key.
+    rkey = json.load(open(os.path.join(var, "reporting-keys.json")))["staff"]
+    check(rkey in open(out_path).read(), "reporting staff key not printed")
+    wait_for(lambda: http_json("GET", "http://127.0.0.1:%d/v1/picture" % ports["REPORTING_PORT"],
+                               headers={"Authorization": "Bearer " + rkey})[1]
+             ["totals"]["reports"]["value"] >= 1, 10, "the picture to count the report")
+
 
 def _walk_planner_counts_it(var, ports):
     """The report posted to the real intake reaches walk-planner's hotspots
@@ -96,7 +103,8 @@ def _walk_planner_counts_it(var, ports):
 def test_make_run_starts_everything_and_ctrl_c_stops_it():
     var = os.path.join(TMP, "run-local-var")
     ports = {k: free_port() for k in ("INTAKE_PORT", "NOTIFIER_PORT", "CREW_PORT",
-                                      "TESTPUB_PORT", "TESTSUB_PORT", "WALKS_PORT")}
+                                      "TESTPUB_PORT", "TESTSUB_PORT", "WALKS_PORT",
+                                      "REPORTING_PORT")}
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TRYGG_") and k != "DATABASE_URL"}
     env.update({k: str(v) for k, v in ports.items()})

@@ -1,0 +1,241 @@
+/*
+ * admin.c: the operator's command line, `trygg-reporting admin <command>`.
+ *
+ * Part of the service's binary, so it speaks the schema of the reporting it
+ * ships with (services/common/admin_db.c: embedded migrations, blocking
+ * libpq, one connection). A mistake on the command line exits 2, a failure
+ * 1.
+ *
+ * Keys have the form "rk_" and 64 hex digits (two random UUIDs' worth);
+ * they are printed once and only their SHA-256 (hex) is stored; a key's ID
+ * is the first 12 digits of that hash. The running service looks keys up
+ * per request, so issuing or revoking one needs no restart.
+ *
+ * `places load FILE` reads the same GeoJSON as `trygg-intake admin places
+ * load` (features with properties slug, name, kind place|district): the
+ * fallback until intake publishes PlaceDefined.
+ */
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin_db.h"
+#include "admin_events.h"
+#include "reporting.h"
+
+extern const struct migration reporting_migrations[];
+
+static const char USAGE[] =
+    "usage: trygg-reporting admin <command>\n"
+    "\n"
+    "  key issue NAME --role staff|police|partner [--partner PARTNER] [--quiet]\n"
+    "      prints the new key once; a partner key sees that partner's reports\n"
+    "  key list\n"
+    "  key revoke ID|KEY                     ID as `key list` shows it\n"
+    "  places load FILE.geojson              places as intake loads them\n"
+    "  places list\n"
+    "\n"
+    "The database is TRYGG_DATABASE_URL or DATABASE_URL (reporting's role).\n";
+
+static void
+connect_db(void)
+{
+	admin_db_connect("reporting", reporting_migrations, "reporting's");
+}
+
+static bool
+plain(const char *s, size_t max)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < ' ' || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+static void
+key_issue(int argc, char **argv)
+{
+	admin_option o[] = {{.name = "--role", .takes_value = true},
+	    {.name = "--partner", .takes_value = true}, {.name = "--quiet"}};
+	const char *usage = "trygg-reporting admin key issue NAME --role staff|police|partner"
+	                    " [--partner PARTNER] [--quiet]";
+	admin_parse(argc, argv, 1, o, TRYGG_ARRAY_LEN(o), usage);
+	const char *name = argv[0], *role = o[0].value, *partner = o[1].value;
+	if (!plain(name, 100))
+		admin_usage("key issue: NAME is 1-100 printable characters");
+	if (role == NULL ||
+	    (strcmp(role, "staff") != 0 && strcmp(role, "police") != 0 &&
+	        strcmp(role, "partner") != 0))
+		admin_usage("key issue: --role is staff, police or partner");
+	if ((strcmp(role, "partner") == 0) != (partner != NULL))
+		admin_usage(
+		    "key issue: --partner PARTNER goes with --role partner, and only with it");
+	if (partner && !plain(partner, 200))
+		admin_usage("key issue: --partner is the partner's name as intake knows it");
+	connect_db();
+	const char *v[3] = {name, role, partner};
+	PGresult *r = admin_db_run(
+	    "WITH k AS (SELECT 'rk_' || replace(gen_random_uuid()::text, '-', '')"
+	    "  || replace(gen_random_uuid()::text, '-', '') AS key)"
+	    " INSERT INTO keys (key_hash, name, role, partner)"
+	    " SELECT encode(sha256(convert_to(k.key, 'UTF8')), 'hex'), $1, $2, $3 FROM k"
+	    " RETURNING (SELECT key FROM k), left(key_hash, 12)",
+	    3, v);
+	if (o[2].value)
+		printf("%s\n", PQgetvalue(r, 0, 0));
+	else
+		printf("issued key %s for %s (%s%s%s): %s\n", PQgetvalue(r, 0, 1), name, role,
+		    partner ? ", partner " : "", partner ? partner : "", PQgetvalue(r, 0, 0));
+	PQclear(r);
+}
+
+static void
+key_list(int argc, char **argv)
+{
+	admin_parse(argc, argv, 0, NULL, 0, "trygg-reporting admin key list");
+	connect_db();
+	PGresult *r = admin_db_run("SELECT left(key_hash, 12), name, role, coalesce(partner, ''),"
+	                           " created_at::text, coalesce(revoked_at::text, '')"
+	                           " FROM keys ORDER BY created_at, key_hash",
+	    0, NULL);
+	printf("%-12s  %-20s  %-8s  %-20s  %s\n", "ID", "NAME", "ROLE", "PARTNER", "REVOKED");
+	for (int i = 0; i < PQntuples(r); i++)
+		printf("%-12s  %-20s  %-8s  %-20s  %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+		    PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 5));
+	PQclear(r);
+}
+
+static void
+key_revoke(int argc, char **argv)
+{
+	admin_parse(argc, argv, 1, NULL, 0, "trygg-reporting admin key revoke ID|KEY");
+	const char *arg = argv[0];
+	if (strlen(arg) < 6 || strlen(arg) > 200)
+		admin_usage(
+		    "key revoke: give the ID from `key list` (at least 6 digits) or the key");
+	connect_db();
+	const char *v[1] = {arg};
+	PGresult *r = admin_db_run("UPDATE keys SET revoked_at = now() WHERE revoked_at IS NULL AND"
+	                           " (key_hash = encode(sha256(convert_to($1, 'UTF8')), 'hex')"
+	                           "  OR left(key_hash, length($1)) = $1) RETURNING name",
+	    1, v);
+	int n = PQntuples(r);
+	if (n != 1) {
+		PQclear(r);
+		admin_die(n == 0 ? "key revoke: no such active key" : "key revoke: ambiguous ID");
+	}
+	printf("revoked the key of %s\n", PQgetvalue(r, 0, 0));
+	PQclear(r);
+}
+
+static void
+places_load(int argc, char **argv)
+{
+	admin_parse(argc, argv, 1, NULL, 0, "trygg-reporting admin places load FILE.geojson");
+	json_error_t err;
+	json_t *fc = json_load_file(argv[0], JSON_REJECT_DUPLICATES, &err);
+	if (fc == NULL)
+		admin_die("places load: %s: %s (line %d)", argv[0], err.text, err.line);
+	json_t *features = json_object_get(fc, "features");
+	if (!json_is_array(features) || json_array_size(features) == 0)
+		admin_die("places load: %s: not a FeatureCollection with features", argv[0]);
+	/* Check everything before writing anything. */
+	size_t i;
+	json_t *f;
+	json_array_foreach(features, i, f)
+	{
+		json_t *p = json_object_get(f, "properties"), *g = json_object_get(f, "geometry");
+		const char *slug = json_string_value(json_object_get(p, "slug"));
+		const char *kind = json_string_value(json_object_get(p, "kind"));
+		const char *type = json_string_value(json_object_get(g, "type"));
+		bool ok = slug != NULL && strlen(slug) > 0 && strlen(slug) <= 100;
+		for (const char *s = slug; ok && *s; s++)
+			ok = islower((unsigned char)*s) || isdigit((unsigned char)*s) ||
+			    *s == '-' || *s == '_';
+		if (!ok)
+			admin_die("places load: feature %zu: properties.slug must be a slug", i);
+		if (kind && strcmp(kind, "place") != 0 && strcmp(kind, "district") != 0)
+			admin_die("places load: feature %zu (%s): kind must be place or district",
+			    i, slug);
+		if (type == NULL ||
+		    (strcmp(type, "Polygon") != 0 && strcmp(type, "MultiPolygon") != 0))
+			admin_die("places load: feature %zu (%s): geometry must be a Polygon or"
+			          " MultiPolygon",
+			    i, slug);
+	}
+	connect_db();
+	admin_db_exec("BEGIN", 0, NULL);
+	json_array_foreach(features, i, f)
+	{
+		json_t *p = json_object_get(f, "properties");
+		const char *slug = json_string_value(json_object_get(p, "slug"));
+		const char *name = json_string_value(json_object_get(p, "name"));
+		const char *kind = json_string_value(json_object_get(p, "kind"));
+		char *geom = json_dumps(json_object_get(f, "geometry"), JSON_COMPACT);
+		const char *v[4] = {slug, name ? name : slug, kind ? kind : "place", geom};
+		admin_db_exec("SELECT place_define($1, $2, $3, $4::jsonb, false)", 4, v);
+		free(geom);
+	}
+	admin_db_exec("COMMIT", 0, NULL);
+	printf("loaded %zu places\n", json_array_size(features));
+	json_decref(fc);
+}
+
+static void
+places_list(int argc, char **argv)
+{
+	admin_parse(argc, argv, 0, NULL, 0, "trygg-reporting admin places list");
+	connect_db();
+	PGresult *r =
+	    admin_db_run("SELECT slug, kind, name, removed FROM places ORDER BY kind, slug", 0,
+	        NULL);
+	for (int i = 0; i < PQntuples(r); i++)
+		printf("%-24s  %-8s  %s%s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
+		    PQgetvalue(r, i, 2), PQgetvalue(r, i, 3)[0] == 't' ? " (removed)" : "");
+	PQclear(r);
+}
+
+static const struct command {
+	const char *group, *verb;
+	void (*run)(int argc, char **argv);
+} commands[] = {
+    {"key", "issue", key_issue},
+    {"key", "list", key_list},
+    {"key", "revoke", key_revoke},
+    {"places", "load", places_load},
+    {"places", "list", places_list},
+};
+
+int
+admin_main(int argc, char **argv)
+{
+	admin_set_prog("trygg-reporting admin");
+	if (argc < 1 || strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
+		fputs(USAGE, argc < 1 ? stderr : stdout);
+		fputs(admin_events_usage, argc < 1 ? stderr : stdout);
+		return argc < 1 ? ADMIN_EXIT_USAGE : 0;
+	}
+	if (strcmp(argv[0], "events") == 0) {
+		connect_db();
+		int code = admin_events_main("reporting", argc - 1, argv + 1);
+		admin_db_close();
+		return code;
+	}
+	const char *verb = argc > 1 ? argv[1] : "";
+	for (size_t i = 0; i < TRYGG_ARRAY_LEN(commands); i++) {
+		if (strcmp(argv[0], commands[i].group) == 0 &&
+		    strcmp(verb, commands[i].verb) == 0) {
+			commands[i].run(argc - 2, argv + 2);
+			admin_db_close();
+			return 0;
+		}
+	}
+	fprintf(stderr, "trygg-reporting admin: unknown command '%s%s%s'\n\n%s", argv[0],
+	    argc > 1 ? " " : "", verb, USAGE);
+	return ADMIN_EXIT_USAGE;
+}
