@@ -390,7 +390,7 @@ drop_queue_tail(inbox *in)
 /*
  * Stops applying this publisher: logs it as an error, drops what is queued
  * (a batch in flight still commits: its events were valid) and stores the
- * halt in the cursor row, where the operator lifts it (CONTRACT.md:
+ * halt in the cursor row, where the operator lifts it (admin_events.c:
  * accept-epoch, continue). `detail` is taken over.
  */
 static void

@@ -55,7 +55,7 @@
  * why (halted = epoch_changed or seq_went_back, halted_detail, and
  * pending_epoch/pending_base_seq: what accepting switches to). Heartbeats
  * and live events that disagree only trigger such a reply (they come from a
- * relay's memory). The operator accepts with the UPDATE of CONTRACT.md
+ * relay's memory). The operator accepts with the UPDATE of `admin events accept-epoch` (services/common/admin_events.c)
  * (`events accept-epoch`) and NOTIFY <schema>_inbox; the inbox listens on
  * that channel, also polls the row every 2 s while halted, and then
  * re-reads its cursor and continues from there.

@@ -279,12 +279,10 @@ class Stack:
         })
         self.intake = "http://127.0.0.1:%d" % self.ports["intake"]
         self.notifier = "http://127.0.0.1:%d" % self.ports["notifier"]
-        self.walks_reporting = False
 
     def compose(self, *args, env=None, **kw):
-        profiles = PROFILES + (["--profile", "walks-reporting"] if self.walks_reporting else [])
         return run(["docker-compose", "-p", PROJECT, "-f", os.path.join(ROOT, "docker-compose.yml")]
-                   + profiles + list(args), env=env or self.env, **kw)
+                   + PROFILES + list(args), env=env or self.env, **kw)
 
     def container(self, service, running=False):
         """The container of a service (docker's labels: faster than asking
@@ -388,17 +386,11 @@ def delivered(st, task_id, timeout=60):
 # ----------------------------------------------------------------- steps --
 
 def step_up(st):
-    st.walks_reporting = st.d.docker("run", "--rm", "--entrypoint", "sh", "trygg/trygg:" + TAG,
-                                     "-c", "command -v trygg-walk-planner && command -v "
-                                     "trygg-reporting", check_rc=False).returncode == 0
     st.compose("up", "-d", timeout=600)
-    services = ["postgres", "intake", "notifier", "crewdemo"]
-    if st.walks_reporting:
-        services += ["walk-planner", "reporting"]
+    services = ["postgres", "intake", "notifier", "walk-planner", "reporting", "crewdemo"]
     st.wait_healthy(services)
     wait_for(lambda: st.health("demo-seed").startswith("exited"), 60, "demo-seed done")
-    log("healthy: %s%s" % (", ".join(services), "" if st.walks_reporting else
-                           " (walk-planner and reporting not in the image yet: profile off)"))
+    log("healthy: %s" % ", ".join(services))
 
 
 def step_journey(st):
@@ -673,7 +665,7 @@ def main():
         d.start()
         # A stack a killed earlier run left behind would hold the ports.
         run(["docker-compose", "-p", PROJECT, "-f", os.path.join(ROOT, "docker-compose.yml")]
-            + PROFILES + ["--profile", "walks-reporting", "down", "-v", "--remove-orphans"],
+            + PROFILES + ["down", "-v", "--remove-orphans"],
             env=dict(d.env, **{v: "x" for v in (
                 "POSTGRES_PASSWORD", "INTAKE_DB_PASSWORD", "NOTIFIER_DB_PASSWORD",
                 "WALKS_DB_PASSWORD", "REPORTING_DB_PASSWORD", "TESTPUB_DB_PASSWORD",

@@ -53,7 +53,7 @@ def notify_inbox():
 
 
 def accept_epoch(from_seq=None):
-    """The operator's accept-epoch step, exactly as CONTRACT.md gives it."""
+    """The operator's accept-epoch step, exactly as `admin events accept-epoch` runs it."""
     psql("UPDATE testsub.inbox_cursor SET epoch = pending_epoch,"
          " last_seq = coalesce(%s, pending_base_seq), halted = NULL, halted_detail = NULL,"
          " pending_epoch = NULL, pending_base_seq = NULL"

@@ -12,7 +12,7 @@ the controls and greys the map, and screenshots are real images.
 Backend: the real build/bin/trygg-reporting when it exists (see
 _real_backend); until reporting-core's branch is merged, a STAND-IN server
 in this file serves the page's files from services/reporting/web/ and
-answers the endpoints of WAVE2.md with a fixed picture over the places of
+answers the endpoints of docs/reporting.md with a fixed picture over the places of
 deploy/demo/places.geojson. The assertions compare the page with whatever
 JSON the backend answered, so they hold for both.
 """
@@ -134,7 +134,7 @@ def demo_places():
 
 
 class StandIn:
-    """Serves the page's files and WAVE2.md's reporting endpoints with a
+    """Serves the page's files and docs/reporting.md's endpoints with a
     fixed picture, shaped as reporting-core's service answers."""
 
     def __init__(self):

@@ -7,7 +7,7 @@ the answer to a POST after the server has stored the finding, which is
 what makes a page send the same finding twice.
 
 Which server: the real trygg-walk-planner when build/bin has it, else the
-Python stand-in of walk_phone_support (the four endpoints of WAVE2.md).
+Python stand-in of walk_phone_support (the four endpoints of docs/walk-planner.md the page uses).
 TRYGG_WALK_PHONE_SERVER=standin|real forces one. Each test prints which.
 """
 import contextlib

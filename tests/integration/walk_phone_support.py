@@ -2,7 +2,7 @@
 
 Two pieces:
 
-- StandIn: a small HTTP server with the four endpoints of WAVE2.md that the
+- StandIn: a small HTTP server with the four endpoints of docs/walk-planner.md the page uses that the
   phone page uses (GET /v1/meta, GET /v1/walks/{id}, POST and GET
   /v1/walks/{id}/findings, with the walk key and the Idempotency-Key
   semantics: same key and body -> 200 with the same finding, same key with
@@ -42,7 +42,7 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
 
 
 class StandIn:
-    """The walk-planner API as WAVE2.md describes it, in memory."""
+    """The walk-planner API as docs/walk-planner.md describes it, in memory."""
 
     def __init__(self):
         self.port = free_port()

@@ -1,6 +1,6 @@
 -- The columns and table the operator command `admin events` reads and
 -- writes (services/common/admin_events.c). They belong to 003_inbox_retry
--- and 004_epoch_retention (CONTRACT.md has the one definition); every
+-- and 004_epoch_retention (the one definition is in 003 and 004); every
 -- statement here is IF NOT EXISTS, so after those migrations this one
 -- changes nothing, and on its own it gives admin_events its tables.
 ALTER TABLE inbox_failed ADD COLUMN IF NOT EXISTS retry_requested_at timestamptz;
