@@ -62,6 +62,11 @@ void strbuf_append_xml(strbuf *b, const char *s);
  */
 void strbuf_append_pg_text_array(strbuf *b, char *const *v, size_t n);
 
+/* Appends one element of such a literal, s in double quotes with '"' and
+ * '\\' escaped (NULL as ""), for a caller that writes the braces and
+ * commas itself. */
+void strbuf_append_pg_array_elem(strbuf *b, const char *s);
+
 /* The text so far; "" (not NULL) while the buffer is empty. Valid until
  * the next append, steal, reset or fini. */
 const char *strbuf_str(const strbuf *b);

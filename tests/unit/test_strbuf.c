@@ -91,7 +91,8 @@ test_xml(void **state)
 }
 
 /* A Postgres array literal: quoted elements, '"' and '\\' escaped, NULL
- * as "", "{}" for none; appended after what the buffer holds. */
+ * as "", "{}" for none; appended after what the buffer holds. One element
+ * alone likewise. */
 static void
 test_pg_text_array(void **state)
 {
@@ -105,6 +106,10 @@ test_pg_text_array(void **state)
 	strbuf_append_pg_text_array(&b, v, 6);
 	assert_string_equal(b.s,
 	    "x={\"a\",\"b,c {d}\",\"say \\\"hi\\\"\",\"back\\\\slash\",\"\",\"\"}");
+	strbuf_reset(&b);
+	strbuf_append_pg_array_elem(&b, "a\"b\\c");
+	strbuf_append_pg_array_elem(&b, NULL);
+	assert_string_equal(b.s, "\"a\\\"b\\\\c\"\"\"");
 	strbuf_fini(&b);
 }
 
