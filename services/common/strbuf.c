@@ -184,3 +184,27 @@ strbuf_fini(strbuf *b)
 	b->s = NULL;
 	b->len = b->cap = 0;
 }
+
+void
+strbuf_append_pg_array_elem(strbuf *b, const char *s)
+{
+	strbuf_appendc(b, '"');
+	for (const char *p = s ? s : ""; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			strbuf_appendc(b, '\\');
+		strbuf_appendc(b, *p);
+	}
+	strbuf_appendc(b, '"');
+}
+
+void
+strbuf_append_pg_text_array(strbuf *b, char *const *v, size_t n)
+{
+	strbuf_appendc(b, '{');
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			strbuf_appendc(b, ',');
+		strbuf_append_pg_array_elem(b, v[i]);
+	}
+	strbuf_appendc(b, '}');
+}

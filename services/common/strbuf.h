@@ -53,6 +53,20 @@ void strbuf_append_json(strbuf *b, const char *s);
  */
 void strbuf_append_xml(strbuf *b, const char *s);
 
+/*
+ * Appends a Postgres array literal of the n strings of v: "{" then each
+ * element in double quotes with '"' and '\\' escaped by a backslash,
+ * separated by commas, then "}" ("{}" when n is 0). A NULL element is
+ * written as "" (the empty string, not an SQL NULL). The literal fits a
+ * text[] parameter, or any array type whose elements parse from text.
+ */
+void strbuf_append_pg_text_array(strbuf *b, char *const *v, size_t n);
+
+/* Appends one element of such a literal, s in double quotes with '"' and
+ * '\\' escaped (NULL as ""), for a caller that writes the braces and
+ * commas itself. */
+void strbuf_append_pg_array_elem(strbuf *b, const char *s);
+
 /* The text so far; "" (not NULL) while the buffer is empty. Valid until
  * the next append, steal, reset or fini. */
 const char *strbuf_str(const strbuf *b);

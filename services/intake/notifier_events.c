@@ -61,26 +61,27 @@ task_of(const char *id)
 	return id;
 }
 
-/* Builds a Postgres array literal of the ids that are UUIDs; returns NULL
- * if there are none (nothing to do). */
+/* Builds a Postgres array literal of the ids that are UUIDs (at most
+ * MAX_IDS of them are looked at); returns NULL if there are none (nothing
+ * to do). */
 static char *
 uuid_array(char **ids, size_t n)
 {
-	strbuf b = {0};
+	if (n > MAX_IDS)
+		n = MAX_IDS;
+	char **ok = xmalloc((n + 1) * sizeof(*ok));
 	size_t used = 0;
-	strbuf_append(&b, "{");
-	for (size_t i = 0; i < n && i < MAX_IDS; i++) {
-		if (ids[i] == NULL || !trygg_uuid_valid(ids[i]))
-			continue;
-		strbuf_appendf(&b, "%s%s", used ? "," : "", ids[i]);
-		used++;
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] != NULL && trygg_uuid_valid(ids[i]))
+			ok[used++] = ids[i];
+	char *out = NULL;
+	if (used > 0) {
+		strbuf b = STRBUF_INIT;
+		strbuf_append_pg_text_array(&b, ok, used);
+		out = strbuf_steal(&b);
 	}
-	strbuf_append(&b, "}");
-	if (used == 0) {
-		strbuf_fini(&b);
-		return NULL;
-	}
-	return b.s;
+	free(ok);
+	return out;
 }
 
 /* Notes come from another service but end up in public Open311 output,

@@ -116,13 +116,7 @@ array_elem(strbuf *b, const char *s, bool first)
 {
 	if (!first)
 		strbuf_appendc(b, ',');
-	strbuf_appendc(b, '"');
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			strbuf_appendc(b, '\\');
-		strbuf_appendc(b, *s);
-	}
-	strbuf_appendc(b, '"');
+	strbuf_append_pg_array_elem(b, s);
 }
 
 static void

@@ -2,8 +2,9 @@
  * trygg-reporting: the situation picture (issue 11; docs/reporting.md).
  *
  * main() only wires the parts together: three inboxes (intake, notifier,
- * walk-planner) whose apply callbacks (ingest.c) maintain the aggregates,
- * and the HTTP API and page (api.c). `trygg-reporting admin ...` is the
+ * walk-planner) whose apply callbacks (intake_events.c, notifier_events.c,
+ * walk_planner_events.c) maintain the aggregates, and the HTTP API and
+ * page (api.c). `trygg-reporting admin ...` is the
  * operator's command line instead (admin.c).
  */
 #include <string.h>
@@ -70,19 +71,19 @@ main(int argc, char **argv)
 	if (svc_consume(&r.svc,
 	        &(svc_stream){.publisher = "intake",
 	            .urls = &r.cfg.intake,
-	            .apply = ingest_intake,
+	            .apply = intake_events_apply,
 	            .on_committed = on_committed,
 	            .arg = &r}) != 0 ||
 	    svc_consume(&r.svc,
 	        &(svc_stream){.publisher = "notifier",
 	            .urls = &r.cfg.notifier,
-	            .apply = ingest_notifier,
+	            .apply = notifier_events_apply,
 	            .on_committed = on_committed,
 	            .arg = &r}) != 0 ||
 	    svc_consume(&r.svc,
 	        &(svc_stream){.publisher = "walk-planner",
 	            .urls = &r.cfg.walks,
-	            .apply = ingest_walks,
+	            .apply = walk_planner_events_apply,
 	            .on_committed = on_committed,
 	            .arg = &r}) != 0 ||
 	    api_register(&r) != 0)

@@ -4,8 +4,10 @@
  *
  * trygg-reporting follows the streams of intake (reports, places), the
  * notifier (tasks) and walk-planner (walks, findings, survey figures) and
- * keeps aggregates of them in its schema (ingest.c; the SQL functions of
- * sql/001_init.sql do the arithmetic in the inbox's transaction). It
+ * keeps aggregates of them in its schema (one consumer file per stream:
+ * intake_events.c, notifier_events.c, walk_planner_events.c; the SQL
+ * functions of sql/001_init.sql do the arithmetic in the inbox's
+ * transaction). It
  * serves the situation picture (picture.c, api.c) as JSON, CSV and
  * GeoJSON, suppressed for the public (suppress.c), with commentary and
  * published versions. It publishes nothing.
@@ -43,10 +45,11 @@ typedef struct reporting {
 /* Something the picture shows changed (an inbox batch, a comment). */
 void reporting_changed(reporting *r);
 
-/* Inbox apply callbacks (inbox.h), one per stream; arg is the reporting. */
-int ingest_intake(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
-int ingest_notifier(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
-int ingest_walks(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
+/* Inbox apply callbacks (inbox.h), one per stream, each in the file named
+ * after the stream; arg is the reporting. */
+int intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
+int notifier_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
+int walk_planner_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
 
 /* Registers the HTTP routes (api.c). Returns 0 or the route error. */
 int api_register(reporting *r) TRYGG_MUSTCHECK;

@@ -6,7 +6,8 @@
  * main() only wires the parts together: it publishes walk events
  * (WalkUpdated, FindingUpdated, FindingTaskRequested, MailRequested,
  * SurveyFiguresLoaded) as "walk-planner", consumes intake's reports and
- * places and the notifier's task events (ingest.c), and serves the API
+ * places (intake_events.c) and the notifier's task events
+ * (notifier_events.c), and serves the API
  * and the phone page (api.c). `trygg-walk-planner admin ...` is the
  * operator's command line instead (admin.c).
  */
@@ -75,13 +76,13 @@ main(int argc, char **argv)
 	    svc_consume(&wp.svc,
 	        &(svc_stream){.publisher = "intake",
 	            .urls = &wp.cfg.intake,
-	            .apply = wp_ingest_intake,
+	            .apply = wp_intake_events_apply,
 	            .on_committed = on_committed,
 	            .arg = &wp}) != 0 ||
 	    svc_consume(&wp.svc,
 	        &(svc_stream){.publisher = "notifier",
 	            .urls = &wp.cfg.notifier,
-	            .apply = wp_ingest_notifier,
+	            .apply = wp_notifier_events_apply,
 	            .on_committed = on_committed,
 	            .arg = &wp}) != 0 ||
 	    wp_api_register(&wp) != 0) {

@@ -3,7 +3,8 @@
  * docs/walk-planner.md).
  *
  * The service keeps its own view of what happens (report and task
- * aggregates from intake's and the notifier's streams, ingest.c), ranks
+ * aggregates from intake's and the notifier's streams: one consumer file
+ * per stream, intake_events.c and notifier_events.c), ranks
  * hotspots, proposes walks, and runs their lifecycle, findings and
  * protocol over HTTP (api.c). The domain logic lives in its schema's
  * functions (sql/): each request is one call of api(), so a change and
@@ -44,13 +45,18 @@ typedef struct walk_planner {
 /* Routes of the HTTP API (api.c). Returns 0 or TRYGG_EINVAL. */
 int wp_api_register(walk_planner *wp) TRYGG_MUSTCHECK;
 
-/* The effects of intake's and the notifier's events (ingest.c); see
- * inbox_apply_fn. */
-int wp_ingest_intake(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
-int wp_ingest_notifier(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
+/* The effects of intake's events (intake_events.c) and of the notifier's
+ * (notifier_events.c); see inbox_apply_fn. */
+int wp_intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
+int wp_notifier_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev);
+
+/* Decodes an event's payload as a message of type d (events.c); see
+ * envelope_message_unpack(). */
+int wp_event_unpack(const ProtobufCMessageDescriptor *d, const Trygg__Bus__Envelope *ev,
+    ProtobufCMessage **m);
 
 /* True if `t_us` is after dark at lat/long, or at the district's centre
- * when has_position is false. */
+ * when has_position is false (events.c). */
 bool wp_night(bool has_position, double lat, double lon, int64_t t_us);
 
 /* `trygg-walk-planner admin ...` (admin.c). Returns the exit code. */

@@ -90,6 +90,29 @@ test_xml(void **state)
 	strbuf_fini(&b);
 }
 
+/* A Postgres array literal: quoted elements, '"' and '\\' escaped, NULL
+ * as "", "{}" for none; appended after what the buffer holds. One element
+ * alone likewise. */
+static void
+test_pg_text_array(void **state)
+{
+	(void)state;
+	strbuf b = STRBUF_INIT;
+	strbuf_append_pg_text_array(&b, NULL, 0);
+	assert_string_equal(b.s, "{}");
+	strbuf_reset(&b);
+	char *v[] = {"a", "b,c {d}", "say \"hi\"", "back\\slash", NULL, ""};
+	strbuf_append(&b, "x=");
+	strbuf_append_pg_text_array(&b, v, 6);
+	assert_string_equal(b.s,
+	    "x={\"a\",\"b,c {d}\",\"say \\\"hi\\\"\",\"back\\\\slash\",\"\",\"\"}");
+	strbuf_reset(&b);
+	strbuf_append_pg_array_elem(&b, "a\"b\\c");
+	strbuf_append_pg_array_elem(&b, NULL);
+	assert_string_equal(b.s, "\"a\\\"b\\\\c\"\"\"");
+	strbuf_fini(&b);
+}
+
 static void
 test_steal_reset(void **state)
 {
@@ -119,6 +142,7 @@ main(void)
 	    cmocka_unit_test(test_appendf),
 	    cmocka_unit_test(test_json),
 	    cmocka_unit_test(test_xml),
+	    cmocka_unit_test(test_pg_text_array),
 	    cmocka_unit_test(test_steal_reset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

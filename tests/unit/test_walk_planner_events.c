@@ -2,8 +2,9 @@
  * test_walk_planner_events.c: the events walk-planner's schema encodes by
  * hand (sql/002_events.sql, 004_admin.sql) are what protobuf-c reads, so
  * the notifier and reporting decode them with the generated code
- * (walks.proto); and ingest.c turns intake's and the notifier's events into
- * the expected statements. Needs TRYGG_TEST_DATABASE_URL for the first part.
+ * (walks.proto); and intake_events.c and notifier_events.c turn intake's
+ * and the notifier's events into the expected statements. Needs
+ * TRYGG_TEST_DATABASE_URL for the first part.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -195,8 +196,9 @@ test_survey_event(void **state)
 	protobuf_c_message_free_unpacked(&s->base, NULL);
 }
 
-/* ingest.c: one statement per event it follows, none for others, and a
- * payload that does not decode is refused (a poison event). */
+/* intake_events.c, notifier_events.c: one statement per event they
+ * follow, none for others, and a payload that does not decode is refused
+ * (a poison event). */
 static int
 ingest(int (*fn)(void *, db_batch *, const Trygg__Bus__Envelope *), const char *type,
     const ProtobufCMessage *m, const char *raw)
@@ -227,14 +229,20 @@ test_ingest_statements(void **state)
 	r.category = "litter";
 	r.places = places;
 	r.n_places = 2;
-	assert_int_equal(ingest(wp_ingest_intake, "trygg.events.ReportReceived", &r.base, NULL), 1);
-	assert_int_equal(ingest(wp_ingest_intake, "trygg.events.Other", &r.base, NULL), 0);
-	assert_int_equal(ingest(wp_ingest_intake, "trygg.events.ReportReceived", NULL, "\xff\xff"),
+	assert_int_equal(ingest(wp_intake_events_apply, "trygg.events.ReportReceived", &r.base,
+	                     NULL),
+	    1);
+	assert_int_equal(ingest(wp_intake_events_apply, "trygg.events.Other", &r.base, NULL), 0);
+	assert_int_equal(ingest(wp_intake_events_apply, "trygg.events.ReportReceived", NULL,
+	                     "\xff\xff"),
 	    -1);
 	Trygg__Events__TaskDeclined d = TRYGG__EVENTS__TASK_DECLINED__INIT;
 	d.task_id = "t";
-	assert_int_equal(ingest(wp_ingest_notifier, "trygg.events.TaskDeclined", &d.base, NULL), 1);
-	assert_int_equal(ingest(wp_ingest_notifier, "trygg.events.TaskEscalated", &d.base, NULL),
+	assert_int_equal(ingest(wp_notifier_events_apply, "trygg.events.TaskDeclined", &d.base,
+	                     NULL),
+	    1);
+	assert_int_equal(ingest(wp_notifier_events_apply, "trygg.events.TaskEscalated", &d.base,
+	                     NULL),
 	    0);
 	/* night: 23:00 UTC in December is dark in Stockholm, 11:00 UTC is not */
 	assert_true(wp_night(false, 0, 0, 1797375600LL * 1000000));
