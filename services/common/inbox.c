@@ -1434,6 +1434,5 @@ inbox_register_metrics(inbox *in, metrics *m)
 bool
 inbox_ready(const inbox *in)
 {
-	return in != NULL && !in->stopping && in->halted == NULL &&
-	    (in->cursor_loaded || in->loading);
+	return in != NULL && !in->stopping && in->halted == NULL;
 }

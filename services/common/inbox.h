@@ -139,8 +139,11 @@ typedef struct inbox_stats {
 } inbox_stats;
 void inbox_get_stats(const inbox *in, inbox_stats *out);
 
-/* True while the inbox applies (cursor loaded or loading, not halted):
- * for /readyz, one check per consumed stream. */
+/* True unless the stream is halted (only an operator can lift that) or
+ * stopped: for /readyz, one check per consumed stream. A cursor being
+ * (re)loaded or a batch retried after a transient error is normal work and
+ * keeps the stream ready, so /readyz does not flap with every backoff;
+ * Postgres being away shows in the "postgres" check. */
 bool inbox_ready(const inbox *in);
 
 /* Registers trygg_inbox_* gauges that read the stats at scrape time. The
