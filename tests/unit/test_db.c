@@ -674,6 +674,9 @@ test_host_name_resolved_off_loop(void **state)
 	assert_false(db_is_connected(c.d));
 	assert_int_equal(db_query(c.d, "SELECT 1", 0, NULL, on_reply, &c), TRYGG_EDBCONN);
 	assert_int_equal(c.up + c.down, 0);
+	db_stats st;
+	db_get_stats(c.d, &st);
+	assert_true(st.dns_lookups >= 2); /* every attempt looks it up again */
 	ctx_finish(&c);
 
 	/* closed immediately, with the first lookup still pending */
@@ -681,6 +684,96 @@ test_host_name_resolved_off_loop(void **state)
 	assert_int_equal(uv_loop_init(&c.loop), 0);
 	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
 	ctx_finish(&c);
+}
+
+/* Fills `out` from the test URL: its socket directory, port, user, dbname. */
+struct url_parts {
+	char host[256], port[16], user[64], dbname[64];
+};
+
+static void
+url_parts_get(struct url_parts *u)
+{
+	memset(u, 0, sizeof(*u));
+	PQconninfoOption *ci = PQconninfoParse(db_url, NULL);
+	assert_non_null(ci);
+	for (PQconninfoOption *o = ci; o->keyword != NULL; o++) {
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			snprintf(u->host, sizeof(u->host), "%s", o->val);
+		else if (strcmp(o->keyword, "port") == 0)
+			snprintf(u->port, sizeof(u->port), "%s", o->val);
+		else if (strcmp(o->keyword, "user") == 0)
+			snprintf(u->user, sizeof(u->user), "%s", o->val);
+		else if (strcmp(o->keyword, "dbname") == 0)
+			snprintf(u->dbname, sizeof(u->dbname), "%s", o->val);
+	}
+	PQconninfoFree(ci);
+	if (u->host[0] != '/')
+		skip(); /* these tests reach the server over its unix socket */
+}
+
+/* Connects with `conninfo`, checks a query works and returns how many
+ * host names the client resolved itself. */
+static uint64_t
+connect_count_lookups(const char *conninfo, const char *name)
+{
+	struct ctx c;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(uv_loop_init(&c.loop), 0);
+	db_options o = {.conninfo = conninfo, .name = name, .backoff_min_ms = 10};
+	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
+	db_set_state_cb(c.d, on_state, &c);
+	assert_true(run_until(&c.loop, &c.up, 1, 10000));
+	query_wait(&c, "SELECT 1", 0, NULL);
+	assert_int_equal(c.last_err, 0);
+	db_stats st;
+	db_get_stats(c.d, &st);
+	ctx_finish(&c);
+	return st.dns_lookups;
+}
+
+/* A multi-host URL: every name in it is resolved on the loop (libpq gets
+ * an address for each), a name that does not resolve is skipped, and an
+ * IP literal or socket directory in the list still works. */
+static void
+test_multi_host_resolved_off_loop(void **state)
+{
+	(void)state;
+	need_db();
+	struct url_parts u;
+	url_parts_get(&u);
+	char enc[768], *e = enc;
+	for (const char *s = u.host; *s; s++)
+		e += *s == '/' ? sprintf(e, "%%2F") : sprintf(e, "%c", *s);
+	char *url = xasprintf("postgresql://%s@nonexistent.invalid,127.0.0.1,%s/%s?port=%s", u.user,
+	    enc, u.dbname, u.port);
+	assert_int_equal(connect_count_lookups(url, "tdb_multi"), 1);
+	free(url);
+	char *kv = xasprintf("host=nonexistent.invalid,localhost,%s port=%s user=%s dbname=%s "
+	                     "target_session_attrs=any",
+	    u.host, u.port, u.user, u.dbname);
+	assert_int_equal(connect_count_lookups(kv, "tdb_multi"), 2);
+	free(kv);
+}
+
+/* No host in the URL: PGHOST's names are resolved on the loop too. */
+static void
+test_pghost_resolved_off_loop(void **state)
+{
+	(void)state;
+	need_db();
+	struct url_parts u;
+	url_parts_get(&u);
+	char *pghost = xasprintf("localhost,%s", u.host);
+	setenv("PGHOST", pghost, 1);
+	char *url = xasprintf("postgresql://%s@/%s?port=%s", u.user, u.dbname, u.port);
+	uint64_t n = connect_count_lookups(url, "tdb_pghost");
+	unsetenv("PGHOST");
+	assert_int_equal(n, 1);
+	free(url);
+	free(pghost);
 }
 
 static void
@@ -794,6 +887,8 @@ main(void)
 	    cmocka_unit_test(test_connection_killed),
 	    cmocka_unit_test(test_submit_while_disconnected),
 	    cmocka_unit_test(test_host_name_resolved_off_loop),
+	    cmocka_unit_test(test_multi_host_resolved_off_loop),
+	    cmocka_unit_test(test_pghost_resolved_off_loop),
 	    cmocka_unit_test(test_close_with_pending),
 	    cmocka_unit_test(test_close_from_callback_and_busy),
 	    cmocka_unit_test(test_close_while_connecting),
