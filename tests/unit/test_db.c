@@ -777,6 +777,64 @@ test_pghost_resolved_off_loop(void **state)
 }
 
 static void
+sleep_work(uv_work_t *w)
+{
+	(void)w;
+	usleep(600 * 1000);
+}
+
+static void
+sleep_done(uv_work_t *w, int status)
+{
+	(void)status;
+	(*(int *)w->data)++;
+}
+
+static void
+on_count_tick(uv_timer_t *t)
+{
+	(*(int *)t->data)++;
+}
+
+/* A lookup that takes long (here: it waits 0.6 s for libuv's thread pool,
+ * kept busy) holds up only the connect; the loop runs timers meanwhile,
+ * and the connection comes once the pool got to the lookup. */
+static void
+test_slow_lookup_does_not_block_loop(void **state)
+{
+	(void)state;
+	need_db();
+	struct url_parts u;
+	url_parts_get(&u);
+	struct ctx c;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(uv_loop_init(&c.loop), 0);
+	const char *env = getenv("UV_THREADPOOL_SIZE");
+	int nwork = env != NULL && atoi(env) > 0 ? atoi(env) : 4, worked = 0, ticks = 0;
+	assert_true(nwork <= 64);
+	uv_work_t work[64];
+	for (int i = 0; i < nwork; i++) {
+		work[i].data = &worked;
+		assert_int_equal(uv_queue_work(&c.loop, &work[i], sleep_work, sleep_done), 0);
+	}
+	uv_timer_t tick;
+	uv_timer_init(&c.loop, &tick);
+	tick.data = &ticks;
+	uv_timer_start(&tick, on_count_tick, 10, 10);
+	char *kv = xasprintf("host=localhost,%s port=%s user=%s dbname=%s", u.host, u.port, u.user,
+	    u.dbname);
+	db_options o = {.conninfo = kv, .name = "tdb_slow_dns"};
+	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
+	db_set_state_cb(c.d, on_state, &c);
+	assert_true(run_until(&c.loop, &c.up, 1, 10000));
+	assert_true(worked >= 1); /* the connect waited for the pool */
+	assert_true(ticks >= 10); /* and the loop kept running meanwhile */
+	uv_close((uv_handle_t *)&tick, NULL);
+	free(kv);
+	ctx_finish(&c);
+}
+
+static void
 test_close_with_pending(void **state)
 {
 	(void)state;
@@ -889,6 +947,7 @@ main(void)
 	    cmocka_unit_test(test_host_name_resolved_off_loop),
 	    cmocka_unit_test(test_multi_host_resolved_off_loop),
 	    cmocka_unit_test(test_pghost_resolved_off_loop),
+	    cmocka_unit_test(test_slow_lookup_does_not_block_loop),
 	    cmocka_unit_test(test_close_with_pending),
 	    cmocka_unit_test(test_close_from_callback_and_busy),
 	    cmocka_unit_test(test_close_while_connecting),
