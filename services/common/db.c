@@ -1351,11 +1351,15 @@ free_list(char **v, int n)
  * PGHOST; with hostaddr and port likewise from PGHOSTADDR and PGPORT) and,
  * if any entry is a name libpq would look up with a blocking call, keeps
  * the list in d->hosts so start_connect resolves the names on the loop.
- * Lists whose lengths do not match are left to libpq, which rejects them.
+ * Lists whose lengths do not match are left to libpq, which rejects them;
+ * so is everything when a pg_service.conf service is named (its entries
+ * rank between the conninfo and the environment, and are not read here).
  */
 static void
-plan_hosts(db *d, const char *host, const char *hostaddr, const char *port)
+plan_hosts(db *d, const char *host, const char *hostaddr, const char *port, const char *service)
 {
+	if (effective(service, "PGSERVICE") != NULL)
+		return;
 	host = effective(host, "PGHOST");
 	hostaddr = effective(hostaddr, "PGHOSTADDR");
 	port = effective(port, "PGPORT");
@@ -1402,6 +1406,7 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 		return TRYGG_EINVAL;
 	}
 	const char *user_opts = NULL, *host = NULL, *hostaddr = NULL, *port = NULL;
+	const char *service = NULL;
 	bool user_keepalives = false;
 	for (PQconninfoOption *o = ci; o->keyword != NULL; o++) {
 		if (strcmp(o->keyword, "options") == 0)
@@ -1412,6 +1417,8 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 			hostaddr = o->val;
 		else if (strcmp(o->keyword, "port") == 0)
 			port = o->val;
+		else if (strcmp(o->keyword, "service") == 0)
+			service = o->val;
 		else if ((strncmp(o->keyword, "keepalives", 10) == 0 ||
 		             strcmp(o->keyword, "tcp_user_timeout") == 0) &&
 		    o->val != NULL)
@@ -1427,7 +1434,7 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 	d->keepalives = !user_keepalives;
 	d->batch_timeout =
 	    opts->batch_timeout_ms ? opts->batch_timeout_ms : DB_DEFAULT_BATCH_TIMEOUT;
-	plan_hosts(d, host, hostaddr, port);
+	plan_hosts(d, host, hostaddr, port, service);
 	PQconninfoFree(ci);
 	d->backoff_min = opts->backoff_min_ms ? opts->backoff_min_ms : DB_DEFAULT_BACKOFF_MIN;
 	d->backoff_max = opts->backoff_max_ms ? opts->backoff_max_ms : DB_DEFAULT_BACKOFF_MAX;

@@ -39,8 +39,9 @@
  * resolve is logged (db_host_unresolved) and left out; if nothing is left
  * the attempt fails and is retried with backoff. target_session_attrs
  * applies to the list as libpq tries it. Lists of mismatched lengths are
- * passed on untouched for libpq to reject. Not covered: a host that only
- * a pg_service.conf entry names.
+ * passed on untouched for libpq to reject. Not covered: a connection that
+ * names a pg_service.conf service (service= or PGSERVICE) is left wholly
+ * to libpq.
  *
  * Statements are prepared automatically, once per connection, keyed by
  * their SQL text: callers pass the same SQL string and get a prepared

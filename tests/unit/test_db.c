@@ -834,6 +834,29 @@ test_slow_lookup_does_not_block_loop(void **state)
 	ctx_finish(&c);
 }
 
+/* A named pg_service.conf service is left wholly to libpq (its entries
+ * rank between the conninfo and the environment): no lookup of ours. */
+static void
+test_service_left_to_libpq(void **state)
+{
+	(void)state;
+	struct ctx c;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(uv_loop_init(&c.loop), 0);
+	db_options o = {.conninfo = "service=trygg_no_such_service host=nonexistent.invalid",
+	    .name = "tdb_service",
+	    .backoff_min_ms = 5,
+	    .backoff_max_ms = 20};
+	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
+	int never = 0;
+	assert_false(run_until(&c.loop, &never, 1, 100));
+	assert_false(db_is_connected(c.d));
+	db_stats st;
+	db_get_stats(c.d, &st);
+	assert_int_equal(st.dns_lookups, 0);
+	ctx_finish(&c);
+}
+
 static void
 test_close_with_pending(void **state)
 {
@@ -948,6 +971,7 @@ main(void)
 	    cmocka_unit_test(test_multi_host_resolved_off_loop),
 	    cmocka_unit_test(test_pghost_resolved_off_loop),
 	    cmocka_unit_test(test_slow_lookup_does_not_block_loop),
+	    cmocka_unit_test(test_service_left_to_libpq),
 	    cmocka_unit_test(test_close_with_pending),
 	    cmocka_unit_test(test_close_from_callback_and_busy),
 	    cmocka_unit_test(test_close_while_connecting),
