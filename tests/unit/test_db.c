@@ -135,6 +135,21 @@ ctx_start(struct ctx *c, const char *name, bool wait_up)
 	}
 }
 
+/* Starts a loop and a client on `conninfo` that retries quickly (for
+ * servers that are not there). */
+static void
+ctx_start_at(struct ctx *c, const char *conninfo, const char *name)
+{
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(uv_loop_init(&c->loop), 0);
+	db_options o = {.conninfo = conninfo,
+	    .name = name,
+	    .backoff_min_ms = 5,
+	    .backoff_max_ms = 20};
+	assert_int_equal(db_new(&c->loop, &o, &c->d), 0);
+	db_set_state_cb(c->d, on_state, c);
+}
+
 /* Closes the client, drains the loop and checks that nothing leaked. */
 static void
 ctx_finish(struct ctx *c)
@@ -607,15 +622,8 @@ test_submit_while_disconnected(void **state)
 {
 	(void)state;
 	struct ctx c;
-	memset(&c, 0, sizeof(c));
-	assert_int_equal(uv_loop_init(&c.loop), 0);
 	/* nothing listens on port 1 */
-	db_options o = {.conninfo = "postgresql://trygg@127.0.0.1:1/postgres?connect_timeout=2",
-	    .name = "tdb_down",
-	    .backoff_min_ms = 5,
-	    .backoff_max_ms = 20};
-	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
-	db_set_state_cb(c.d, on_state, &c);
+	ctx_start_at(&c, "postgresql://trygg@127.0.0.1:1/postgres?connect_timeout=2", "tdb_down");
 	assert_false(db_is_connected(c.d));
 	assert_int_equal(db_query(c.d, "SELECT 1", 0, NULL, on_reply, &c), TRYGG_EDBCONN);
 	/* let it fail and retry a few times */
@@ -661,14 +669,8 @@ test_host_name_resolved_off_loop(void **state)
 {
 	(void)state;
 	struct ctx c;
-	memset(&c, 0, sizeof(c));
-	assert_int_equal(uv_loop_init(&c.loop), 0);
-	db_options o = {.conninfo = "postgresql://trygg@no-such-host.invalid:5432/postgres",
-	    .name = "tdb_dns",
-	    .backoff_min_ms = 5,
-	    .backoff_max_ms = 20};
-	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
-	db_set_state_cb(c.d, on_state, &c);
+	const char *url = "postgresql://trygg@no-such-host.invalid:5432/postgres";
+	ctx_start_at(&c, url, "tdb_dns");
 	int never = 0;
 	assert_false(run_until(&c.loop, &never, 1, 200));
 	assert_false(db_is_connected(c.d));
@@ -680,9 +682,7 @@ test_host_name_resolved_off_loop(void **state)
 	ctx_finish(&c);
 
 	/* closed immediately, with the first lookup still pending */
-	memset(&c, 0, sizeof(c));
-	assert_int_equal(uv_loop_init(&c.loop), 0);
-	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
+	ctx_start_at(&c, url, "tdb_dns");
 	ctx_finish(&c);
 }
 
@@ -841,13 +841,7 @@ test_service_left_to_libpq(void **state)
 {
 	(void)state;
 	struct ctx c;
-	memset(&c, 0, sizeof(c));
-	assert_int_equal(uv_loop_init(&c.loop), 0);
-	db_options o = {.conninfo = "service=trygg_no_such_service host=nonexistent.invalid",
-	    .name = "tdb_service",
-	    .backoff_min_ms = 5,
-	    .backoff_max_ms = 20};
-	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
+	ctx_start_at(&c, "service=trygg_no_such_service host=nonexistent.invalid", "tdb_service");
 	int never = 0;
 	assert_false(run_until(&c.loop, &never, 1, 100));
 	assert_false(db_is_connected(c.d));
