@@ -115,6 +115,22 @@ struct pstmt {
 	struct pstmt *next;
 };
 
+/*
+ * One entry of the host list libpq would try, in order: a host name to
+ * resolve on the loop before each attempt (addr NULL), or an entry that
+ * needs no lookup (a socket directory, an IP literal, or one with its own
+ * hostaddr element).
+ */
+struct host_ent {
+	db *d;
+	char *host;     /* the host element */
+	char *addr;     /* the hostaddr element ("" for none); NULL: resolve host */
+	char *port;     /* the port element, with db->host_ports */
+	char *resolved; /* this attempt's addresses, comma-separated; NULL: none */
+	bool pending;
+	uv_getaddrinfo_t gai;
+};
+
 struct listen {
 	char *channel;
 	db_notify_cb cb;
@@ -143,11 +159,12 @@ struct db {
 	uv_poll_t *poll; /* NULL when no socket is watched */
 	int poll_fd;
 	int poll_events;
-	unsigned nhandles; /* open handles (and a pending DNS request); free at 0 */
-	char *dns_host;    /* a host name libpq would resolve with a blocking call */
-	char *hostaddr;    /* its address, resolved on the loop before each connect */
-	bool resolving;
-	uv_getaddrinfo_t gai;
+	unsigned nhandles;      /* open handles and pending DNS requests; free at 0 */
+	struct host_ent *hosts; /* the effective host list, when it has a name */
+	int nhosts, npending;   /* entries; lookups still running */
+	bool host_ports;        /* one port per host entry */
+	char *host_arg, *hostaddr_arg, *port_arg; /* what libpq gets, per attempt */
+	char dns_error[300];                      /* the last lookup failure */
 
 	unsigned backoff;
 	uint32_t rng;
@@ -381,8 +398,16 @@ maybe_free(db *d)
 	free(d->conninfo);
 	free(d->name);
 	free(d->options);
-	free(d->dns_host);
-	free(d->hostaddr);
+	for (int i = 0; i < d->nhosts; i++) {
+		free(d->hosts[i].host);
+		free(d->hosts[i].addr);
+		free(d->hosts[i].port);
+		free(d->hosts[i].resolved);
+	}
+	free(d->hosts);
+	free(d->host_arg);
+	free(d->hostaddr_arg);
+	free(d->port_arg);
 	free(d);
 }
 
@@ -972,84 +997,164 @@ connect_step(db *d)
 
 static void start_connect_resolved(db *d);
 
+/* Appends `item` to the comma-separated list *list (NULL: empty). */
+static void
+list_add(char **list, const char *item)
+{
+	char *n = *list == NULL ? xstrdup(item) : xasprintf("%s,%s", *list, item);
+	free(*list);
+	*list = n;
+}
+
 /*
- * The host name was resolved (or not) on libuv's thread pool. The first
- * address goes to libpq as hostaddr, next to the name (which stays in use
- * for TLS and .pgpass), so PQconnectStartParams does no lookup itself.
+ * Every lookup of this attempt is done: libpq gets the host, hostaddr (and
+ * port) lists with one element per address to try, a name that resolved
+ * to several addresses once per address (as libpq itself would try them),
+ * a name that did not resolve left out. Nothing left: the attempt fails.
+ */
+static void
+hosts_resolved(db *d)
+{
+	free(d->host_arg);
+	free(d->hostaddr_arg);
+	free(d->port_arg);
+	d->host_arg = d->hostaddr_arg = d->port_arg = NULL;
+	int n = 0;
+	for (int i = 0; i < d->nhosts; i++) {
+		struct host_ent *h = &d->hosts[i];
+		const char *addrs = h->addr != NULL ? h->addr : h->resolved;
+		if (addrs == NULL)
+			continue;
+		char *copy = xstrdup(addrs), *rest = copy;
+		do {
+			char *a = strsep(&rest, ",");
+			list_add(&d->host_arg, h->host);
+			list_add(&d->hostaddr_arg, a);
+			if (d->host_ports)
+				list_add(&d->port_arg, h->port);
+			n++;
+		} while (rest != NULL);
+		free(copy);
+	}
+	if (n == 0) {
+		d->state = ST_CONNECTING;
+		connect_failed(d, d->dns_error);
+		return;
+	}
+	start_connect_resolved(d);
+}
+
+/* Records that host entry `h` did not resolve, and logs it. */
+static void
+host_unresolved(db *d, const struct host_ent *h, const char *why)
+{
+	char m[400];
+	snprintf(d->dns_error, sizeof(d->dns_error), "cannot resolve host %s: %s", h->host, why);
+	log_warn("db_host_unresolved", "\"db\":\"%s\",\"error\":%s", d->name,
+	    log_json_str(d->dns_error, m, sizeof(m)));
+}
+
+/*
+ * A host name was resolved (or not) on libuv's thread pool. Its addresses
+ * (at most 8, in getaddrinfo's order) go to libpq as hostaddr elements,
+ * next to the name (which stays in use for TLS and .pgpass), so
+ * PQconnectStartParams does no lookup itself.
  */
 static void
 on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
-	db *d = req->data;
-	d->resolving = false;
+	struct host_ent *h = req->data;
+	db *d = h->d;
+	h->pending = false;
+	d->npending--;
 	d->nhandles--;
 	if (d->closing) {
 		uv_freeaddrinfo(res);
 		maybe_free(d);
 		return;
 	}
-	char ip[INET6_ADDRSTRLEN] = "";
-	if (status == 0 && res != NULL) {
-		if (res->ai_family == AF_INET6)
-			uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, ip, sizeof(ip));
-		else
-			uv_ip4_name((struct sockaddr_in *)res->ai_addr, ip, sizeof(ip));
+	int naddr = 0;
+	for (struct addrinfo *ai = status == 0 ? res : NULL; ai != NULL && naddr < 8;
+	     ai = ai->ai_next) {
+		char ip[INET6_ADDRSTRLEN] = "";
+		if (ai->ai_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)ai->ai_addr, ip, sizeof(ip));
+		else if (ai->ai_family == AF_INET)
+			uv_ip4_name((struct sockaddr_in *)ai->ai_addr, ip, sizeof(ip));
+		if (ip[0] == '\0')
+			continue;
+		list_add(&h->resolved, ip);
+		naddr++;
 	}
 	uv_freeaddrinfo(res);
-	if (ip[0] == '\0') {
-		char why[300];
-		snprintf(why, sizeof(why), "cannot resolve host %s: %s", d->dns_host,
-		    status < 0 ? uv_strerror(status) : "no address");
-		d->state = ST_CONNECTING;
-		connect_failed(d, why);
-		return;
-	}
-	free(d->hostaddr);
-	d->hostaddr = xstrdup(ip);
-	start_connect_resolved(d);
+	if (naddr == 0)
+		host_unresolved(d, h, status < 0 ? uv_strerror(status) : "no address");
+	if (d->npending == 0)
+		hosts_resolved(d);
 }
 
 /*
- * Starts a connection attempt: first resolves the host name on the thread
- * pool if the conninfo has one (libpq would block the loop on it), then
- * start_connect_resolved().
+ * Starts a connection attempt: first resolves every host name of the host
+ * list on the thread pool, all at once (libpq would block the loop on
+ * each), then start_connect_resolved() via hosts_resolved().
  */
 static void
 start_connect(db *d)
 {
-	if (d->dns_host == NULL) {
+	if (d->nhosts == 0) {
 		start_connect_resolved(d);
 		return;
 	}
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
 	d->state = ST_CONNECTING;
-	d->gai.data = d;
-	if (uv_getaddrinfo(d->loop, &d->gai, on_resolved, d->dns_host, NULL, &hints) != 0) {
-		connect_failed(d, "cannot start host name resolution");
-		return;
+	d->dns_error[0] = '\0';
+	for (int i = 0; i < d->nhosts; i++) {
+		struct host_ent *h = &d->hosts[i];
+		if (h->addr != NULL)
+			continue;
+		free(h->resolved);
+		h->resolved = NULL;
+		h->d = d;
+		h->gai.data = h;
+		int rc = uv_getaddrinfo(d->loop, &h->gai, on_resolved, h->host, NULL, &hints);
+		if (rc != 0) {
+			host_unresolved(d, h, uv_strerror(rc));
+			continue;
+		}
+		h->pending = true;
+		d->npending++;
+		d->nhandles++;
+		d->stats.dns_lookups++;
 	}
-	d->resolving = true;
-	d->nhandles++;
+	if (d->npending == 0)
+		hosts_resolved(d);
 }
 
 /*
  * Starts a connection attempt with PQconnectStartParams. The URL or
  * conninfo goes in as an expanded "dbname"; our application_name, options
- * and resolved hostaddr come after it and so take precedence.
+ * and resolved host/hostaddr/port lists come after it and so take
+ * precedence.
  */
 static void
 start_connect_resolved(db *d)
 {
-	const char *keys[10] = {"dbname", "application_name"};
-	const char *vals[10] = {d->conninfo, d->name};
+	const char *keys[12] = {"dbname", "application_name"};
+	const char *vals[12] = {d->conninfo, d->name};
 	int k = 2;
 	if (d->options != NULL) {
 		keys[k] = "options";
 		vals[k++] = d->options;
 	}
-	if (d->hostaddr != NULL) {
+	if (d->host_arg != NULL) {
+		keys[k] = "host";
+		vals[k++] = d->host_arg;
 		keys[k] = "hostaddr";
-		vals[k++] = d->hostaddr;
+		vals[k++] = d->hostaddr_arg;
+	}
+	if (d->port_arg != NULL) {
+		keys[k] = "port";
+		vals[k++] = d->port_arg;
 	}
 	/* Over TCP a dead peer is then noticed after ~25 s idle, or once sent
 	 * data stays unacknowledged for the batch timeout; libpq ignores
@@ -1193,22 +1298,96 @@ make_options(const char *user_opts, const char *search_path, unsigned statement_
 	return r;
 }
 
-/*
- * True for a single host *name* without a hostaddr: the case where libpq
- * would call getaddrinfo synchronously. Unix socket paths, IP literals and
- * multi-host lists (left to libpq) are not.
- */
 static bool
-needs_dns(const char *host, const char *hostaddr)
+is_ip_literal(const char *host)
 {
 	unsigned char buf[sizeof(struct in6_addr)];
-	if (host == NULL || host[0] == '\0' || host[0] == '/' || host[0] == '@')
-		return false;
-	if (hostaddr != NULL && hostaddr[0] != '\0')
-		return false;
-	if (strchr(host, ',') != NULL)
-		return false;
-	return inet_pton(AF_INET, host, buf) != 1 && inet_pton(AF_INET6, host, buf) != 1;
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+/* True for a host element libpq would look up: not empty, not a socket
+ * directory ('/' or '@' first), not an IP literal. */
+static bool
+is_host_name(const char *host)
+{
+	return host[0] != '\0' && host[0] != '/' && host[0] != '@' && !is_ip_literal(host);
+}
+
+/* The conninfo's value, else the environment's, as libpq would take it. */
+static const char *
+effective(const char *val, const char *env)
+{
+	if (val != NULL && val[0] != '\0')
+		return val;
+	val = getenv(env);
+	return val != NULL && val[0] != '\0' ? val : NULL;
+}
+
+/* Splits a comma list as libpq does (no escapes); returns the count. */
+static int
+split_list(const char *list, char ***out)
+{
+	int n = 1;
+	for (const char *p = list; *p; p++)
+		n += *p == ',';
+	char **v = xcalloc((size_t)n, sizeof(*v)), *copy = xstrdup(list), *rest = copy;
+	for (int i = 0; i < n; i++)
+		v[i] = xstrdup(strsep(&rest, ","));
+	free(copy);
+	*out = v;
+	return n;
+}
+
+static void
+free_list(char **v, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/*
+ * Works out the host list libpq would try (the conninfo's host, else
+ * PGHOST; with hostaddr and port likewise from PGHOSTADDR and PGPORT) and,
+ * if any entry is a name libpq would look up with a blocking call, keeps
+ * the list in d->hosts so start_connect resolves the names on the loop.
+ * Lists whose lengths do not match are left to libpq, which rejects them;
+ * so is everything when a pg_service.conf service is named (its entries
+ * rank between the conninfo and the environment, and are not read here).
+ */
+static void
+plan_hosts(db *d, const char *host, const char *hostaddr, const char *port, const char *service)
+{
+	if (effective(service, "PGSERVICE") != NULL)
+		return;
+	host = effective(host, "PGHOST");
+	hostaddr = effective(hostaddr, "PGHOSTADDR");
+	port = effective(port, "PGPORT");
+	if (host == NULL)
+		return;
+	char **hv, **av = NULL, **pv = NULL;
+	int n = split_list(host, &hv), na = hostaddr ? split_list(hostaddr, &av) : 0;
+	int np = port ? split_list(port, &pv) : 0;
+	bool names = false;
+	for (int i = 0; i < n; i++)
+		names |= (na == 0 || av[i][0] == '\0') && is_host_name(hv[i]);
+	if (names && (na == 0 || na == n) && (np <= 1 || np == n)) {
+		d->hosts = xcalloc((size_t)n, sizeof(*d->hosts));
+		d->nhosts = n;
+		d->host_ports = np > 1;
+		for (int i = 0; i < n; i++) {
+			struct host_ent *h = &d->hosts[i];
+			const char *a = na > 0 ? av[i] : "";
+			if (a[0] == '\0' && is_ip_literal(hv[i]))
+				a = hv[i]; /* a literal is its own address */
+			h->host = xstrdup(hv[i]);
+			h->addr = a[0] == '\0' && is_host_name(hv[i]) ? NULL : xstrdup(a);
+			h->port = np > 1 ? xstrdup(pv[i]) : NULL;
+		}
+	}
+	free_list(hv, n);
+	free_list(av, na);
+	free_list(pv, np);
 }
 
 int
@@ -1226,7 +1405,8 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 		PQfreemem(err);
 		return TRYGG_EINVAL;
 	}
-	const char *user_opts = NULL, *host = NULL, *hostaddr = NULL;
+	const char *user_opts = NULL, *host = NULL, *hostaddr = NULL, *port = NULL;
+	const char *service = NULL;
 	bool user_keepalives = false;
 	for (PQconninfoOption *o = ci; o->keyword != NULL; o++) {
 		if (strcmp(o->keyword, "options") == 0)
@@ -1235,6 +1415,10 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 			host = o->val;
 		else if (strcmp(o->keyword, "hostaddr") == 0)
 			hostaddr = o->val;
+		else if (strcmp(o->keyword, "port") == 0)
+			port = o->val;
+		else if (strcmp(o->keyword, "service") == 0)
+			service = o->val;
 		else if ((strncmp(o->keyword, "keepalives", 10) == 0 ||
 		             strcmp(o->keyword, "tcp_user_timeout") == 0) &&
 		    o->val != NULL)
@@ -1250,8 +1434,7 @@ db_new(uv_loop_t *loop, const db_options *opts, db **out)
 	d->keepalives = !user_keepalives;
 	d->batch_timeout =
 	    opts->batch_timeout_ms ? opts->batch_timeout_ms : DB_DEFAULT_BATCH_TIMEOUT;
-	if (needs_dns(host, hostaddr))
-		d->dns_host = xstrdup(host);
+	plan_hosts(d, host, hostaddr, port, service);
 	PQconninfoFree(ci);
 	d->backoff_min = opts->backoff_min_ms ? opts->backoff_min_ms : DB_DEFAULT_BACKOFF_MIN;
 	d->backoff_max = opts->backoff_max_ms ? opts->backoff_max_ms : DB_DEFAULT_BACKOFF_MAX;
@@ -1277,8 +1460,9 @@ db_close(db *d)
 	if (d == NULL || d->closing)
 		return;
 	d->closing = true;
-	if (d->resolving)
-		uv_cancel((uv_req_t *)&d->gai); /* on_resolved still runs, and frees */
+	for (int i = 0; i < d->nhosts; i++)
+		if (d->hosts[i].pending) /* on_resolved still runs, and frees */
+			uv_cancel((uv_req_t *)&d->hosts[i].gai);
 	fail_all(d, TRYGG_ECLOSED, "database client closed");
 	conn_teardown(d);
 	uv_timer_stop(&d->timer);

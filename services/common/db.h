@@ -27,6 +27,22 @@
  * db_submit() fails at once with TRYGG_EDBCONN so callers can answer 503
  * instead of queueing without bound.
  *
+ * Host names never block the loop: libpq resolves names with a blocking
+ * getaddrinfo, so before each connect attempt every entry of the host
+ * list that is a name (the conninfo's `host`, which may be a comma list,
+ * else PGHOST as read by db_new; not a socket directory starting with '/'
+ * or '@', not an IP literal, not one with its own hostaddr element from
+ * the conninfo or PGHOSTADDR) is resolved with uv_getaddrinfo, all in
+ * parallel, and libpq gets `host`, `hostaddr` (and, for a port list,
+ * `port`) lists of equal length: one element per address (at most 8 per
+ * name), an empty hostaddr element for a socket. A name that does not
+ * resolve is logged (db_host_unresolved) and left out; if nothing is left
+ * the attempt fails and is retried with backoff. target_session_attrs
+ * applies to the list as libpq tries it. Lists of mismatched lengths are
+ * passed on untouched for libpq to reject. Not covered: a connection that
+ * names a pg_service.conf service (service= or PGSERVICE) is left wholly
+ * to libpq.
+ *
  * Statements are prepared automatically, once per connection, keyed by
  * their SQL text: callers pass the same SQL string and get a prepared
  * statement for free.
@@ -144,6 +160,8 @@ int db_query(db *d, const char *sql, int nparams, const char *const *values, db_
 /* Counters for /metrics. */
 typedef struct db_stats {
 	uint64_t batches_ok, batches_failed, reconnects;
+	uint64_t dns_lookups; /* host names resolved on the loop (one per name
+	                         and connect attempt) */
 	unsigned in_flight;
 } db_stats;
 void db_get_stats(const db *d, db_stats *out);

@@ -135,6 +135,21 @@ ctx_start(struct ctx *c, const char *name, bool wait_up)
 	}
 }
 
+/* Starts a loop and a client on `conninfo` that retries quickly (for
+ * servers that are not there). */
+static void
+ctx_start_at(struct ctx *c, const char *conninfo, const char *name)
+{
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(uv_loop_init(&c->loop), 0);
+	db_options o = {.conninfo = conninfo,
+	    .name = name,
+	    .backoff_min_ms = 5,
+	    .backoff_max_ms = 20};
+	assert_int_equal(db_new(&c->loop, &o, &c->d), 0);
+	db_set_state_cb(c->d, on_state, c);
+}
+
 /* Closes the client, drains the loop and checks that nothing leaked. */
 static void
 ctx_finish(struct ctx *c)
@@ -607,15 +622,8 @@ test_submit_while_disconnected(void **state)
 {
 	(void)state;
 	struct ctx c;
-	memset(&c, 0, sizeof(c));
-	assert_int_equal(uv_loop_init(&c.loop), 0);
 	/* nothing listens on port 1 */
-	db_options o = {.conninfo = "postgresql://trygg@127.0.0.1:1/postgres?connect_timeout=2",
-	    .name = "tdb_down",
-	    .backoff_min_ms = 5,
-	    .backoff_max_ms = 20};
-	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
-	db_set_state_cb(c.d, on_state, &c);
+	ctx_start_at(&c, "postgresql://trygg@127.0.0.1:1/postgres?connect_timeout=2", "tdb_down");
 	assert_false(db_is_connected(c.d));
 	assert_int_equal(db_query(c.d, "SELECT 1", 0, NULL, on_reply, &c), TRYGG_EDBCONN);
 	/* let it fail and retry a few times */
@@ -661,25 +669,185 @@ test_host_name_resolved_off_loop(void **state)
 {
 	(void)state;
 	struct ctx c;
-	memset(&c, 0, sizeof(c));
-	assert_int_equal(uv_loop_init(&c.loop), 0);
-	db_options o = {.conninfo = "postgresql://trygg@no-such-host.invalid:5432/postgres",
-	    .name = "tdb_dns",
-	    .backoff_min_ms = 5,
-	    .backoff_max_ms = 20};
-	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
-	db_set_state_cb(c.d, on_state, &c);
+	const char *url = "postgresql://trygg@no-such-host.invalid:5432/postgres";
+	ctx_start_at(&c, url, "tdb_dns");
 	int never = 0;
 	assert_false(run_until(&c.loop, &never, 1, 200));
 	assert_false(db_is_connected(c.d));
 	assert_int_equal(db_query(c.d, "SELECT 1", 0, NULL, on_reply, &c), TRYGG_EDBCONN);
 	assert_int_equal(c.up + c.down, 0);
+	db_stats st;
+	db_get_stats(c.d, &st);
+	assert_true(st.dns_lookups >= 2); /* every attempt looks it up again */
 	ctx_finish(&c);
 
 	/* closed immediately, with the first lookup still pending */
+	ctx_start_at(&c, url, "tdb_dns");
+	ctx_finish(&c);
+}
+
+/* Fills `out` from the test URL: its socket directory, port, user, dbname. */
+struct url_parts {
+	char host[256], port[16], user[64], dbname[64];
+};
+
+static void
+url_parts_get(struct url_parts *u)
+{
+	memset(u, 0, sizeof(*u));
+	PQconninfoOption *ci = PQconninfoParse(db_url, NULL);
+	assert_non_null(ci);
+	for (PQconninfoOption *o = ci; o->keyword != NULL; o++) {
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "host") == 0)
+			snprintf(u->host, sizeof(u->host), "%s", o->val);
+		else if (strcmp(o->keyword, "port") == 0)
+			snprintf(u->port, sizeof(u->port), "%s", o->val);
+		else if (strcmp(o->keyword, "user") == 0)
+			snprintf(u->user, sizeof(u->user), "%s", o->val);
+		else if (strcmp(o->keyword, "dbname") == 0)
+			snprintf(u->dbname, sizeof(u->dbname), "%s", o->val);
+	}
+	PQconninfoFree(ci);
+	if (u->host[0] != '/')
+		skip(); /* these tests reach the server over its unix socket */
+}
+
+/* Connects with `conninfo`, checks a query works and returns how many
+ * host names the client resolved itself. */
+static uint64_t
+connect_count_lookups(const char *conninfo, const char *name)
+{
+	struct ctx c;
 	memset(&c, 0, sizeof(c));
 	assert_int_equal(uv_loop_init(&c.loop), 0);
+	db_options o = {.conninfo = conninfo, .name = name, .backoff_min_ms = 10};
 	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
+	db_set_state_cb(c.d, on_state, &c);
+	assert_true(run_until(&c.loop, &c.up, 1, 10000));
+	query_wait(&c, "SELECT 1", 0, NULL);
+	assert_int_equal(c.last_err, 0);
+	db_stats st;
+	db_get_stats(c.d, &st);
+	ctx_finish(&c);
+	return st.dns_lookups;
+}
+
+/* A multi-host URL: every name in it is resolved on the loop (libpq gets
+ * an address for each), a name that does not resolve is skipped, and an
+ * IP literal or socket directory in the list still works. */
+static void
+test_multi_host_resolved_off_loop(void **state)
+{
+	(void)state;
+	need_db();
+	struct url_parts u;
+	url_parts_get(&u);
+	char enc[768], *e = enc;
+	for (const char *s = u.host; *s; s++)
+		e += *s == '/' ? sprintf(e, "%%2F") : sprintf(e, "%c", *s);
+	char *url = xasprintf("postgresql://%s@nonexistent.invalid,127.0.0.1,%s/%s?port=%s", u.user,
+	    enc, u.dbname, u.port);
+	assert_int_equal(connect_count_lookups(url, "tdb_multi"), 1);
+	free(url);
+	char *kv = xasprintf("host=nonexistent.invalid,localhost,%s port=%s user=%s dbname=%s "
+	                     "target_session_attrs=any",
+	    u.host, u.port, u.user, u.dbname);
+	assert_int_equal(connect_count_lookups(kv, "tdb_multi"), 2);
+	free(kv);
+}
+
+/* No host in the URL: PGHOST's names are resolved on the loop too. */
+static void
+test_pghost_resolved_off_loop(void **state)
+{
+	(void)state;
+	need_db();
+	struct url_parts u;
+	url_parts_get(&u);
+	char *pghost = xasprintf("localhost,%s", u.host);
+	setenv("PGHOST", pghost, 1);
+	char *url = xasprintf("postgresql://%s@/%s?port=%s", u.user, u.dbname, u.port);
+	uint64_t n = connect_count_lookups(url, "tdb_pghost");
+	unsetenv("PGHOST");
+	assert_int_equal(n, 1);
+	free(url);
+	free(pghost);
+}
+
+static void
+sleep_work(uv_work_t *w)
+{
+	(void)w;
+	usleep(600 * 1000);
+}
+
+static void
+sleep_done(uv_work_t *w, int status)
+{
+	(void)status;
+	(*(int *)w->data)++;
+}
+
+static void
+on_count_tick(uv_timer_t *t)
+{
+	(*(int *)t->data)++;
+}
+
+/* A lookup that takes long (here: it waits 0.6 s for libuv's thread pool,
+ * kept busy) holds up only the connect; the loop runs timers meanwhile,
+ * and the connection comes once the pool got to the lookup. */
+static void
+test_slow_lookup_does_not_block_loop(void **state)
+{
+	(void)state;
+	need_db();
+	struct url_parts u;
+	url_parts_get(&u);
+	struct ctx c;
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(uv_loop_init(&c.loop), 0);
+	const char *env = getenv("UV_THREADPOOL_SIZE");
+	int nwork = env != NULL && atoi(env) > 0 ? atoi(env) : 4, worked = 0, ticks = 0;
+	assert_true(nwork <= 64);
+	uv_work_t work[64];
+	for (int i = 0; i < nwork; i++) {
+		work[i].data = &worked;
+		assert_int_equal(uv_queue_work(&c.loop, &work[i], sleep_work, sleep_done), 0);
+	}
+	uv_timer_t tick;
+	uv_timer_init(&c.loop, &tick);
+	tick.data = &ticks;
+	uv_timer_start(&tick, on_count_tick, 10, 10);
+	char *kv = xasprintf("host=localhost,%s port=%s user=%s dbname=%s", u.host, u.port, u.user,
+	    u.dbname);
+	db_options o = {.conninfo = kv, .name = "tdb_slow_dns"};
+	assert_int_equal(db_new(&c.loop, &o, &c.d), 0);
+	db_set_state_cb(c.d, on_state, &c);
+	assert_true(run_until(&c.loop, &c.up, 1, 10000));
+	assert_true(worked >= 1); /* the connect waited for the pool */
+	assert_true(ticks >= 10); /* and the loop kept running meanwhile */
+	uv_close((uv_handle_t *)&tick, NULL);
+	free(kv);
+	ctx_finish(&c);
+}
+
+/* A named pg_service.conf service is left wholly to libpq (its entries
+ * rank between the conninfo and the environment): no lookup of ours. */
+static void
+test_service_left_to_libpq(void **state)
+{
+	(void)state;
+	struct ctx c;
+	ctx_start_at(&c, "service=trygg_no_such_service host=nonexistent.invalid", "tdb_service");
+	int never = 0;
+	assert_false(run_until(&c.loop, &never, 1, 100));
+	assert_false(db_is_connected(c.d));
+	db_stats st;
+	db_get_stats(c.d, &st);
+	assert_int_equal(st.dns_lookups, 0);
 	ctx_finish(&c);
 }
 
@@ -794,6 +962,10 @@ main(void)
 	    cmocka_unit_test(test_connection_killed),
 	    cmocka_unit_test(test_submit_while_disconnected),
 	    cmocka_unit_test(test_host_name_resolved_off_loop),
+	    cmocka_unit_test(test_multi_host_resolved_off_loop),
+	    cmocka_unit_test(test_pghost_resolved_off_loop),
+	    cmocka_unit_test(test_slow_lookup_does_not_block_loop),
+	    cmocka_unit_test(test_service_left_to_libpq),
 	    cmocka_unit_test(test_close_with_pending),
 	    cmocka_unit_test(test_close_from_callback_and_busy),
 	    cmocka_unit_test(test_close_while_connecting),
