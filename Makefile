@@ -153,6 +153,7 @@ bench: all
 	BUILD=$(BUILD) tests/bench/intake-bench.sh
 	@if [ -x tests/bench/notifier-bench.sh ]; then BUILD=$(BUILD) tests/bench/notifier-bench.sh; fi
 	BUILD=$(BUILD) tests/bench/walks-bench.sh
+	BUILD=$(BUILD) tests/bench/reporting-bench.sh
 
 fuzz: deps-check
 	tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
