@@ -93,6 +93,19 @@ if [ -x "$BIN/trygg-intake" ]; then
     TRYGG_BUS_NOTIFIER_SUB_URL="$BUS/notifier.pub" TRYGG_BUS_NOTIFIER_REQ_URL="$BUS/notifier.rep"
   started=$((started + 1))
 fi
+# A mail catcher for the demo (walk invitations with their .ics, e-mail
+# tasks): every message the notifier sends lands as one file in
+# var/mail/new/ (Maildir), unless TRYGG_SMTP_URL names a real relay.
+MAIL_PORT=${MAIL_PORT:-1025}
+if [ -x "$BIN/trygg-notifier" ] && [ -z "${TRYGG_SMTP_URL:-}" ] &&
+  /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null; then
+  /usr/bin/python3 -m aiosmtpd -n -l "127.0.0.1:$MAIL_PORT" -c aiosmtpd.handlers.Mailbox \
+    "$VAR/mail" >>"$VAR/log/mail.log" 2>&1 &
+  pids+=($!)
+  names+=(mail)
+  TRYGG_SMTP_URL="smtp://127.0.0.1:$MAIL_PORT"
+  printf '  %-14s %s   (messages: %s)\n' mail "$TRYGG_SMTP_URL" "${VAR#$ROOT/}/mail/new/"
+fi
 if [ -x "$BIN/trygg-notifier" ]; then
   start notifier notifier "$NOTIFIER_PORT" \
     TRYGG_BUS_PUB_URL="$BUS/notifier.pub" TRYGG_BUS_REP_URL="$BUS/notifier.rep" \

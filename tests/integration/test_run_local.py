@@ -104,7 +104,7 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it():
     var = os.path.join(TMP, "run-local-var")
     ports = {k: free_port() for k in ("INTAKE_PORT", "NOTIFIER_PORT", "CREW_PORT",
                                       "TESTPUB_PORT", "TESTSUB_PORT", "WALKS_PORT",
-                                      "REPORTING_PORT")}
+                                      "REPORTING_PORT", "MAIL_PORT")}
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("TRYGG_") and k != "DATABASE_URL"}
     env.update({k: str(v) for k, v in ports.items()})
