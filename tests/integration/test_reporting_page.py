@@ -27,10 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from harness import BIN, ROOT, TMP, check, free_port, http
 
-try:  # the shared client, once walk-planner-phone's branch is merged
-    import cdp
-except ImportError:
-    import cdp_page as cdp
+import cdp  # the one Chrome DevTools Protocol client of the tests
 
 WEB = os.path.join(ROOT, "services/reporting/web")
 STAFF_KEY = "staff-key-for-the-page-test"  # the stand-in's
