@@ -50,4 +50,16 @@ admin_exec(const char *sql, int nparams, const char *const *values)
 	return out;
 }
 
+/* Drops a test group's schema, if there is a database: the group
+ * teardown of the tests that make their own schema. */
+__attribute__((unused)) static void
+drop_test_schema(const char *schema)
+{
+	if (db_url == NULL)
+		return;
+	char *sql = xasprintf("DROP SCHEMA %s CASCADE", schema);
+	free(admin_exec(sql, 0, NULL));
+	free(sql);
+}
+
 #endif

@@ -937,11 +937,7 @@ static int
 group_teardown(void **state)
 {
 	(void)state;
-	if (db_url != NULL) {
-		char *sql = xasprintf("DROP SCHEMA %s CASCADE", schema);
-		free(admin_exec(sql, 0, NULL));
-		free(sql);
-	}
+	drop_test_schema(schema);
 	return 0;
 }
 
