@@ -31,6 +31,7 @@
 
 #include "admin_db.h"
 #include "admin_events.h"
+#include "crypto.h"
 #include "sign.h"
 
 extern const struct migration notifier_migrations[];
@@ -491,8 +492,7 @@ unit_options(admin_option *o, size_t no, unit_change *c, bool adding)
 			uint8_t raw[32];
 			if (RAND_bytes(raw, sizeof(raw)) != 1)
 				admin_die("the random generator failed");
-			for (size_t k = 0; k < sizeof(raw); k++)
-				snprintf(c->sup_secret + 2 * k, 3, "%02x", raw[k]);
+			crypto_hex(raw, sizeof(raw), c->sup_secret);
 			set_col(c, "supervisor_webhook_secret", c->sup_secret);
 		} else {
 			check_email("--supervisor", v);
@@ -866,8 +866,7 @@ key_issue(int argc, char **argv)
 	if (RAND_bytes(raw, sizeof(raw)) != 1)
 		admin_die("the random generator failed");
 	char key[3 + 2 * KEY_RANDOM_BYTES + 1] = "tu_";
-	for (size_t i = 0; i < sizeof(raw); i++)
-		snprintf(key + 3 + 2 * i, 3, "%02x", raw[i]);
+	crypto_hex(raw, sizeof(raw), key + 3);
 	char hash[SIGN_HEX_LEN];
 	crypto_sha256_hex(key, strlen(key), hash);
 	const char *v[3] = {hash, unit, o[0].value ? o[0].value : ""};
