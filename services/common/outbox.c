@@ -141,12 +141,24 @@ flush_finished(outbox_relay *r)
 		cb(r->flush_arg);
 }
 
+/* Why an event of `type` with `len` payload bytes breaks the bus's limits,
+ * or NULL if it does not. */
+static const char *
+invalid_reason(const char *type, size_t len)
+{
+	if (type == NULL || type[0] == '\0')
+		return "empty event_type";
+	if (strnlen(type, OUTBOX_EVENT_TYPE_MAX + 1) > OUTBOX_EVENT_TYPE_MAX)
+		return "event_type too long";
+	if (len > OUTBOX_PAYLOAD_MAX)
+		return "payload too large";
+	return NULL;
+}
+
 int
 outbox_add_event(db_batch *b, const char *type, const uint8_t *payload, size_t len)
 {
-	if (type == NULL || type[0] == '\0' ||
-	    strnlen(type, OUTBOX_EVENT_TYPE_MAX + 1) > OUTBOX_EVENT_TYPE_MAX ||
-	    len > OUTBOX_PAYLOAD_MAX)
+	if (invalid_reason(type, len) != NULL)
 		return TRYGG_EINVAL;
 	const char *values[2] = {type, (const char *)payload};
 	int lengths[2] = {0, (int)len};
@@ -159,19 +171,6 @@ static uint64_t
 get_u64(const PGresult *res, int row, int col)
 {
 	return strtoull(PQgetvalue(res, row, col), NULL, 10);
-}
-
-/* Why the row in `env` cannot travel as it is, or NULL if it can. */
-static const char *
-invalid_reason(const Trygg__Bus__Envelope *env)
-{
-	if (env->type[0] == '\0')
-		return "empty event_type";
-	if (strnlen(env->type, OUTBOX_EVENT_TYPE_MAX + 1) > OUTBOX_EVENT_TYPE_MAX)
-		return "event_type too long";
-	if (env->payload.len > OUTBOX_PAYLOAD_MAX)
-		return "payload too large";
-	return NULL;
 }
 
 static void
@@ -234,7 +233,7 @@ row_to_envelope(outbox_relay *r, const PGresult *res, int row, const char *epoch
 	env->occurred_at_us = strtoll(PQgetvalue(res, row, 4), NULL, 10);
 	env->epoch = (char *)epoch;
 	*payload_buf = p;
-	const char *why = invalid_reason(env);
+	const char *why = invalid_reason(env->type, env->payload.len);
 	if (why != NULL)
 		make_placeholder(r, env, why);
 	return 0;
