@@ -194,6 +194,19 @@ trygg_uuid4(char out[37])
 }
 
 bool
+trygg_plain_name(const char *s, size_t max)
+{
+	size_t n = 0;
+	for (; s[n]; n++) {
+		unsigned char c = (unsigned char)s[n];
+		if (c <= ' ' || c == '"' || c == '\\' || c == ',' || c == '{' || c == '}' ||
+		    c >= 0x7f)
+			return false;
+	}
+	return n > 0 && n <= max;
+}
+
+bool
 trygg_uuid_valid(const char *s)
 {
 	if (s == NULL || strlen(s) != 36)

@@ -69,6 +69,11 @@ void trygg_uuid4(char out[37]);
  * digits, either case). NULL is not a UUID. */
 bool trygg_uuid_valid(const char *s);
 
+/* The one slug check: true for a slug-like identifier as another service
+ * sends it: 1..max bytes, no blanks, quotes, backslashes, commas, braces or
+ * non-ASCII (safe in a Postgres array literal). */
+bool trygg_plain_name(const char *s, size_t max);
+
 /*
  * UTF-8. The one validator: true if the n bytes at s are well-formed UTF-8
  * (no overlongs, surrogates, or code points above U+10FFFF).

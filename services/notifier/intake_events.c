@@ -11,6 +11,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "trygg/events.pb-c.h"
+#include "util.h"
 
 static const char SQL_INGEST[] =
     "SELECT ingest_report($1, $2, $3, $4, $5::boolean, $6::int, $7::double precision,"
@@ -37,7 +38,7 @@ intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		return rv;
 	const Trygg__Events__ReportReceived *r = (const Trygg__Events__ReportReceived *)m;
 	char lb[160];
-	if (!notifier_plain_name(r->report_id, 64) || !notifier_plain_name(r->category, 64)) {
+	if (!trygg_plain_name(r->report_id, 64) || !trygg_plain_name(r->category, 64)) {
 		log_warn("report_invalid", "\"seq\":%" PRIu64 ",\"report_id\":%s", ev->seq,
 		    log_json_str(r->report_id, lb, sizeof(lb)));
 		envelope_message_free(m);
@@ -47,7 +48,7 @@ intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	const char *places[16];
 	size_t nplaces = 0;
 	for (size_t i = 0; i < r->n_places && nplaces < TRYGG_ARRAY_LEN(places); i++)
-		if (notifier_plain_name(r->places[i], 64))
+		if (trygg_plain_name(r->places[i], 64))
 			places[nplaces++] = r->places[i];
 
 	int64_t at = r->occurred_at_us ? r->occurred_at_us : ev->occurred_at_us;
@@ -69,7 +70,7 @@ intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		    r->night ? "true" : "false", r->source && r->source[0] ? r->source : "import"};
 		char src[32];
 		snprintf(src, sizeof(src), "%s", hv[8]);
-		if (!notifier_plain_name(src, 31))
+		if (!trygg_plain_name(src, 31))
 			hv[8] = "import";
 		db_batch_add(b, SQL_HISTORY, 9, hv);
 		envelope_message_free(m);

@@ -33,17 +33,3 @@ notifier_after_commit(notifier *n, bool deliveries)
 	if (deliveries)
 		delivery_worker_kick(n->deliveries);
 }
-
-/* A slug-like identifier as sent by intake: short, no odd bytes. */
-bool
-notifier_plain_name(const char *s, size_t max)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		unsigned char c = (unsigned char)s[n];
-		if (c <= ' ' || c == '"' || c == '\\' || c == ',' || c == '{' || c == '}' ||
-		    c >= 0x7f)
-			return false;
-	}
-	return n > 0 && n <= max;
-}

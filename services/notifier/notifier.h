@@ -82,9 +82,4 @@ const char *notifier_link_secret(const notifier *n);
  * events or deliveries: kicks the outbox relay and the delivery worker. */
 void notifier_after_commit(notifier *n, bool deliveries);
 
-/* True for a slug-like identifier as another service sends it: 1..max
- * bytes, no blanks, quotes, backslashes, commas, braces or non-ASCII (safe
- * in a Postgres array literal). */
-bool notifier_plain_name(const char *s, size_t max);
-
 #endif

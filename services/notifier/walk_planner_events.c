@@ -15,6 +15,7 @@
 #include "envelope.h"
 #include "log.h"
 #include "trygg/walks.pb-c.h"
+#include "util.h"
 
 static const char SQL_MAIL[] = "SELECT request_mail($1, $2, $3, $4, $5, $6, $7,"
                                " decode($8, 'hex'), $9, $10)";
@@ -48,7 +49,7 @@ apply_mail(notifier *n, db_batch *b, const Trygg__Bus__Envelope *ev)
 		return rv;
 	const Trygg__Walks__MailRequested *r = (const Trygg__Walks__MailRequested *)m;
 	char lb[160];
-	if (!notifier_plain_name(r->mail_id, 64) || !notifier_plain_name(r->to_address, 254) ||
+	if (!trygg_plain_name(r->mail_id, 64) || !trygg_plain_name(r->to_address, 254) ||
 	    strlen(r->subject) > 998 || strlen(r->body_text) > MAIL_TEXT_MAX ||
 	    r->attachment.len > MAIL_ATTACHMENT_MAX) {
 		log_warn("mail_invalid", "\"seq\":%" PRIu64 ",\"mail_id\":%s", ev->seq,
@@ -66,7 +67,7 @@ apply_mail(notifier *n, db_batch *b, const Trygg__Bus__Envelope *ev)
 	    r->attachment.len ? hex : NULL, kind, walk};
 	db_batch_add(b, SQL_MAIL, 10, v);
 	log_info("mail_requested", "\"mail_id\":%s,\"kind\":\"%s\"",
-	    log_json_str(r->mail_id, lb, sizeof(lb)), notifier_plain_name(kind, 32) ? kind : "?");
+	    log_json_str(r->mail_id, lb, sizeof(lb)), trygg_plain_name(kind, 32) ? kind : "?");
 	free(hex);
 	free(to_name);
 	free(subject);
@@ -90,7 +91,7 @@ apply_finding(notifier *n, db_batch *b, const Trygg__Bus__Envelope *ev)
 		return rv;
 	const Trygg__Walks__FindingTaskRequested *r = (const Trygg__Walks__FindingTaskRequested *)m;
 	char lb[160];
-	if (!notifier_plain_name(r->finding_id, 64) || !notifier_plain_name(r->category, 64)) {
+	if (!trygg_plain_name(r->finding_id, 64) || !trygg_plain_name(r->category, 64)) {
 		log_warn("finding_invalid", "\"seq\":%" PRIu64 ",\"finding_id\":%s", ev->seq,
 		    log_json_str(r->finding_id, lb, sizeof(lb)));
 		envelope_message_free(m);
@@ -98,7 +99,7 @@ apply_finding(notifier *n, db_batch *b, const Trygg__Bus__Envelope *ev)
 	}
 	const char *places[1];
 	size_t nplaces = 0;
-	if (r->place[0] && notifier_plain_name(r->place, 64))
+	if (r->place[0] && trygg_plain_name(r->place, 64))
 		places[nplaces++] = r->place;
 	int64_t at = r->at_us ? r->at_us : ev->occurred_at_us;
 	routing_report rr = {.category = r->category, .places = places, .nplaces = nplaces};
@@ -131,7 +132,7 @@ apply_finding(notifier *n, db_batch *b, const Trygg__Bus__Envelope *ev)
 	char *desc = text_of(r->description);
 	if (strlen(desc) > 4000)
 		desc[trygg_utf8_prefix(desc, 4000)] = '\0';
-	const char *named = notifier_plain_name(r->unit, 64) ? r->unit : "";
+	const char *named = trygg_plain_name(r->unit, 64) ? r->unit : "";
 	const char *v[16] = {r->finding_id, r->category, key, res.place, sev,
 	    r->has_position ? lat : NULL, r->has_position ? lon : NULL, res.unit, named, copies,
 	    res.matched ? "false" : "true", ack, done, task_id,

@@ -11,23 +11,9 @@
 #include "envelope.h"
 #include "events.h"
 #include "log.h"
+#include "util.h"
 
 #define DECODE_MAX (256 * 1024)
-
-/* A slug-like identifier: short, printable, nothing that needs quoting in
- * a Postgres array literal. */
-bool
-events_plain_name(const char *s, size_t max)
-{
-	size_t n = 0;
-	for (; s[n]; n++) {
-		unsigned char c = (unsigned char)s[n];
-		if (c <= ' ' || c == '"' || c == '\\' || c == ',' || c == '{' || c == '}' ||
-		    c >= 0x7f)
-			return false;
-	}
-	return n > 0 && n <= max;
-}
 
 /* Free text that goes into a text column: valid UTF-8 (jansson checks),
  * bounded; "" when missing or invalid. */
@@ -53,7 +39,7 @@ events_text_array(char **v, size_t n, const char *skip)
 	char *out = xmalloc(cap);
 	out[o++] = '{';
 	for (size_t i = 0; i < n; i++) {
-		if (!events_plain_name(v[i], 100) || (skip && strcmp(v[i], skip) == 0))
+		if (!trygg_plain_name(v[i], 100) || (skip && strcmp(v[i], skip) == 0))
 			continue;
 		o += (size_t)sprintf(out + o, "%s%s", o > 1 ? "," : "", v[i]);
 	}

@@ -18,10 +18,6 @@
 /* Longest name or free text kept from an event (owner, title, ...). */
 #define EVENTS_NAME_MAX 200
 
-/* A slug-like identifier of 1 to max bytes: printable, nothing that needs
- * quoting in a Postgres array literal. */
-bool events_plain_name(const char *s, size_t max);
-
 /* s if it is valid UTF-8 of at most max bytes, else "" (also for NULL). */
 const char *events_clean_text(const char *s, size_t max);
 

@@ -19,6 +19,7 @@
 #include "reporting.h"
 #include "sun.h"
 #include "trygg/events.pb-c.h"
+#include "util.h"
 
 #define DISTRICT_LAT 59.3326
 #define DISTRICT_LON 18.0649
@@ -36,7 +37,7 @@ apply_report(reporting *r, db_batch *b, const Trygg__Bus__Envelope *ev)
 		events_log_bad(ev, "undecodable ReportReceived");
 		return TRYGG_EPROTO;
 	}
-	if (!events_plain_name(m->report_id, 64) || !events_plain_name(m->category, 64)) {
+	if (!trygg_plain_name(m->report_id, 64) || !trygg_plain_name(m->category, 64)) {
 		events_log_bad(ev, "report_id or category not a plain name");
 		envelope_message_free(&m->base);
 		return TRYGG_EPROTO;
@@ -59,9 +60,9 @@ apply_report(reporting *r, db_batch *b, const Trygg__Bus__Envelope *ev)
 	snprintf(at_s, sizeof(at_s), "%" PRId64, at);
 	snprintf(target, sizeof(target), "%u", m->response_target_min);
 	const char *partner =
-	    events_plain_name(m->partner, EVENTS_NAME_MAX) ? m->partner : "unknown";
-	const char *role = events_plain_name(m->partner_role, 64) ? m->partner_role : "";
-	const char *focus = events_plain_name(m->focus_area, 64) ? m->focus_area : "other";
+	    trygg_plain_name(m->partner, EVENTS_NAME_MAX) ? m->partner : "unknown";
+	const char *role = trygg_plain_name(m->partner_role, 64) ? m->partner_role : "";
+	const char *focus = trygg_plain_name(m->focus_area, 64) ? m->focus_area : "other";
 	const char *v[14] = {m->report_id, partner, role, m->category, focus,
 	    m->sensitive ? "true" : "false", places, m->has_position ? "true" : "false", lat, lon,
 	    at_s, night ? "true" : "false", target, m->imported ? "true" : "false"};
@@ -86,7 +87,7 @@ apply_place(reporting *r, db_batch *b, const Trygg__Bus__Envelope *ev)
 	}
 	json_t *g = json_loads(m->geojson ? m->geojson : "", JSON_REJECT_DUPLICATES, NULL);
 	const char *type = json_string_value(json_object_get(g, "type"));
-	if (!events_plain_name(m->slug, 100) || g == NULL || type == NULL ||
+	if (!trygg_plain_name(m->slug, 100) || g == NULL || type == NULL ||
 	    (strcmp(type, "Polygon") != 0 && strcmp(type, "MultiPolygon") != 0)) {
 		json_decref(g);
 		events_log_bad(ev, "PlaceDefined without a slug or a Polygon/MultiPolygon");

@@ -16,6 +16,7 @@
 #include "events.h"
 #include "reporting.h"
 #include "trygg/events.pb-c.h"
+#include "util.h"
 
 static const char SQL_TASK[] = "SELECT apply_task($1, $2, $3, $4, $5, $6, $7::bigint, $8, $9)";
 
@@ -117,8 +118,8 @@ notifier_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		break;
 	}
 	}
-	if (!events_plain_name(task, 64) || (report[0] && !events_plain_name(report, 64)) ||
-	    ((tt->kind[0] == 'o' || tt->kind[0] == 'j') && !events_plain_name(report, 64))) {
+	if (!trygg_plain_name(task, 64) || (report[0] && !trygg_plain_name(report, 64)) ||
+	    ((tt->kind[0] == 'o' || tt->kind[0] == 'j') && !trygg_plain_name(report, 64))) {
 		events_log_bad(ev, "task event without a plain task or report id");
 		envelope_message_free(m);
 		return TRYGG_EPROTO;
@@ -127,8 +128,8 @@ notifier_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		at = ev->occurred_at_us > 0 ? ev->occurred_at_us : trygg_wall_us();
 	char at_s[24];
 	snprintf(at_s, sizeof(at_s), "%" PRId64, at);
-	const char *v[9] = {tt->kind, task, report, events_plain_name(category, 64) ? category : "",
-	    events_plain_name(place, 100) ? place : "", events_plain_name(unit, 100) ? unit : "",
+	const char *v[9] = {tt->kind, task, report, trygg_plain_name(category, 64) ? category : "",
+	    trygg_plain_name(place, 100) ? place : "", trygg_plain_name(unit, 100) ? unit : "",
 	    at_s, owner, reason};
 	db_batch_add(b, SQL_TASK, 9, v);
 	envelope_message_free(m);

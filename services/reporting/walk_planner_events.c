@@ -20,6 +20,7 @@
 #include "json.h"
 #include "reporting.h"
 #include "trygg/walks.pb-c.h"
+#include "util.h"
 
 static const char SQL_WALK[] =
     "SELECT apply_walk($1, $2::bigint, $3, $4, $5, $6::bigint, $7::boolean, $8::text[])";
@@ -33,7 +34,7 @@ apply_walk(db_batch *b, const Trygg__Bus__Envelope *ev)
 {
 	Trygg__Walks__WalkUpdated *m =
 	    (Trygg__Walks__WalkUpdated *)events_unpack(&trygg__walks__walk_updated__descriptor, ev);
-	if (m == NULL || !events_plain_name(m->walk_id, 64)) {
+	if (m == NULL || !trygg_plain_name(m->walk_id, 64)) {
 		events_log_bad(ev, "bad WalkUpdated");
 		envelope_message_free(m ? &m->base : NULL);
 		return TRYGG_EPROTO;
@@ -46,9 +47,9 @@ apply_walk(db_batch *b, const Trygg__Bus__Envelope *ev)
 	char ver[24], starts[24];
 	snprintf(ver, sizeof(ver), "%" PRIu64, m->version);
 	snprintf(starts, sizeof(starts), "%" PRId64, m->starts_at_us);
-	const char *v[8] = {m->walk_id, ver, events_plain_name(m->area, 100) ? m->area : "",
+	const char *v[8] = {m->walk_id, ver, trygg_plain_name(m->area, 100) ? m->area : "",
 	    events_clean_text(m->title, EVENTS_NAME_MAX),
-	    events_plain_name(m->status, 64) ? m->status : "planned", starts,
+	    trygg_plain_name(m->status, 64) ? m->status : "planned", starts,
 	    m->after_dark ? "true" : "false", places};
 	db_batch_add(b, SQL_WALK, 8, v);
 	free(places);
@@ -61,8 +62,8 @@ apply_finding(db_batch *b, const Trygg__Bus__Envelope *ev)
 {
 	Trygg__Walks__FindingUpdated *m = (Trygg__Walks__FindingUpdated *)
 	    events_unpack(&trygg__walks__finding_updated__descriptor, ev);
-	if (m == NULL || !events_plain_name(m->finding_id, 64) ||
-	    !events_plain_name(m->walk_id, 64)) {
+	if (m == NULL || !trygg_plain_name(m->finding_id, 64) ||
+	    !trygg_plain_name(m->walk_id, 64)) {
 		events_log_bad(ev, "bad FindingUpdated");
 		envelope_message_free(m ? &m->base : NULL);
 		return TRYGG_EPROTO;
@@ -74,9 +75,9 @@ apply_finding(db_batch *b, const Trygg__Bus__Envelope *ev)
 	snprintf(rec, sizeof(rec), "%" PRId64, recorded);
 	snprintf(st, sizeof(st), "%" PRId64, m->status_at_us > 0 ? m->status_at_us : recorded);
 	const char *v[11] = {m->finding_id, ver, m->walk_id,
-	    events_plain_name(m->place, 100) ? m->place : "",
-	    events_plain_name(m->category, 64) ? m->category : "other",
-	    events_plain_name(m->status, 64) ? m->status : "proposed",
+	    trygg_plain_name(m->place, 100) ? m->place : "",
+	    trygg_plain_name(m->category, 64) ? m->category : "other",
+	    trygg_plain_name(m->status, 64) ? m->status : "proposed",
 	    events_clean_text(m->responsible, EVENTS_NAME_MAX), deadline,
 	    events_clean_text(m->declined_owner, EVENTS_NAME_MAX), rec, st};
 	db_batch_add(b, SQL_FINDING, 11, v);
@@ -89,7 +90,7 @@ apply_survey(db_batch *b, const Trygg__Bus__Envelope *ev)
 {
 	Trygg__Walks__SurveyFiguresLoaded *m = (Trygg__Walks__SurveyFiguresLoaded *)
 	    events_unpack(&trygg__walks__survey_figures_loaded__descriptor, ev);
-	if (m == NULL || !events_plain_name(m->survey, 64)) {
+	if (m == NULL || !trygg_plain_name(m->survey, 64)) {
 		events_log_bad(ev, "bad SurveyFiguresLoaded");
 		envelope_message_free(m ? &m->base : NULL);
 		return TRYGG_EPROTO;
@@ -100,7 +101,7 @@ apply_survey(db_batch *b, const Trygg__Bus__Envelope *ev)
 		const Trygg__Walks__SurveyArea *a = m->areas[i];
 		json_t *g = json_loads(a->geojson ? a->geojson : "", JSON_REJECT_DUPLICATES, NULL);
 		const char *type = json_string_value(json_object_get(g, "type"));
-		if (!events_plain_name(a->slug, 100) || type == NULL ||
+		if (!trygg_plain_name(a->slug, 100) || type == NULL ||
 		    (strcmp(type, "Polygon") != 0 && strcmp(type, "MultiPolygon") != 0)) {
 			json_decref(g);
 			rv = TRYGG_EPROTO;
@@ -112,13 +113,13 @@ apply_survey(db_batch *b, const Trygg__Bus__Envelope *ev)
 	}
 	for (size_t i = 0; i < m->n_figures && rv == 0; i++) {
 		const Trygg__Walks__SurveyFigure *f = m->figures[i];
-		if (!events_plain_name(f->area, 100) || !events_plain_name(f->indicator, 64)) {
+		if (!trygg_plain_name(f->area, 100) || !trygg_plain_name(f->indicator, 64)) {
 			rv = TRYGG_EPROTO;
 			break;
 		}
 		json_array_append_new(figs,
 		    json_pack("{s:s,s:s,s:f,s:s,s:I}", "area", f->area, "indicator", f->indicator,
-		        "value", f->value, "unit", events_plain_name(f->unit, 32) ? f->unit : "",
+		        "value", f->value, "unit", trygg_plain_name(f->unit, 32) ? f->unit : "",
 		        "respondents", (json_int_t)f->respondents));
 	}
 	if (rv == 0) {
