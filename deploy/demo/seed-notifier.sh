@@ -45,7 +45,7 @@ SET search_path = notifier;
 -- (youth at risk, vulnerable victims, school incidents), the traffic
 -- office, and the district office as the default for everything else.
 -- The supervisors' webhooks point at the same demo receiver, which knows one
--- secret; a real supervisor's webhook gets its own (`admin unit set --supervisor`).
+-- secret; a real supervisor's webhook gets its own (trygg-notifier admin unit set --supervisor).
 INSERT INTO units (name, display_name, kind, handles_sensitive, default_for, webhook_url,
     webhook_secret, email, supervisor_name, supervisor_email, supervisor_webhook_url,
     supervisor_webhook_secret, ack_target_s, completion_target_s)

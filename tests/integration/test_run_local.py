@@ -148,3 +148,6 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it():
           "Postgres still running after Ctrl-C")
     out = open(os.path.join(TMP, "run-local.out")).read()
     check("stopped." in out, "no clean stop:\n" + out[-2000:])
+    # A demo script that runs a stray command (an unquoted heredoc's
+    # backticks) still "works" but tells a new user something is broken.
+    check("command not found" not in out, "a demo step ran a stray command:\n" + out[-4000:])
