@@ -102,6 +102,50 @@ admin_db_exec(const char *sql, int n, const char *const *values)
 	PQclear(admin_db_run(sql, n, values));
 }
 
+/* Characters in a UTF-8 string (continuation bytes not counted). */
+static size_t
+utf8_width(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
+}
+
+static void
+print_cell(const char *s, size_t width, bool last)
+{
+	fputs(s, stdout);
+	if (last) {
+		putchar('\n');
+		return;
+	}
+	for (size_t w = utf8_width(s); w < width + 2; w++)
+		putchar(' ');
+}
+
+void
+admin_print_table(PGresult *r, const char *const *headers)
+{
+	int nf = PQnfields(r), nt = PQntuples(r);
+	size_t *width = xcalloc((size_t)nf + 1, sizeof(*width));
+	for (int j = 0; j < nf; j++) {
+		width[j] = utf8_width(headers[j]);
+		for (int i = 0; i < nt; i++) {
+			size_t w = utf8_width(PQgetvalue(r, i, j));
+			if (w > width[j])
+				width[j] = w;
+		}
+	}
+	for (int j = 0; j < nf; j++)
+		print_cell(headers[j], width[j], j == nf - 1);
+	for (int i = 0; i < nt; i++)
+		for (int j = 0; j < nf; j++)
+			print_cell(PQgetvalue(r, i, j), width[j], j == nf - 1);
+	free(width);
+	PQclear(r);
+}
+
 const char *
 admin_opt(int argc, char **argv, const char *name)
 {

@@ -53,6 +53,11 @@ PGresult *admin_db_run(const char *sql, int n, const char *const *values);
 /* The same, discarding the result. */
 void admin_db_exec(const char *sql, int n, const char *const *values);
 
+/* Prints r as a table under `headers` (one per column of r, counted in
+ * characters of UTF-8), each column as wide as its widest cell, two
+ * spaces apart, the last unpadded; then PQclear()s r. */
+void admin_print_table(PGresult *r, const char *const *headers);
+
 /* The value of "--name VALUE" in argv (the first occurrence), or NULL. */
 const char *admin_opt(int argc, char **argv, const char *name);
 

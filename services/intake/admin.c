@@ -21,6 +21,7 @@
 
 #include "admin_db.h"
 #include "admin_events.h"
+#include "admin_keys.h"
 #include "auth.h"
 #include "directory.h"
 #include "import.h"
@@ -44,7 +45,7 @@ static const char USAGE[] =
     "  partner deactivate|activate NAME\n"
     "  key issue PARTNER [--label TEXT] [--quiet]   prints the new key once\n"
     "  key list [PARTNER]\n"
-    "  key revoke PREFIX|ID\n"
+    "  key revoke ID|PREFIX|KEY   ID or PREFIX as `key list` shows them\n"
     "  places load FILE.geojson [--replace]\n"
     "  places list\n"
     "  import FILE.csv [--partner NAME] [--dry-run]\n"
@@ -165,50 +166,45 @@ key_issue(int argc, char **argv)
 	int pid = partner_id(argv[0]);
 	const char *key = issue_key(pid, admin_opt(argc, argv, "--label"));
 	notify();
-	if (admin_flag(argc, argv, "--quiet")) {
-		printf("%s\n", key);
-	} else {
-		printf("New API key for %s (shown only now; store it safely):\n\n  %s\n\n", argv[0],
-		    key);
-	}
+	char hash[CRYPTO_SHA256_HEX_LEN];
+	crypto_sha256_hex(key, strlen(key), hash);
+	admin_key_print_new(key, hash, argv[0], admin_flag(argc, argv, "--quiet"));
 }
+
+static const admin_key_store KEYS = {
+    .usage = "trygg-intake admin key revoke ID|PREFIX|KEY",
+    .table = "api_keys",
+    .key_prefix = "tk_",
+    .hash_hex_sql = "encode(key_hash, 'hex')",
+    .holder_sql = "(SELECT name FROM partners p WHERE p.id = partner_id)",
+    .shown_prefix_col = "prefix",
+    .list_columns = "partner, prefix, label",
+    .list_headers = (const char *const[]){"PARTNER", "PREFIX", "LABEL", NULL},
+    .list_from = "(SELECT k.*, p.name AS partner FROM api_keys k"
+                 " JOIN partners p ON p.id = k.partner_id) k",
+    .holder_filter = "partner = $1",
+};
 
 static void
 key_list(int argc, char **argv)
 {
 	const char *v[1] = {argc > 0 ? argv[0] : NULL};
 	PGresult *r = admin_db_run(
-	    "SELECT k.id, p.name, k.prefix, k.label, to_char(k.created_at,"
-	    " 'YYYY-MM-DD HH24:MI'), coalesce(to_char(k.revoked_at, 'YYYY-MM-DD HH24:MI'),"
-	    " '') FROM api_keys k JOIN partners p ON p.id = k.partner_id"
+	    "SELECT left(encode(k.key_hash, 'hex'), 12), p.name, k.prefix, k.label,"
+	    " to_char(k.created_at, 'YYYY-MM-DD HH24:MI'), coalesce(to_char(k.revoked_at,"
+	    " 'YYYY-MM-DD HH24:MI'), '') FROM api_keys k JOIN partners p ON p.id = k.partner_id"
 	    " WHERE $1::text IS NULL OR p.name = $1 ORDER BY k.id",
 	    1, v);
-	printf("%-5s %-24s %-12s %-16s %-17s %s\n", "ID", "PARTNER", "PREFIX", "LABEL", "CREATED",
-	    "REVOKED");
-	for (int i = 0; i < PQntuples(r); i++)
-		printf("%-5s %-24s %-12s %-16s %-17s %s\n", PQgetvalue(r, i, 0),
-		    PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
-		    PQgetvalue(r, i, 4), PQgetvalue(r, i, 5));
-	PQclear(r);
+	static const char *const head[] = {"ID", "PARTNER", "PREFIX", "LABEL", "CREATED",
+	    "REVOKED"};
+	admin_print_table(r, head);
 }
 
 static void
 key_revoke(int argc, char **argv)
 {
-	if (argc < 1)
-		admin_die("key revoke PREFIX|ID");
-	const char *v[1] = {argv[0]};
-	PGresult *r = admin_db_run("UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL"
-	                           " AND (prefix = $1 OR id::text = $1) RETURNING id",
-	    1, v);
-	int n = PQntuples(r);
-	PQclear(r);
-	if (n == 0)
-		admin_die("no active key with prefix or id '%s'", argv[0]);
-	if (n > 1)
-		fprintf(stderr, "warning: %d keys matched and were revoked\n", n);
-	notify();
-	printf("revoked %d key%s\n", n, n == 1 ? "" : "s");
+	admin_key_revoke(&KEYS, argc, argv);
+	notify(); /* the running intake forgets the key at once */
 }
 
 static void

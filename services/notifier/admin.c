@@ -31,6 +31,7 @@
 
 #include "admin_db.h"
 #include "admin_events.h"
+#include "admin_keys.h"
 #include "crypto.h"
 #include "sign.h"
 
@@ -70,9 +71,6 @@ static const char USAGE[] =
     "The database is TRYGG_DATABASE_URL or DATABASE_URL (the notifier's role).\n"
     "Events (docs/ARCHITECTURE.md, what can go wrong):\n";
 
-#define KEY_RANDOM_BYTES 20
-#define KEY_ID_LEN 12 /* as in `key list`: left(key_hash, 12) */
-#define KEY_ID_MIN 6
 #define DUR_MAX_S (366 * 86400)
 
 static void
@@ -848,6 +846,18 @@ rule_remove(int argc, char **argv)
 
 /* ---- keys ---- */
 
+static const admin_key_store KEYS = {
+    .usage = "trygg-notifier admin key revoke ID|KEY",
+    .table = "unit_keys",
+    .key_prefix = "tu_",
+    .hash_hex_sql = "key_hash",
+    .holder_sql = "unit",
+    .connect = connect_db,
+    .list_columns = "unit, label",
+    .list_headers = (const char *const[]){"UNIT", "LABEL", NULL},
+    .holder_filter = "unit = $1",
+};
+
 static void
 key_issue(int argc, char **argv)
 {
@@ -862,21 +872,11 @@ key_issue(int argc, char **argv)
 	check_unit_name("unit", unit);
 	connect_db();
 	need_unit("key issue", unit);
-	uint8_t raw[KEY_RANDOM_BYTES];
-	if (RAND_bytes(raw, sizeof(raw)) != 1)
-		admin_die("the random generator failed");
-	char key[3 + 2 * KEY_RANDOM_BYTES + 1] = "tu_";
-	crypto_hex(raw, sizeof(raw), key + 3);
-	char hash[SIGN_HEX_LEN];
-	crypto_sha256_hex(key, strlen(key), hash);
+	char key[ADMIN_KEY_MAX], hash[CRYPTO_SHA256_HEX_LEN];
+	admin_key_new("tu_", key, hash);
 	const char *v[3] = {hash, unit, o[0].value ? o[0].value : ""};
 	admin_db_exec("INSERT INTO unit_keys (key_hash, unit, label) VALUES ($1, $2, $3)", 3, v);
-	if (o[1].value) {
-		printf("%s\n", key);
-	} else {
-		printf("New API key for %s (id %.*s; shown only now, store it safely):\n\n  %s\n\n",
-		    unit, KEY_ID_LEN, hash, key);
-	}
+	admin_key_print_new(key, hash, unit, o[1].value != NULL);
 }
 
 static void
@@ -892,59 +892,13 @@ key_list(int argc, char **argv)
 	connect_db();
 	if (unit)
 		need_unit("key list", unit);
-	const char *v[1] = {unit};
-	PGresult *r = admin_db_run("SELECT left(key_hash, 12), unit, label,"
-	                           " to_char(created_at, 'YYYY-MM-DD HH24:MI'),"
-	                           " coalesce(to_char(revoked_at, 'YYYY-MM-DD HH24:MI'), '')"
-	                           " FROM unit_keys WHERE $1::text IS NULL OR unit = $1"
-	                           " ORDER BY created_at, key_hash",
-	    1, v);
-	printf("%-13s %-20s %-16s %-17s %s\n", "ID", "UNIT", "LABEL", "CREATED", "REVOKED");
-	for (int i = 0; i < PQntuples(r); i++)
-		printf("%-13s %-20s %-16s %-17s %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-		    PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4));
-	PQclear(r);
+	admin_key_list(&KEYS, unit);
 }
 
 static void
 key_revoke(int argc, char **argv)
 {
-	admin_parse(argc, argv, 1, NULL, 0, "trygg-notifier admin key revoke ID|KEY");
-	const char *arg = argv[0];
-	char hash[SIGN_HEX_LEN];
-	const char *sql;
-	if (strncmp(arg, "tu_", 3) == 0) {
-		crypto_sha256_hex(arg, strlen(arg), hash);
-		sql = "UPDATE unit_keys SET revoked_at = now() WHERE key_hash = $1"
-		      " AND revoked_at IS NULL RETURNING unit";
-	} else {
-		size_t n = strlen(arg);
-		if (n < KEY_ID_MIN || n > 64 || strspn(arg, "0123456789abcdef") != n)
-			admin_usage(
-			    "key revoke '%s': expected a key id as `key list` shows it (at least %d"
-			    " hex digits) or the key itself (tu_...)",
-			    arg, KEY_ID_MIN);
-		snprintf(hash, sizeof(hash), "%s", arg);
-		sql =
-		    "UPDATE unit_keys SET revoked_at = now() WHERE left(key_hash, length($1)) = $1"
-		    " AND revoked_at IS NULL RETURNING unit";
-	}
-	connect_db();
-	const char *v[1] = {hash};
-	admin_db_exec("BEGIN", 0, NULL);
-	PGresult *r = admin_db_run(sql, 1, v);
-	int n = PQntuples(r);
-	if (n == 0) {
-		PQclear(r);
-		admin_die("no active key with id '%s' (see `key list`)", arg);
-	}
-	if (n > 1) {
-		PQclear(r);
-		admin_die("'%s' matches %d active keys; give more digits of the id", arg, n);
-	}
-	admin_db_exec("COMMIT", 0, NULL);
-	printf("revoked key %.*s of %s\n", KEY_ID_LEN, hash, PQgetvalue(r, 0, 0));
-	PQclear(r);
+	admin_key_revoke(&KEYS, argc, argv);
 }
 
 /* ---- dead letters ---- */

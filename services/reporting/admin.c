@@ -6,9 +6,9 @@
  * libpq, one connection). A mistake on the command line exits 2, a failure
  * 1.
  *
- * Keys have the form "rk_" and 64 hex digits (two random UUIDs' worth);
- * they are printed once and only their SHA-256 (hex) is stored; a key's ID
- * is the first 12 digits of that hash. The running service looks keys up
+ * Keys have the form "rk_" and 40 random hex digits (admin_keys.h); they
+ * are printed once and only their SHA-256 (hex) is stored; a key's ID is
+ * the first 12 digits of that hash. The running service looks keys up
  * per request, so issuing or revoking one needs no restart.
  *
  * `places load FILE` reads the same GeoJSON as `trygg-intake admin places
@@ -23,6 +23,8 @@
 
 #include "admin_db.h"
 #include "admin_events.h"
+#include "admin_keys.h"
+#include "crypto.h"
 #include "reporting.h"
 
 extern const struct migration reporting_migrations[];
@@ -57,6 +59,17 @@ plain(const char *s, size_t max)
 	return true;
 }
 
+static const admin_key_store KEYS = {
+    .usage = "trygg-reporting admin key revoke ID|KEY",
+    .table = "keys",
+    .key_prefix = "rk_",
+    .hash_hex_sql = "key_hash",
+    .holder_sql = "name",
+    .connect = connect_db,
+    .list_columns = "name, role, coalesce(partner, '')",
+    .list_headers = (const char *const[]){"NAME", "ROLE", "PARTNER", NULL},
+};
+
 static void
 key_issue(int argc, char **argv)
 {
@@ -78,20 +91,15 @@ key_issue(int argc, char **argv)
 	if (partner && !plain(partner, 200))
 		admin_usage("key issue: --partner is the partner's name as intake knows it");
 	connect_db();
-	const char *v[3] = {name, role, partner};
-	PGresult *r = admin_db_run(
-	    "WITH k AS (SELECT 'rk_' || replace(gen_random_uuid()::text, '-', '')"
-	    "  || replace(gen_random_uuid()::text, '-', '') AS key)"
-	    " INSERT INTO keys (key_hash, name, role, partner)"
-	    " SELECT encode(sha256(convert_to(k.key, 'UTF8')), 'hex'), $1, $2, $3 FROM k"
-	    " RETURNING (SELECT key FROM k), left(key_hash, 12)",
-	    3, v);
-	if (o[2].value)
-		printf("%s\n", PQgetvalue(r, 0, 0));
-	else
-		printf("issued key %s for %s (%s%s%s): %s\n", PQgetvalue(r, 0, 1), name, role,
-		    partner ? ", partner " : "", partner ? partner : "", PQgetvalue(r, 0, 0));
-	PQclear(r);
+	char key[ADMIN_KEY_MAX], hash[CRYPTO_SHA256_HEX_LEN];
+	admin_key_new("rk_", key, hash);
+	const char *v[4] = {hash, name, role, partner};
+	admin_db_exec("INSERT INTO keys (key_hash, name, role, partner) VALUES ($1, $2, $3, $4)", 4,
+	    v);
+	char *holder = xasprintf("%s (%s%s%s)", name, role, partner ? ", partner " : "",
+	    partner ? partner : "");
+	admin_key_print_new(key, hash, holder, o[2].value != NULL);
+	free(holder);
 }
 
 static void
@@ -99,38 +107,13 @@ key_list(int argc, char **argv)
 {
 	admin_parse(argc, argv, 0, NULL, 0, "trygg-reporting admin key list");
 	connect_db();
-	PGresult *r = admin_db_run("SELECT left(key_hash, 12), name, role, coalesce(partner, ''),"
-	                           " created_at::text, coalesce(revoked_at::text, '')"
-	                           " FROM keys ORDER BY created_at, key_hash",
-	    0, NULL);
-	printf("%-12s  %-20s  %-8s  %-20s  %s\n", "ID", "NAME", "ROLE", "PARTNER", "REVOKED");
-	for (int i = 0; i < PQntuples(r); i++)
-		printf("%-12s  %-20s  %-8s  %-20s  %s\n", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1),
-		    PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 5));
-	PQclear(r);
+	admin_key_list(&KEYS, NULL);
 }
 
 static void
 key_revoke(int argc, char **argv)
 {
-	admin_parse(argc, argv, 1, NULL, 0, "trygg-reporting admin key revoke ID|KEY");
-	const char *arg = argv[0];
-	if (strlen(arg) < 6 || strlen(arg) > 200)
-		admin_usage(
-		    "key revoke: give the ID from `key list` (at least 6 digits) or the key");
-	connect_db();
-	const char *v[1] = {arg};
-	PGresult *r = admin_db_run("UPDATE keys SET revoked_at = now() WHERE revoked_at IS NULL AND"
-	                           " (key_hash = encode(sha256(convert_to($1, 'UTF8')), 'hex')"
-	                           "  OR left(key_hash, length($1)) = $1) RETURNING name",
-	    1, v);
-	int n = PQntuples(r);
-	if (n != 1) {
-		PQclear(r);
-		admin_die(n == 0 ? "key revoke: no such active key" : "key revoke: ambiguous ID");
-	}
-	printf("revoked the key of %s\n", PQgetvalue(r, 0, 0));
-	PQclear(r);
+	admin_key_revoke(&KEYS, argc, argv);
 }
 
 static void

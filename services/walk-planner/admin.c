@@ -5,7 +5,7 @@
  * (sql/004_admin.sql) so the events they publish commit with it.
  *
  *   key issue NAME [--keys-file F]   a staff key (printed once, stored hashed)
- *   key list | key revoke NAME
+ *   key list | key revoke ID|PREFIX|KEY
  *   participant add NAME --org ORG --role ROLE --email E [--places a,b]
  *   participant list
  *   places load FILE.geojson         fallback places (intake's PlaceDefined wins)
@@ -19,6 +19,8 @@
 
 #include "admin_db.h"
 #include "admin_events.h"
+#include "admin_keys.h"
+#include "crypto.h"
 #include "walk_planner.h"
 
 extern const struct migration walk_planner_migrations[];
@@ -27,7 +29,7 @@ static const char USAGE[] =
     "usage: trygg-walk-planner admin COMMAND\n"
     "  key issue NAME [--keys-file FILE]   issue a staff key (shown once; FILE gets {NAME: key})\n"
     "  key list\n"
-    "  key revoke NAME\n"
+    "  key revoke ID|PREFIX|KEY             ID or PREFIX as `key list` shows them\n"
     "  participant add NAME --org ORG --role ROLE --email E [--places slug,slug]\n"
     "      ROLE: district_official, police, housing, business, residents_association, school\n"
     "  participant list\n"
@@ -92,19 +94,26 @@ key_issue(int argc, char **argv)
 	admin_parse(argc, argv, 1, o, 1, USAGE);
 	if (strcmp(argv[0], "walk") == 0) /* api() calls a walk key's holder "walk" */
 		admin_usage("the name walk is reserved");
-	const char *v[1] = {argv[0]};
-	PGresult *r = admin_db_run(
-	    "WITH k AS (SELECT 'ws_' || replace(gen_random_uuid()::text || gen_random_uuid()::text,"
-	    " '-', '') AS key)"
-	    " INSERT INTO staff_keys (name, key_hash, prefix)"
-	    " SELECT $1, key_hash(k.key), left(k.key, 10) FROM k RETURNING (SELECT key FROM k)",
-	    1, v);
-	const char *key = PQgetvalue(r, 0, 0);
-	printf("%s\n", key);
+	char key[ADMIN_KEY_MAX], hash[CRYPTO_SHA256_HEX_LEN];
+	admin_key_new("ws_", key, hash);
+	const char *v[3] = {argv[0], hash, key};
+	admin_db_exec(
+	    "INSERT INTO staff_keys (name, key_hash, prefix) VALUES ($1, $2, left($3, 10))", 3, v);
+	admin_key_print_new(key, hash, argv[0], 1); /* alone: scripts capture it */
 	if (o[0].value)
 		write_key_file(o[0].value, argv[0], key);
-	PQclear(r);
 }
+
+static const admin_key_store KEYS = {
+    .usage = "trygg-walk-planner admin key revoke ID|PREFIX|KEY",
+    .table = "staff_keys",
+    .key_prefix = "ws_",
+    .hash_hex_sql = "key_hash",
+    .holder_sql = "name",
+    .shown_prefix_col = "prefix",
+    .list_columns = "name, prefix",
+    .list_headers = (const char *const[]){"NAME", "PREFIX", NULL},
+};
 
 static void
 print_rows(PGresult *r)
@@ -194,19 +203,10 @@ wp_admin_main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "key") == 0 && strcmp(sub, "issue") == 0)
 		key_issue(argc - 2, argv + 2);
-	else if (strcmp(cmd, "key") == 0 && strcmp(sub, "list") == 0)
-		print_rows(
-		    admin_db_run("SELECT name, prefix, created_at, coalesce(revoked_at::text,"
-		                 " 'active') FROM staff_keys ORDER BY created_at",
-		        0, NULL));
-	else if (strcmp(cmd, "key") == 0 && strcmp(sub, "revoke") == 0 && argc == 3) {
-		const char *v[1] = {argv[2]};
-		PGresult *r =
-		    admin_db_run("UPDATE staff_keys SET revoked_at = now() WHERE name = $1"
-		                 " AND revoked_at IS NULL",
-		        1, v);
-		printf("revoked %s key(s)\n", PQcmdTuples(r));
-		PQclear(r);
+	else if (strcmp(cmd, "key") == 0 && strcmp(sub, "list") == 0 && argc == 2)
+		admin_key_list(&KEYS, NULL);
+	else if (strcmp(cmd, "key") == 0 && strcmp(sub, "revoke") == 0) {
+		admin_key_revoke(&KEYS, argc - 2, argv + 2);
 	} else if (strcmp(cmd, "participant") == 0 && strcmp(sub, "add") == 0)
 		participant_add(argc - 2, argv + 2);
 	else if (strcmp(cmd, "participant") == 0 && strcmp(sub, "list") == 0)
