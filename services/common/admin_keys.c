@@ -102,8 +102,6 @@ admin_key_revoke(const admin_key_store *s, int argc, char **argv)
 	}
 	strbuf_appendf(&sql, " RETURNING left(%s, %d), %s", s->hash_hex_sql, ADMIN_KEY_ID_LEN,
 	    s->holder_sql);
-	if (s->connect != NULL)
-		s->connect();
 	const char *v[1] = {param};
 	admin_db_exec("BEGIN", 0, NULL);
 	PGresult *r = admin_db_run(strbuf_str(&sql), 1, v);

@@ -37,8 +37,6 @@ typedef struct admin_key_store {
 	const char *holder_sql;
 	/* NULL, or a column holding the key's first characters as listed. */
 	const char *shown_prefix_col;
-	/* NULL, or connects (admin_db_connect) once the arguments are checked. */
-	void (*connect)(void);
 	/* `key list`: the columns shown between ID and CREATED (SQL over
 	 * list_from, default `table`, which has created_at and revoked_at),
 	 * their headers (NULL-terminated), and a condition on $1 that picks

@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin_cli.h"
 #include "admin_db.h"
-#include "admin_events.h"
 #include "admin_keys.h"
 #include "auth.h"
 #include "directory.h"
@@ -56,8 +56,7 @@ static const char USAGE[] =
     "      creates the demo partners, issues each a fresh key (revoking the\n"
     "      previous demo keys), prints them and writes PATH (JSON: name -> key)\n"
     "\n"
-    "The database is TRYGG_DATABASE_URL or DATABASE_URL (intake's role).\n"
-    "Events (docs/ARCHITECTURE.md, what can go wrong):\n";
+    "The database is TRYGG_DATABASE_URL or DATABASE_URL (intake's role).\n";
 
 static void
 notify(void)
@@ -188,16 +187,9 @@ static const admin_key_store KEYS = {
 static void
 key_list(int argc, char **argv)
 {
-	const char *v[1] = {argc > 0 ? argv[0] : NULL};
-	PGresult *r = admin_db_run(
-	    "SELECT left(encode(k.key_hash, 'hex'), 12), p.name, k.prefix, k.label,"
-	    " to_char(k.created_at, 'YYYY-MM-DD HH24:MI'), coalesce(to_char(k.revoked_at,"
-	    " 'YYYY-MM-DD HH24:MI'), '') FROM api_keys k JOIN partners p ON p.id = k.partner_id"
-	    " WHERE $1::text IS NULL OR p.name = $1 ORDER BY k.id",
-	    1, v);
-	static const char *const head[] = {"ID", "PARTNER", "PREFIX", "LABEL", "CREATED",
-	    "REVOKED"};
-	admin_print_table(r, head);
+	admin_parse(argc, argv, argc > 0 && argv[0][0] != '-', NULL, 0,
+	    "trygg-intake admin key list [PARTNER]");
+	admin_key_list(&KEYS, argc > 0 ? argv[0] : NULL);
 }
 
 static void
@@ -466,54 +458,72 @@ demo_seed(int argc, char **argv)
 	    keys_file);
 }
 
+static void
+partner_list_cmd(int argc, char **argv)
+{
+	admin_parse(argc, argv, 0, NULL, 0, "trygg-intake admin partner list");
+	partner_list();
+}
+
+static void
+places_load_cmd(int argc, char **argv)
+{
+	admin_option o[] = {{.name = "--replace"}};
+	admin_parse(argc, argv, 1, o, 1, "trygg-intake admin places load FILE.geojson [--replace]");
+	printf("loaded %zu places from %s\n", places_load(argv[0], o[0].value != NULL), argv[0]);
+}
+
+static void
+places_list_cmd(int argc, char **argv)
+{
+	admin_parse(argc, argv, 0, NULL, 0, "trygg-intake admin places list");
+	places_list();
+}
+
+static void
+import_cmd(int argc, char **argv)
+{
+	int code = import_main(argc, argv);
+	if (code != 0) {
+		admin_db_close();
+		exit(code);
+	}
+}
+
+static void
+categories_cmd(int argc, char **argv)
+{
+	if (argc > 0 && strcmp(argv[0], "list") == 0)
+		argc--, argv++;
+	admin_parse(argc, argv, 0, NULL, 0, "trygg-intake admin categories list");
+	categories_list();
+}
+
+static const admin_command commands[] = {
+    {"partner", "add", partner_add},
+    {"partner", "list", partner_list_cmd},
+    {"partner", NULL, partner_set}, /* categories set, rate, (de)activate */
+    {"key", "issue", key_issue},
+    {"key", "list", key_list},
+    {"key", "revoke", key_revoke},
+    {"places", "load", places_load_cmd},
+    {"places", "list", places_list_cmd},
+    {"import", NULL, import_cmd},
+    {"categories", NULL, categories_cmd},
+    {"demo-seed", NULL, demo_seed},
+};
+
 int
 admin_main(int argc, char **argv)
 {
-	if (argc < 1 || strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
-		fputs(USAGE, argc < 1 ? stderr : stdout);
-		fputs(admin_events_usage, argc < 1 ? stderr : stdout);
-		return argc < 1 ? 2 : 0;
-	}
-	const char *cmd = argv[0];
-	const char *sub = argc > 1 ? argv[1] : "";
-	admin_set_prog("trygg-intake admin");
-	admin_db_connect("intake", intake_migrations, "intake's");
-	if (strcmp(cmd, "events") == 0 || strcmp(cmd, "outbox") == 0) {
-		int code = cmd[0] == 'e' ? admin_events_main("intake", argc - 1, argv + 1)
-		                         : admin_outbox_main("intake", argc - 1, argv + 1);
-		admin_db_close();
-		return code;
-	}
-	if (strcmp(cmd, "partner") == 0 && strcmp(sub, "add") == 0)
-		partner_add(argc - 2, argv + 2);
-	else if (strcmp(cmd, "partner") == 0 && strcmp(sub, "list") == 0)
-		partner_list();
-	else if (strcmp(cmd, "partner") == 0)
-		partner_set(argc - 1, argv + 1);
-	else if (strcmp(cmd, "key") == 0 && strcmp(sub, "issue") == 0)
-		key_issue(argc - 2, argv + 2);
-	else if (strcmp(cmd, "key") == 0 && strcmp(sub, "list") == 0)
-		key_list(argc - 2, argv + 2);
-	else if (strcmp(cmd, "key") == 0 && strcmp(sub, "revoke") == 0)
-		key_revoke(argc - 2, argv + 2);
-	else if (strcmp(cmd, "places") == 0 && strcmp(sub, "load") == 0 && argc >= 3)
-		printf("loaded %zu places from %s\n",
-		    places_load(argv[2], admin_flag(argc, argv, "--replace")), argv[2]);
-	else if (strcmp(cmd, "places") == 0 && strcmp(sub, "list") == 0)
-		places_list();
-	else if (strcmp(cmd, "import") == 0) {
-		int code = import_main(argc - 1, argv + 1);
-		admin_db_close();
-		return code;
-	} else if (strcmp(cmd, "categories") == 0)
-		categories_list();
-	else if (strcmp(cmd, "demo-seed") == 0)
-		demo_seed(argc - 1, argv + 1);
-	else {
-		admin_db_close();
-		fputs(USAGE, stderr);
-		return 2;
-	}
-	admin_db_close();
-	return 0;
+	static const admin_program program = {
+	    .prog = "trygg-intake admin",
+	    .schema = "intake",
+	    .migrations = intake_migrations,
+	    .who = "intake's",
+	    .usage = USAGE,
+	    .commands = commands,
+	    .ncommands = TRYGG_ARRAY_LEN(commands),
+	};
+	return admin_run(&program, argc, argv);
 }

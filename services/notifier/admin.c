@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin_cli.h"
 #include "admin_db.h"
-#include "admin_events.h"
 #include "admin_keys.h"
 #include "crypto.h"
 #include "sign.h"
@@ -68,16 +68,9 @@ static const char USAGE[] =
     "  deliveries dead [--unit NAME] [--limit N]\n"
     "  deliveries retry ID                      re-queues a dead letter\n"
     "\n"
-    "The database is TRYGG_DATABASE_URL or DATABASE_URL (the notifier's role).\n"
-    "Events (docs/ARCHITECTURE.md, what can go wrong):\n";
+    "The database is TRYGG_DATABASE_URL or DATABASE_URL (the notifier's role).\n";
 
 #define DUR_MAX_S (366 * 86400)
-
-static void
-connect_db(void)
-{
-	admin_db_connect("notifier", notifier_migrations, "the notifier's");
-}
 
 /* ---- argument checks (no database needed) ---- */
 
@@ -606,7 +599,6 @@ unit_add(int argc, char **argv)
 	check_unit_name("unit", name);
 	unit_change c;
 	unit_options(o, TRYGG_ARRAY_LEN(o), &c, true);
-	connect_db();
 	if (unit_exists(name))
 		admin_die("unit '%s' already exists (change it with `unit set %s ...`)", name,
 		    name);
@@ -649,7 +641,6 @@ unit_set(int argc, char **argv)
 	if (c.n == 0)
 		admin_usage("unit set %s: nothing to change (give at least one option; see `help`)",
 		    name);
-	connect_db();
 	need_unit("unit set", name);
 	unit_precheck(name, &c);
 	char *sets = xstrdup("");
@@ -672,7 +663,6 @@ static void
 unit_list(int argc, char **argv)
 {
 	admin_parse(argc, argv, 0, NULL, 0, "trygg-notifier admin unit list");
-	connect_db();
 	PGresult *r = admin_db_run(
 	    "SELECT u.name, u.kind, u.handles_sensitive, coalesce(u.default_for, ''),"
 	    " u.ack_target_s, u.completion_target_s, u.active,"
@@ -761,7 +751,6 @@ rule_add(int argc, char **argv)
 	snprintf(days_s, sizeof(days_s), "%d", w.days);
 	snprintf(from_s, sizeof(from_s), "%d", w.from_min);
 	snprintf(to_s, sizeof(to_s), "%d", w.to_min);
-	connect_db();
 	if (owner)
 		need_unit("--unit", owner);
 	for (int i = 0; i < copies->nvalues; i++)
@@ -798,7 +787,6 @@ rule_list(int argc, char **argv)
 	    "trygg-notifier admin rule list [--unit NAME]"
 	    " [--category CODE]");
 	const char *v[2] = {o[0].value, o[1].value};
-	connect_db();
 	if (v[0])
 		need_unit("--unit", v[0]);
 	PGresult *r = admin_db_run(
@@ -830,7 +818,6 @@ rule_remove(int argc, char **argv)
 	admin_parse(argc, argv, 1, NULL, 0, "trygg-notifier admin rule remove ID");
 	char id[24];
 	snprintf(id, sizeof(id), "%ld", parse_int("rule ID", argv[0], 1, 2147483647));
-	connect_db();
 	const char *v[1] = {id};
 	PGresult *r = admin_db_run("DELETE FROM routing_rules WHERE id = $1 RETURNING category,"
 	                           " coalesce(place, 'any place'), unit",
@@ -852,7 +839,6 @@ static const admin_key_store KEYS = {
     .key_prefix = "tu_",
     .hash_hex_sql = "key_hash",
     .holder_sql = "unit",
-    .connect = connect_db,
     .list_columns = "unit, label",
     .list_headers = (const char *const[]){"UNIT", "LABEL", NULL},
     .holder_filter = "unit = $1",
@@ -870,7 +856,6 @@ key_issue(int argc, char **argv)
 	    " [--quiet]");
 	const char *unit = argv[0];
 	check_unit_name("unit", unit);
-	connect_db();
 	need_unit("key issue", unit);
 	char key[ADMIN_KEY_MAX], hash[CRYPTO_SHA256_HEX_LEN];
 	admin_key_new("tu_", key, hash);
@@ -889,7 +874,6 @@ key_list(int argc, char **argv)
 	}
 	admin_parse(argc - (unit != NULL), argv + (unit != NULL), 0, NULL, 0,
 	    "trygg-notifier admin key list [UNIT]");
-	connect_db();
 	if (unit)
 		need_unit("key list", unit);
 	admin_key_list(&KEYS, unit);
@@ -918,7 +902,6 @@ deliveries_dead(int argc, char **argv)
 		snprintf(limit, sizeof(limit), "%ld", parse_int("--limit", o[1].value, 1, 100000));
 	if (o[0].value)
 		check_unit_name("--unit", o[0].value);
-	connect_db();
 	if (o[0].value)
 		need_unit("--unit", o[0].value);
 	const char *v[2] = {o[0].value, limit};
@@ -947,7 +930,6 @@ deliveries_retry(int argc, char **argv)
 		admin_usage("deliveries retry '%s': expected a delivery id (a UUID, as `deliveries"
 		            " dead` shows it)",
 		    id);
-	connect_db();
 	const char *v[1] = {id};
 	admin_db_exec("BEGIN", 0, NULL);
 	PGresult *r = admin_db_run(
@@ -979,10 +961,7 @@ deliveries_retry(int argc, char **argv)
 
 /* ---- dispatch ---- */
 
-static const struct command {
-	const char *group, *verb;
-	void (*run)(int argc, char **argv);
-} commands[] = {
+static const admin_command commands[] = {
     {"unit", "add", unit_add},
     {"unit", "set", unit_set},
     {"unit", "list", unit_list},
@@ -999,29 +978,14 @@ static const struct command {
 int
 admin_main(int argc, char **argv)
 {
-	admin_set_prog("trygg-notifier admin");
-	if (argc < 1 || strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
-		fputs(USAGE, argc < 1 ? stderr : stdout);
-		fputs(admin_events_usage, argc < 1 ? stderr : stdout);
-		return argc < 1 ? ADMIN_EXIT_USAGE : 0;
-	}
-	if (strcmp(argv[0], "events") == 0 || strcmp(argv[0], "outbox") == 0) {
-		connect_db();
-		int code = argv[0][0] == 'e' ? admin_events_main("notifier", argc - 1, argv + 1)
-		                             : admin_outbox_main("notifier", argc - 1, argv + 1);
-		admin_db_close();
-		return code;
-	}
-	const char *verb = argc > 1 ? argv[1] : "";
-	for (size_t i = 0; i < TRYGG_ARRAY_LEN(commands); i++) {
-		if (strcmp(argv[0], commands[i].group) == 0 &&
-		    strcmp(verb, commands[i].verb) == 0) {
-			commands[i].run(argc - 2, argv + 2);
-			admin_db_close();
-			return 0;
-		}
-	}
-	fprintf(stderr, "trygg-notifier admin: unknown command '%s%s%s'\n\n%s", argv[0],
-	    argc > 1 ? " " : "", verb, USAGE);
-	return ADMIN_EXIT_USAGE;
+	static const admin_program program = {
+	    .prog = "trygg-notifier admin",
+	    .schema = "notifier",
+	    .migrations = notifier_migrations,
+	    .who = "the notifier's",
+	    .usage = USAGE,
+	    .commands = commands,
+	    .ncommands = TRYGG_ARRAY_LEN(commands),
+	};
+	return admin_run(&program, argc, argv);
 }

@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin_cli.h"
 #include "admin_db.h"
-#include "admin_events.h"
 #include "admin_keys.h"
 #include "crypto.h"
 #include "reporting.h"
@@ -40,12 +40,6 @@ static const char USAGE[] =
     "  places list\n"
     "\n"
     "The database is TRYGG_DATABASE_URL or DATABASE_URL (reporting's role).\n";
-
-static void
-connect_db(void)
-{
-	admin_db_connect("reporting", reporting_migrations, "reporting's");
-}
 
 static bool
 plain(const char *s, size_t max)
@@ -65,7 +59,6 @@ static const admin_key_store KEYS = {
     .key_prefix = "rk_",
     .hash_hex_sql = "key_hash",
     .holder_sql = "name",
-    .connect = connect_db,
     .list_columns = "name, role, coalesce(partner, '')",
     .list_headers = (const char *const[]){"NAME", "ROLE", "PARTNER", NULL},
 };
@@ -90,7 +83,6 @@ key_issue(int argc, char **argv)
 		    "key issue: --partner PARTNER goes with --role partner, and only with it");
 	if (partner && !plain(partner, 200))
 		admin_usage("key issue: --partner is the partner's name as intake knows it");
-	connect_db();
 	char key[ADMIN_KEY_MAX], hash[CRYPTO_SHA256_HEX_LEN];
 	admin_key_new("rk_", key, hash);
 	const char *v[4] = {hash, name, role, partner};
@@ -106,7 +98,6 @@ static void
 key_list(int argc, char **argv)
 {
 	admin_parse(argc, argv, 0, NULL, 0, "trygg-reporting admin key list");
-	connect_db();
 	admin_key_list(&KEYS, NULL);
 }
 
@@ -151,7 +142,6 @@ places_load(int argc, char **argv)
 			          " MultiPolygon",
 			    i, slug);
 	}
-	connect_db();
 	admin_db_exec("BEGIN", 0, NULL);
 	json_array_foreach(features, i, f)
 	{
@@ -173,7 +163,6 @@ static void
 places_list(int argc, char **argv)
 {
 	admin_parse(argc, argv, 0, NULL, 0, "trygg-reporting admin places list");
-	connect_db();
 	PGresult *r =
 	    admin_db_run("SELECT slug, kind, name, removed FROM places ORDER BY kind, slug", 0,
 	        NULL);
@@ -183,10 +172,7 @@ places_list(int argc, char **argv)
 	PQclear(r);
 }
 
-static const struct command {
-	const char *group, *verb;
-	void (*run)(int argc, char **argv);
-} commands[] = {
+static const admin_command commands[] = {
     {"key", "issue", key_issue},
     {"key", "list", key_list},
     {"key", "revoke", key_revoke},
@@ -197,28 +183,14 @@ static const struct command {
 int
 admin_main(int argc, char **argv)
 {
-	admin_set_prog("trygg-reporting admin");
-	if (argc < 1 || strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
-		fputs(USAGE, argc < 1 ? stderr : stdout);
-		fputs(admin_events_usage, argc < 1 ? stderr : stdout);
-		return argc < 1 ? ADMIN_EXIT_USAGE : 0;
-	}
-	if (strcmp(argv[0], "events") == 0) {
-		connect_db();
-		int code = admin_events_main("reporting", argc - 1, argv + 1);
-		admin_db_close();
-		return code;
-	}
-	const char *verb = argc > 1 ? argv[1] : "";
-	for (size_t i = 0; i < TRYGG_ARRAY_LEN(commands); i++) {
-		if (strcmp(argv[0], commands[i].group) == 0 &&
-		    strcmp(verb, commands[i].verb) == 0) {
-			commands[i].run(argc - 2, argv + 2);
-			admin_db_close();
-			return 0;
-		}
-	}
-	fprintf(stderr, "trygg-reporting admin: unknown command '%s%s%s'\n\n%s", argv[0],
-	    argc > 1 ? " " : "", verb, USAGE);
-	return ADMIN_EXIT_USAGE;
+	static const admin_program program = {
+	    .prog = "trygg-reporting admin",
+	    .schema = "reporting",
+	    .migrations = reporting_migrations,
+	    .who = "reporting's",
+	    .usage = USAGE,
+	    .commands = commands,
+	    .ncommands = TRYGG_ARRAY_LEN(commands),
+	};
+	return admin_run(&program, argc, argv);
 }

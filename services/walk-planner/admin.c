@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin_cli.h"
 #include "admin_db.h"
-#include "admin_events.h"
 #include "admin_keys.h"
 #include "crypto.h"
 #include "walk_planner.h"
@@ -184,49 +184,61 @@ survey_load(int argc, char **argv)
 	free(areas);
 }
 
+static void
+key_list(int argc, char **argv)
+{
+	admin_parse(argc, argv, 0, NULL, 0, "trygg-walk-planner admin key list");
+	admin_key_list(&KEYS, NULL);
+}
+
+static void
+key_revoke(int argc, char **argv)
+{
+	admin_key_revoke(&KEYS, argc, argv);
+}
+
+static void
+participant_list(int argc, char **argv)
+{
+	admin_parse(argc, argv, 0, NULL, 0, "trygg-walk-planner admin participant list");
+	print_rows(admin_db_run("SELECT id, name, org, role, email, array_to_string(places, ',')"
+	                        " FROM participants ORDER BY role, org, name",
+	    0, NULL));
+}
+
+static void
+places_load(int argc, char **argv)
+{
+	admin_parse(argc, argv, 1, NULL, 0, "trygg-walk-planner admin places load FILE.geojson");
+	char *text = read_file(argv[0]);
+	const char *v[1] = {text};
+	PGresult *r = admin_db_run("SELECT places_load($1::jsonb)", 1, v);
+	printf("loaded %s places from %s\n", PQgetvalue(r, 0, 0), argv[0]);
+	PQclear(r);
+	free(text);
+}
+
+static const admin_command commands[] = {
+    {"key", "issue", key_issue},
+    {"key", "list", key_list},
+    {"key", "revoke", key_revoke},
+    {"participant", "add", participant_add},
+    {"participant", "list", participant_list},
+    {"places", "load", places_load},
+    {"survey", "load", survey_load},
+};
+
 int
 wp_admin_main(int argc, char **argv)
 {
-	if (argc < 1 || strcmp(argv[0], "help") == 0 || strcmp(argv[0], "--help") == 0) {
-		fputs(USAGE, argc < 1 ? stderr : stdout);
-		fputs(admin_events_usage, argc < 1 ? stderr : stdout);
-		return argc < 1 ? 2 : 0;
-	}
-	const char *cmd = argv[0];
-	const char *sub = argc > 1 ? argv[1] : "";
-	admin_set_prog("trygg-walk-planner admin");
-	admin_db_connect("walks", walk_planner_migrations, "walk-planner's");
-	if (strcmp(cmd, "events") == 0) {
-		int code = admin_events_main("walks", argc - 1, argv + 1);
-		admin_db_close();
-		return code;
-	}
-	if (strcmp(cmd, "key") == 0 && strcmp(sub, "issue") == 0)
-		key_issue(argc - 2, argv + 2);
-	else if (strcmp(cmd, "key") == 0 && strcmp(sub, "list") == 0 && argc == 2)
-		admin_key_list(&KEYS, NULL);
-	else if (strcmp(cmd, "key") == 0 && strcmp(sub, "revoke") == 0) {
-		admin_key_revoke(&KEYS, argc - 2, argv + 2);
-	} else if (strcmp(cmd, "participant") == 0 && strcmp(sub, "add") == 0)
-		participant_add(argc - 2, argv + 2);
-	else if (strcmp(cmd, "participant") == 0 && strcmp(sub, "list") == 0)
-		print_rows(admin_db_run("SELECT id, name, org, role, email, array_to_string(places,"
-		                        " ',') FROM participants ORDER BY role, org, name",
-		    0, NULL));
-	else if (strcmp(cmd, "places") == 0 && strcmp(sub, "load") == 0 && argc == 3) {
-		char *text = read_file(argv[2]);
-		const char *v[1] = {text};
-		PGresult *r = admin_db_run("SELECT places_load($1::jsonb)", 1, v);
-		printf("loaded %s places from %s\n", PQgetvalue(r, 0, 0), argv[2]);
-		PQclear(r);
-		free(text);
-	} else if (strcmp(cmd, "survey") == 0 && strcmp(sub, "load") == 0)
-		survey_load(argc - 2, argv + 2);
-	else {
-		admin_db_close();
-		fputs(USAGE, stderr);
-		return 2;
-	}
-	admin_db_close();
-	return 0;
+	static const admin_program program = {
+	    .prog = "trygg-walk-planner admin",
+	    .schema = "walks",
+	    .migrations = walk_planner_migrations,
+	    .who = "walk-planner's",
+	    .usage = USAGE,
+	    .commands = commands,
+	    .ncommands = TRYGG_ARRAY_LEN(commands),
+	};
+	return admin_run(&program, argc, argv);
 }

@@ -156,3 +156,25 @@ def test_walk_planner_key_commands_and_a_revoked_key_is_refused():
         psql("INSERT INTO walks.staff_keys (name, key_hash, prefix) VALUES ('x%d',"
              " 'abcdef%058d', 'ws_x')" % (i, i))
     ambiguous_refused(b, r, "walks", "staff_keys", "abcdef")
+
+
+def test_every_publisher_has_outbox_new_epoch():
+    """docs/operations.md's restore procedure runs `admin outbox new-epoch`
+    on each publisher (intake, notifier, walk-planner): it must exist in
+    each and start a new epoch of that service's stream; `events` and
+    `help` are the same in all four."""
+    for binary, role in (("trygg-intake", "intake"), ("trygg-notifier", "notifier"),
+                         ("trygg-walk-planner", "walks"), ("trygg-reporting", "reporting")):
+        fresh_schemas(role)
+        ok(binary, role, "events", "streams")  # applies the schema
+        out = ok(binary, role, "help")
+        check("events" in out and "outbox new-epoch" in out, "%s help: %s" % (binary, out))
+        before = psql1("SELECT epoch FROM %s.outbox_state" % role)
+        out = ok(binary, role, "outbox", "new-epoch")
+        after = psql1("SELECT epoch FROM %s.outbox_state" % role)
+        check(after != before and after in out, "%s outbox new-epoch: %r (%s -> %s)"
+              % (binary, out, before, after))
+        rc, _, err = admin(binary, role, "outbox", "nonsense")
+        check(rc == 2, "%s outbox nonsense: rc %s %r" % (binary, rc, err))
+        rc, _, err = admin(binary, role, "nonsense")
+        check(rc == 2 and "nonsense" in err, "%s nonsense: rc %s %r" % (binary, rc, err))

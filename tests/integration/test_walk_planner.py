@@ -487,7 +487,7 @@ def test_walk_key_reaches_only_its_walk_and_sees_no_personal_data():
     check(status == 200 and len(res["parameters"]) == 9 and
           {"code": "lighting", "name": "Broken lighting"} in res["categories"], "meta %r" % res)
     # a revoked staff key stops working
-    admin("key", "revoke", "lead")
+    admin("key", "revoke", st.key)
     status, res = st.api("GET", "/v1/walks")
     check(status == 401, "revoked %s" % status)
     # SIGTERM drains cleanly (exit 0; under ASan, nothing leaked)
