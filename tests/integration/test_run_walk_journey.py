@@ -360,6 +360,8 @@ class Journey:
         """One mail per invitee in the catcher's Maildir, each with a valid
         iCalendar REQUEST for this walk."""
         maildir = self.run.path("mail", "new")
+        check(re.search(r"^  mail +smtp://", self.run.out(), re.M),
+              "make run started no mail catcher (python3-aiosmtpd; deploy/install-deps.sh installs it)")
         want = {i["email"]: i for i in walk["invitees"]}
         check(len(want) == len(walk["invitees"]) >= 2, "invitees %r" % walk["invitees"])
 
