@@ -45,7 +45,7 @@ import time
 from zoneinfo import ZoneInfo
 
 import cdp
-from harness import ROOT, TMP, check, http_json, wait_for
+from harness import ROOT, TMP, check, http, http_json, wait_for
 from run_local_support import RunLocal
 from walk_phone_support import no_page_errors, open_page, record, set_offline, wait_states
 
@@ -242,8 +242,10 @@ class Journey:
 
     def wait_for_history(self):
         """As a user: the history make run loads in the background has been
-        imported (its log says so) and walk-planner has applied all of
-        intake's events (/readyz's inbox detail, docs/ARCHITECTURE.md)."""
+        imported (its log says so) and walk-planner has applied every event
+        intake published (intake's trygg_outbox_last_seq in /metrics,
+        walk-planner's /readyz inbox detail; docs/ARCHITECTURE.md), with no
+        new one for two seconds (the relay numbers rows after they commit)."""
         log = self.run.path("log", "history.log")
 
         def imported():
@@ -252,13 +254,20 @@ class Journey:
             return m and m.groups()
         lines, done, _, failed = wait_for(imported, 90, "the demo history to be imported", interval=0.5)
         check(int(done) == int(lines) and int(failed) == 0, "history import: %s" % open(log).read())
+        seen = {}
 
-        def applied():
-            st, body = http_json("GET", self.walks + "/readyz")
-            d = (body or {}).get("detail", {}).get("inbox_intake", {})
-            return (d.get("applied_seq", 0) >= int(done) and d.get("applied_seq") == d.get("known_seq")
-                    and d.get("applied_seq"))
-        wait_for(applied, 90, "walk-planner to apply the imported history", interval=0.5)
+        def settled():
+            _, _, body = http("GET", self.run.url("INTAKE_PORT") + "/metrics")
+            m = re.search(r"^trygg_outbox_last_seq(?:\{[^}]*\})? (\d+)", body.decode(), re.M)
+            check(m, "intake's /metrics has no trygg_outbox_last_seq")
+            last = int(m.group(1))
+            _, ready = http_json("GET", self.walks + "/readyz")
+            applied = (ready or {}).get("detail", {}).get("inbox_intake", {}).get("applied_seq")
+            if seen.get("last") != last:
+                seen.update(last=last, since=time.time())
+            return (last >= int(done) and applied == last and time.time() - seen["since"] >= 2
+                    and (last, applied))
+        wait_for(settled, 90, "walk-planner to apply all of intake's events", interval=0.5)
 
     def find_area(self):
         """The hotspots answer names the place "Southern Johannes" and the
