@@ -365,6 +365,17 @@ class Journey:
         check(st == 200 and r["walk"]["status"] == "invitations_sent", "send the invitations: %s %r" % (st, r))
         return r["walk"]
 
+    def invitations(self, walk):
+        """The invitations to the walk in the mail catcher's Maildir."""
+        maildir = self.run.path("mail", "new")
+        found = []
+        for name in sorted(os.listdir(maildir)) if os.path.isdir(maildir) else []:
+            with open(os.path.join(maildir, name), "rb") as f:
+                msg = email.message_from_binary_file(f, policy=email.policy.default)
+            if msg["Subject"] == "Invitation: " + walk["title"]:
+                found.append(msg)
+        return found
+
     def check_invitations(self, walk):
         """One mail per invitee in the catcher's Maildir, each with a valid
         iCalendar REQUEST for this walk."""
@@ -374,15 +385,10 @@ class Journey:
         want = {i["email"]: i for i in walk["invitees"]}
         check(len(want) == len(walk["invitees"]) >= 2, "invitees %r" % walk["invitees"])
 
-        def invitations():
-            found = []
-            for name in sorted(os.listdir(maildir)) if os.path.isdir(maildir) else []:
-                with open(os.path.join(maildir, name), "rb") as f:
-                    msg = email.message_from_binary_file(f, policy=email.policy.default)
-                if msg["Subject"] == "Invitation: " + walk["title"]:
-                    found.append(msg)
+        def enough():
+            found = self.invitations(walk)
             return found if len(found) >= len(want) else None
-        mails = wait_for(invitations, 60, "%d invitations in %s" % (len(want), maildir), interval=0.5)
+        mails = wait_for(enough, 60, "%d invitations in %s" % (len(want), maildir), interval=0.5)
         to = sorted(m["To"].addresses[0].addr_spec for m in mails)
         check(to == sorted(want), "one invitation per invitee: %s, want %s" % (to, sorted(want)))
         uid = "walk-%s@trygg" % walk["walk_id"]
@@ -424,6 +430,19 @@ class Journey:
             params, att = ical_one(ev, "ATTENDEE")
             check(att.lower() == "mailto:" + rcpt.lower() and params.get("RSVP") == "TRUE",
                   "ATTENDEE %r %r for %s" % (params, att, rcpt))
+        # The police accept with the link in their mail, as a mail reader
+        # opens it (no key).
+        police = [i for i in walk["invitees"] if i["role"] == "police"]
+        check(police, "no police among the invitees: %r" % walk["invitees"])
+        mail = [m for m in mails if m["To"].addresses[0].addr_spec == police[0]["email"]][0]
+        link = re.search(r"^Accept: (http\S+)$", mail.get_body(("plain",)).get_content(), re.M)
+        check(link, "no accept link in the mail to the police")
+        st, page = http_json("GET", link.group(1))
+        check(st == 200 and b"You have accepted" in page, "the accept link: %s %r" % (st, page))
+        st, r = self.api("GET", "/v1/walks/" + walk["walk_id"])
+        answer = {i["email"]: i["answer"] for i in r["invitees"]}
+        check(answer[police[0]["email"]] == "accepted" and list(answer.values()).count("accepted") == 1,
+              "answers after the police accepted: %r" % answer)
         return len(mails)
 
     def phone(self, walk):
@@ -583,6 +602,10 @@ def test_walk_journey_on_make_run():
         task, auth = j.crew_gets_task(finding, others)
         j.crew_done(task, auth)
         j.protocol_shows_done(walk, finding, others, key)
+        # Nothing since (an answer, the findings, the task) sent anyone a
+        # second invitation.
+        again = sorted(m["To"].addresses[0].addr_spec for m in j.invitations(walk))
+        check(again == sorted(i["email"] for i in walk["invitees"]), "invitations by the end: %s" % again)
         j.timed("crew task, done, protocol", t)
         t = time.time()
         run.stop()
