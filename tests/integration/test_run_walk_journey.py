@@ -254,20 +254,27 @@ class Journey:
             return m and m.groups()
         lines, done, _, failed = wait_for(imported, 90, "the demo history to be imported", interval=0.5)
         check(int(done) == int(lines) and int(failed) == 0, "history import: %s" % open(log).read())
+        self.caught_up(self.run.url("INTAKE_PORT"), self.walks, "intake", int(done), quiet=2)
+
+    def caught_up(self, publisher, consumer, name, at_least=0, quiet=0.0):
+        """Waits until the service at `consumer` has applied every event the
+        one at `publisher` published (its trygg_outbox_last_seq in /metrics
+        against the consumer's /readyz detail inbox_<name>), at least
+        `at_least`, with none new for `quiet` seconds."""
         seen = {}
 
         def settled():
-            _, _, body = http("GET", self.run.url("INTAKE_PORT") + "/metrics")
+            _, _, body = http("GET", publisher + "/metrics")
             m = re.search(r"^trygg_outbox_last_seq(?:\{[^}]*\})? (\d+)", body.decode(), re.M)
-            check(m, "intake's /metrics has no trygg_outbox_last_seq")
+            check(m, "%s's /metrics has no trygg_outbox_last_seq" % name)
             last = int(m.group(1))
-            _, ready = http_json("GET", self.walks + "/readyz")
-            applied = (ready or {}).get("detail", {}).get("inbox_intake", {}).get("applied_seq")
+            _, ready = http_json("GET", consumer + "/readyz")
+            applied = (ready or {}).get("detail", {}).get("inbox_" + name, {}).get("applied_seq")
             if seen.get("last") != last:
                 seen.update(last=last, since=time.time())
-            return (last >= int(done) and applied == last and time.time() - seen["since"] >= 2
+            return (last >= at_least and applied == last and time.time() - seen["since"] >= quiet
                     and (last, applied))
-        wait_for(settled, 90, "walk-planner to apply all of intake's events", interval=0.5)
+        wait_for(settled, 90, "%s to apply all of %s's events" % (consumer, name), interval=0.5)
 
     def find_area(self):
         """The hotspots answer names the place "Southern Johannes" and the
@@ -520,6 +527,9 @@ class Journey:
         check(t["source"] == "walk" and t["unit"] == "street-lighting" and t["category"] == "lighting"
               and t["place"] == finding["place"] and t["description"] == finding["description"],
               "the task: %r" % t)
+        # Only the district unit's finding is a task, once the notifier has
+        # applied all that walk-planner published.
+        self.caught_up(self.walks, self.notifier, "walk-planner", quiet=1)
         ops = {"Authorization": "Bearer " + self.units["operators"]}
         for f in others:
             st, r = http_json("GET", "%s/v1/tasks?report_id=%s" % (self.notifier, f["finding_id"]), headers=ops)
