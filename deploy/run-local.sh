@@ -217,6 +217,17 @@ the crew receiver above print the signed task it gets:
 (docs/intake.md and docs/notifier.md have the rest; docs/walk-planner.md for walks.)
 TRY
 fi
+if [ -x "$BIN/trygg-walk-planner" ]; then
+  # Issue 10's journey: a walk for southern Johannes (the demo's survey
+  # area "johannes", where the hotspot "Southern Johannes" lies) next
+  # Thursday, local time; docs/walk-planner.md, "Demo", has the rest.
+  thursday=$(TZ=Europe/Stockholm date -d 'next thursday' +%F)
+  echo "plan a safety walk: a proposal for southern Johannes next Thursday (after dark, through its worst places):"
+  echo "  K=\$(sed -nE 's/.*\"demo-staff\": *\"([^\"]+)\".*/\\1/p' ${VAR#$ROOT/}/walks-keys.json)"
+  echo "  curl -s -X POST http://127.0.0.1:$WALKS_PORT/v1/walks/proposals -H \"Authorization: Bearer \$K\" \\"
+  echo "    -d '{\"date\":\"$thursday\",\"area\":\"johannes\"}'"
+  echo "(then create the walk, send the invitations (they land in ${VAR#$ROOT/}/mail/new/) and open its phone_url: docs/walk-planner.md, \"Demo\")"
+fi
 echo "ready. Ctrl-C stops everything."
 # Wait for Ctrl-C; a service that dies on its own is reported.
 while :; do

@@ -11,13 +11,13 @@ Python stand-in of walk_phone_support (the four endpoints of docs/walk-planner.m
 TRYGG_WALK_PHONE_SERVER=standin|real forces one. Each test prints which.
 """
 import contextlib
-import json
 import os
 from types import SimpleNamespace
 
 import cdp
 from harness import BIN, TMP, check, http_json, wait_for
-from walk_phone_support import Link, StandIn
+from walk_phone_support import (QUEUE_JS, Link, StandIn, items, no_page_errors, open_page, record,
+                                set_offline, wait_states)
 
 # Places of deploy/demo/places.geojson (the real service knows only those).
 STOPS = [("sergels-torg", "Sergels torg", 59.3324, 18.0637),
@@ -86,66 +86,6 @@ def post_finding(srv, wid, key, idem, body):
                      headers={"Authorization": "Bearer " + key, "Idempotency-Key": idem})
 
 
-# --- driving the page ---
-
-ITEMS_JS = """Array.from(document.querySelectorAll('#findings li')).map(li => ({
-  key: li.dataset.key, state: li.dataset.state, id: li.dataset.findingId, text: li.textContent}))"""
-
-QUEUE_JS = "TryggQueue.listFindings(new URLSearchParams(location.search).get('walk'))"
-
-
-def record(page, category, severity, description, scores=None, photo=None, gps=False,
-           kind="district_unit", responsible="Parkenheten Norr"):
-    """Fills the finding form as a user would and saves it."""
-    page.evaluate("""(() => {
-      const o = %s, $ = id => document.getElementById(id);
-      $('category').value = o.category;
-      document.querySelector('#severity button[data-value="' + o.severity + '"]').click();
-      for (const [p, v] of Object.entries(o.scores))
-        document.querySelector('.seg[data-param="' + p + '"] button[data-value="' + v + '"]').click();
-      $('description').value = o.description;
-      $('photo').value = o.photo || '';
-      $('responsible-kind').value = o.kind;
-      $('responsible').value = o.responsible;
-      if (o.gps) $('locate').click();
-    })()""" % json.dumps({"category": category, "severity": severity, "scores": scores or {},
-                          "description": description, "photo": photo, "gps": gps,
-                          "kind": kind, "responsible": responsible}))
-    if gps:
-        page.wait_for("document.getElementById('lat').value !== ''", 15, "the position filled in")
-    page.wait_for("!document.getElementById('save').disabled", 30, "the save button enabled")
-    n = page.evaluate("document.querySelectorAll('#findings li').length")
-    page.evaluate("document.getElementById('save').click()")
-    page.wait_for("document.querySelectorAll('#findings li').length === %d" % (n + 1), 30,
-                  "the finding %r in the list" % description)
-
-
-def items(page):
-    return page.evaluate(ITEMS_JS)
-
-
-def wait_states(page, want, timeout, what):
-    """Waits until the list's states, oldest first, equal `want`."""
-    js = "(%s).reverse().map(i => i.state).join(',') === %s" % (ITEMS_JS, json.dumps(",".join(want)))
-    page.wait_for(js, timeout, what)
-
-
-def open_page(browser, link, wid, key):
-    page = browser.new_page()
-    browser.grant(link.base, ["geolocation"])
-    page.call("Emulation.setGeolocationOverride", {"latitude": GPS[0], "longitude": GPS[1], "accuracy": 8})
-    page.navigate("%s/phone/?walk=%s#key=%s" % (link.base, wid, key))
-    page.wait_for("document.body.dataset.ready === 'true'", 30, "the page ready")
-    # The service worker takes over the page (clients.claim) once it has
-    # cached the page's files: only then does a reload work offline.
-    page.wait_for("navigator.serviceWorker.controller !== null", 30, "the service worker in control")
-    # ... and has cached the walk and the meta (fetched again through it).
-    page.wait_for("""caches.open('trygg-phone-v1').then(c => Promise.all(
-        [c.match(TryggQueue.apiBase() + '/v1/meta'), c.match(TryggQueue.apiBase() + '/v1/walks/%s')]))
-        .then(r => r.every(x => x))""" % wid, 30, "the walk and meta in the service worker's cache")
-    return page
-
-
 def set_network(browser, page, link, online):
     """Cuts or restores the phone's network: the proxy and, as DevTools'
     Offline does, the page's and its service worker's own network."""
@@ -153,8 +93,7 @@ def set_network(browser, page, link, online):
         link.up()
     else:
         link.down()
-    for s in [page] + browser.service_workers(link.base + "/phone/"):
-        s.set_offline(not online)
+    set_offline(browser, page, link.base, not online)
 
 
 def check_screenshot(page, name):
@@ -169,11 +108,6 @@ def check_screenshot(page, name):
     check(len(colours) > 20, "screenshot %s is nearly one colour (%d colours)" % (path, len(colours)))
 
 
-def no_page_errors(page):
-    bad = [c for c in page.console if c[0] == "exception"]
-    check(not bad, "the page threw:\n%s" % page.console_text())
-
-
 @contextlib.contextmanager
 def walk_on_phone(title):
     """A server with a walk, the Link and Chromium with the walk's page
@@ -184,7 +118,7 @@ def walk_on_phone(title):
     try:
         wid, key = srv.create_walk(title)
         browser = cdp.Browser.launch(TMP)
-        page = open_page(browser, link, wid, key)
+        page = open_page(browser, link.base, wid, key, GPS)
         yield SimpleNamespace(srv=srv, link=link, browser=browser, page=page, wid=wid, key=key)
     finally:
         if browser:

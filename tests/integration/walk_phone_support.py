@@ -1,6 +1,7 @@
-"""Support for the phone page's tests (test_walk_phone.py).
+"""Support for the phone page's tests (test_walk_phone.py, and the walk
+journey on `make run`, test_run_walk_journey.py).
 
-Two pieces:
+Three pieces:
 
 - StandIn: a small HTTP server with the four endpoints of docs/walk-planner.md the page uses that the
   phone page uses (GET /v1/meta, GET /v1/walks/{id}, POST and GET
@@ -16,6 +17,11 @@ Two pieces:
   and can lose the answer to the next POST of a finding after the server
   has handled it, then cut itself: the moment the network dies in the
   middle of a request, which is what makes a page resend.
+
+- Driving the page in Chromium (cdp.py) as a user does: open_page,
+  record (fill the form and save), items and wait_states (the list of
+  findings and their states), set_offline (DevTools' "Offline" for the
+  page and its service worker), no_page_errors.
 """
 import json
 import os
@@ -25,7 +31,7 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from harness import ROOT, free_port
+from harness import ROOT, check, free_port
 
 WEB = os.path.join(ROOT, "services/walk-planner/web")
 CATEGORIES = [("litter", "Litter"), ("graffiti", "Graffiti"), ("vandalism", "Vandalism"),
@@ -201,6 +207,81 @@ def validate(b, walk):
     if extra:
         return (sorted(extra)[0], "unknown field")
     return None
+
+
+# --- driving the page (Chromium over the DevTools protocol) ---
+
+ITEMS_JS = """Array.from(document.querySelectorAll('#findings li')).map(li => ({
+  key: li.dataset.key, state: li.dataset.state, id: li.dataset.findingId, text: li.textContent}))"""
+
+QUEUE_JS = "TryggQueue.listFindings(new URLSearchParams(location.search).get('walk'))"
+
+
+def record(page, category, severity, description, scores=None, photo=None, gps=False,
+           kind="district_unit", responsible="Parkenheten Norr"):
+    """Fills the finding form as a user would and saves it."""
+    page.evaluate("""(() => {
+      const o = %s, $ = id => document.getElementById(id);
+      $('category').value = o.category;
+      document.querySelector('#severity button[data-value="' + o.severity + '"]').click();
+      for (const [p, v] of Object.entries(o.scores))
+        document.querySelector('.seg[data-param="' + p + '"] button[data-value="' + v + '"]').click();
+      $('description').value = o.description;
+      $('photo').value = o.photo || '';
+      $('responsible-kind').value = o.kind;
+      $('responsible').value = o.responsible;
+      if (o.gps) $('locate').click();
+    })()""" % json.dumps({"category": category, "severity": severity, "scores": scores or {},
+                          "description": description, "photo": photo, "gps": gps,
+                          "kind": kind, "responsible": responsible}))
+    if gps:
+        page.wait_for("document.getElementById('lat').value !== ''", 15, "the position filled in")
+    page.wait_for("!document.getElementById('save').disabled", 30, "the save button enabled")
+    n = page.evaluate("document.querySelectorAll('#findings li').length")
+    page.evaluate("document.getElementById('save').click()")
+    page.wait_for("document.querySelectorAll('#findings li').length === %d" % (n + 1), 30,
+                  "the finding %r in the list" % description)
+
+
+def items(page):
+    return page.evaluate(ITEMS_JS)
+
+
+def wait_states(page, want, timeout, what):
+    """Waits until the list's states, oldest first, equal `want`."""
+    js = "(%s).reverse().map(i => i.state).join(',') === %s" % (ITEMS_JS, json.dumps(",".join(want)))
+    page.wait_for(js, timeout, what)
+
+
+def open_page(browser, base, wid, key, gps):
+    """A new tab on the walk's phone page at base (the server, or a Link in
+    front of it) with the walk key, the phone at gps (lat, long); returns
+    once the page works offline."""
+    page = browser.new_page()
+    browser.grant(base, ["geolocation"])
+    page.call("Emulation.setGeolocationOverride", {"latitude": gps[0], "longitude": gps[1], "accuracy": 8})
+    page.navigate("%s/phone/?walk=%s#key=%s" % (base, wid, key))
+    page.wait_for("document.body.dataset.ready === 'true'", 30, "the page ready")
+    # The service worker takes over the page (clients.claim) once it has
+    # cached the page's files: only then does a reload work offline.
+    page.wait_for("navigator.serviceWorker.controller !== null", 30, "the service worker in control")
+    # ... and has cached the walk and the meta (fetched again through it).
+    page.wait_for("""caches.open('trygg-phone-v1').then(c => Promise.all(
+        [c.match(TryggQueue.apiBase() + '/v1/meta'), c.match(TryggQueue.apiBase() + '/v1/walks/%s')]))
+        .then(r => r.every(x => x))""" % wid, 30, "the walk and meta in the service worker's cache")
+    return page
+
+
+def set_offline(browser, page, base, offline):
+    """Cuts (or restores) the network of the page and of its service
+    worker, as DevTools' "Offline" does."""
+    for s in [page] + browser.service_workers(base + "/phone/"):
+        s.set_offline(offline)
+
+
+def no_page_errors(page):
+    bad = [c for c in page.console if c[0] == "exception"]
+    check(not bad, "the page threw:\n%s" % page.console_text())
 
 
 class Link:
