@@ -140,7 +140,8 @@ fi
 if [ -x "$BIN/trygg-intake" ]; then
   echo "demo partners (keys also in ${VAR#$ROOT/}/demo-keys.json):"
   env -i PATH="$PATH" DATABASE_URL="$(db_url intake)" "$BIN/trygg-intake" admin demo-seed \
-    --keys-file "$VAR/demo-keys.json" --places deploy/demo/places.geojson
+    --keys-file "$VAR/demo-keys.json" --places deploy/demo/places.geojson \
+    --url "http://127.0.0.1:$INTAKE_PORT"
 fi
 if [ -x "$BIN/trygg-notifier" ] && [ -x "$BIN/trygg-crewdemo" ]; then
   [ -f "$VAR/crew-secret" ] || od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "$VAR/crew-secret"

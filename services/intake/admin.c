@@ -52,7 +52,7 @@ static const char USAGE[] =
     "      historical reports (columns reported_at, category, lat, long,\n"
     "      description, address, closed_at, status, external_id); see docs/intake.md\n"
     "  categories list\n"
-    "  demo-seed [--keys-file PATH] [--places FILE.geojson]\n"
+    "  demo-seed [--keys-file PATH] [--places FILE.geojson] [--url URL]\n"
     "      creates the demo partners, issues each a fresh key (revoking the\n"
     "      previous demo keys), prints them and writes PATH (JSON: name -> key)\n"
     "\n"
@@ -409,10 +409,13 @@ static const struct {
 static void
 demo_seed(int argc, char **argv)
 {
-	const char *keys_file = admin_opt(argc, argv, "--keys-file");
-	const char *places = admin_opt(argc, argv, "--places");
-	if (keys_file == NULL)
-		keys_file = "var/demo-keys.json";
+	admin_option o[] = {{.name = "--keys-file", .takes_value = true},
+	    {.name = "--places", .takes_value = true}, {.name = "--url", .takes_value = true}};
+	admin_parse(argc, argv, 0, o, TRYGG_ARRAY_LEN(o),
+	    "trygg-intake admin demo-seed [--keys-file PATH] [--places FILE.geojson] [--url URL]");
+	const char *keys_file = o[0].value ? o[0].value : "var/demo-keys.json";
+	const char *places = o[1].value;
+	const char *url = o[2].value ? o[2].value : "http://127.0.0.1:8080";
 	if (places != NULL)
 		printf("loaded %zu places from %s\n", places_load(places, false), places);
 	json_t *keys = json_object();
@@ -452,10 +455,9 @@ demo_seed(int argc, char **argv)
 	if (rename(tmp, keys_file) != 0)
 		admin_die("cannot rename %s: %s", tmp, strerror(errno));
 	free(tmp);
+	printf("\nTry: curl -s -H \"Authorization: Bearer %s\" %s/v1/reports\n",
+	    json_string_value(json_object_get(keys, "trygg-app")), url);
 	json_decref(keys);
-	printf("\nTry: curl -s -H \"Authorization: Bearer $(jq -r .\\\"trygg-app\\\" %s)\" "
-	       "http://127.0.0.1:8080/v1/reports\n",
-	    keys_file);
 }
 
 static void

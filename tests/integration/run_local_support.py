@@ -18,6 +18,7 @@ its Postgres.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -111,6 +112,12 @@ class RunLocal:
         # A demo script that runs a stray command (an unquoted heredoc's
         # backticks) still "works" but tells a new user something is broken.
         check("command not found" not in out, "a demo step ran a stray command:\n" + out[-4000:])
+        # What it tells a user to try must point at this run, not a default
+        # port, and use only what deploy/install-deps.sh installs.
+        wrong = [u for u in re.findall(r"https?://(?:127\.0\.0\.1|localhost):(\d+)", out)
+                 if int(u) not in self.ports.values()]
+        check(not wrong, "make run printed URLs to ports it does not use: %s" % sorted(set(wrong)))
+        check("jq " not in out, "make run's hints use jq, which install-deps.sh does not install")
 
     def kill(self):
         """After a failure: kills the group and stops its cluster (pg_ctl
