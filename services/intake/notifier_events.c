@@ -6,17 +6,17 @@
  * The notifier publishes the life of each task (TaskOpened ...
  * TaskCompleted). TaskOpened names the report that opened the task and
  * TaskJoined the one that joined it: intake records the task of each
- * report (reports.task_id); the other events name only the task, and are
- * applied to its reports by task_id (and, for events published before
+ * report (report_tasks); the other events name only the task, and are
+ * applied to its reports through report_tasks (and, for events published before
  * that change, to the report_ids they list). intake follows that stream
  * through an inbox, so each event changes status exactly once, in the
  * same transaction as the inbox cursor:
- *   TaskOpened        the report's task_id
+ *   TaskOpened        the report's task (report_tasks)
  *   TaskAcknowledged  open|in_progress -> acknowledged
  *   TaskCompleted     -> closed, close_reason fixed, status_notes = note
  *   TaskDeclined      -> closed, close_reason not_ours|duplicate|no_action
  *                        (status_notes: the note, else "Handled by <owner>")
- *   TaskJoined        the joining report's task_id, and the task's state:
+ *   TaskJoined        the joining report's task, and the task's state:
  *                        acknowledged if the task already is
  * A closed report stays closed (a late acknowledgement does not reopen
  * it). Other task events have no effect on reports.
@@ -37,16 +37,21 @@
 #define MAX_IDS 1000
 
 /* $1: report ids (a literal array, maybe empty), $N: the task id (maybe
- * NULL): the reports of the task, and those named. */
-static const char SQL_ACK[] = "UPDATE reports SET status = 'acknowledged', updated_at = now(),"
-                              " status_notes = coalesce(nullif($2, ''), status_notes)"
-                              " WHERE (id = ANY($1::uuid[]) OR task_id = $3)"
-                              " AND status IN ('open', 'in_progress')";
+ * NULL): the reports of the task (report_tasks), and those named. */
+static const char SQL_ACK[] =
+    "UPDATE reports SET status = 'acknowledged', updated_at = now(),"
+    " status_notes = coalesce(nullif($2, ''), status_notes)"
+    " WHERE (id = ANY($1::uuid[]) OR id IN (SELECT report_id FROM report_tasks WHERE task_id = $3))"
+    " AND status IN ('open', 'in_progress')";
 static const char SQL_CLOSE[] =
     "UPDATE reports SET status = 'closed', close_reason = $2, updated_at = now(),"
     " status_notes = nullif($3, '')"
-    " WHERE (id = ANY($1::uuid[]) OR task_id = $4) AND status <> 'closed'";
-static const char SQL_TASK[] = "UPDATE reports SET task_id = $2 WHERE id = ANY($1::uuid[])";
+    " WHERE (id = ANY($1::uuid[]) OR id IN (SELECT report_id FROM report_tasks WHERE task_id = $4))"
+    " AND status <> 'closed'";
+/* An insert into a small table, not an UPDATE of the report row (see
+ * sql/005_report_tasks.sql). */
+static const char SQL_TASK[] = "INSERT INTO report_tasks (task_id, report_id)"
+                               " SELECT $2, unnest($1::uuid[]) ON CONFLICT DO NOTHING";
 
 /* The task id as sent by the notifier (a UUID; anything short and plain is
  * kept), or NULL: then only the listed reports are touched. */
