@@ -3,10 +3,11 @@
  * inbox, so every event has its effect exactly once, in the transaction
  * that moves the cursor).
  *
- *   ReportReceived  report_apply(): +1 in agg_reports for each of its
- *                   places (or '' without one), category, local day and
- *                   day/night; a place first seen in a report is
- *                   remembered with its position
+ *   ReportReceived  report_apply(): +1 in agg_reports and agg_weeks (and
+ *                   their running totals, sql/005_prefix_sums.sql) for
+ *                   each of its places (or '' without one), category,
+ *                   local day and day/night; a place first seen in a
+ *                   report is remembered with its position
  *   PlaceDefined    place_define(): the place's polygon and centroid
  * Other event types move the cursor and nothing else.
  */

@@ -4,10 +4,11 @@
 #
 # On its own Postgres cluster it starts trygg-walk-planner, loads the demo
 # places (plus synthetic ones, 40 in all) and survey figures, and fills the
-# aggregates the inboxes keep (walks.agg_reports, agg_tasks) with the
-# equivalent of BENCH_REPORTS reports over the last year, spread over every
-# place, category, day and day/night (generate_series: the same rows the
-# inbox would have written, in seconds instead of an hour of publishing).
+# aggregates the inboxes keep (walks.agg_reports, agg_weeks, agg_tasks) with
+# the equivalent of BENCH_REPORTS reports over the last year, spread over
+# every place, category, day and day/night (generate_series and
+# agg_rebuild(): the same rows the inbox would have written, in seconds
+# instead of an hour of publishing).
 # Then it measures, one client on keep-alive, BENCH_REQUESTS requests each:
 #   hotspots (90 days), hotspots (a year), hotspots of one area, and a walk
 #   proposal; and prints p50/p99 against the 100 ms target (DESIGN.md 6).
@@ -55,7 +56,10 @@ psql -c "SELECT count(place_define('synthetic-' || i, 'Synthetic ' || i, jsonb_b
   false, 'admin')) FROM generate_series(0, 29) i" >/dev/null
 # 30 synthetic places beside the 10 demo ones; every (place, category, day)
 # cell of the last year with counts that sum to exactly $REPORTS (a third
-# after dark); the weekly rollup as the inbox keeps it; a task per cell.
+# after dark), written in time order as the inbox writes them; then
+# agg_rebuild() derives the weekly rows and every running total and span
+# from them, set-based, exactly as report_apply keeps them one report at a
+# time (test_walk_planner.py holds the two equal); a task per cell.
 psql <<SQL
 WITH cells AS (
   SELECT p.slug, c.code, d::date AS day, row_number() OVER () AS k, count(*) OVER () AS total
@@ -64,9 +68,8 @@ WITH cells AS (
 INSERT INTO agg_reports (place, category, day, reports, night, severity_sum)
 SELECT slug, code, day, r, r / 3, r * (1 + k % 5)
   FROM (SELECT *, ($REPORTS / total + CASE WHEN k <= $REPORTS % total THEN 1 ELSE 0 END)::int AS r
-          FROM cells) x WHERE r > 0;
-INSERT INTO agg_weeks SELECT place, category, date_trunc('week', day)::date, sum(reports),
-  sum(night), sum(severity_sum), count(*) FROM agg_reports GROUP BY 1, 2, 3;
+          FROM cells) x WHERE r > 0 ORDER BY day, slug, code;
+SELECT agg_rebuild();
 INSERT INTO agg_tasks (place, category, day, opened, reopened)
 SELECT place, category, day, 1, (reports % 7 = 0)::int FROM agg_reports;
 SQL

@@ -102,6 +102,147 @@ def test_hotspots_rank_by_severity_recurrence_split_day_night_with_survey():
     check(status == 401, "wrong key %s" % status)
 
 
+def aggregates_digest():
+    """A digest of every aggregate row, running totals and spans included."""
+    return psql("SELECT (SELECT md5(string_agg(a::text, '|' ORDER BY place, category, day))"
+                " FROM walks.agg_reports a), (SELECT md5(string_agg(w::text, '|'"
+                " ORDER BY place, category, week)) FROM walks.agg_weeks w)")[0]
+
+
+def expected_hotspots(facts, reopened, f, t):
+    """Hotspots over local days [f, t) computed straight from the reports
+    sent: {place: (reports, night, severity_sum, repeat, top, top_n,
+    reopened, score)}, ranked, as docs/walk-planner.md defines them."""
+    from decimal import ROUND_HALF_UP, Decimal
+    per = {}
+    for places, cat, sev, night, day in facts:
+        if not f <= day < t:
+            continue
+        for p in places:
+            if p in ("", "norrmalm"):  # no place; the district is an area
+                continue
+            c = per.setdefault(p, {}).setdefault(cat, [0, 0, 0, set()])
+            c[0] += 1
+            c[1] += night
+            c[2] += sev
+            c[3].add(day)
+    out = {}
+    for p, cats in per.items():
+        n = sum(c[0] for c in cats.values())
+        nn = sum(c[1] for c in cats.values())
+        sev = sum(c[2] for c in cats.values())
+        rep = sum(len(c[3]) - 1 for c in cats.values())
+        top = sorted(cats, key=lambda k: (-cats[k][0], k))[0]
+        reop = sum(1 for place, day in reopened if place == p and f <= day < t)
+        score = (Decimal(sev) / 3 + Decimal(rep) / 2 + 2 * reop).quantize(
+            Decimal("0.01"), ROUND_HALF_UP)
+        out[p] = (n, nn, sev, rep, top, cats[top][0], reop, float(score))
+    return sorted(out.items(), key=lambda kv: (-kv[1][7], kv[0]))
+
+
+def check_windows(st, facts, reopened, windows, what):
+    for f, t in windows:
+        status, res = st.api("GET", "/v1/hotspots?from=%s&to=%s&limit=100" % (f, t))
+        check(status == 200, "%s %s..%s: %s %r" % (what, f, t, status, res))
+        got = [(h["place"], (h["reports"], h["night"], h["severity_sum"], h["repeat_reports"],
+                             h["top_category"], h["reopened"], h["score"]))
+               for h in res["hotspots"]]
+        want = expected_hotspots(facts, reopened, f, t)
+        check(got == [(p, v[:5] + v[6:]) for p, v in want], "%s, window %s..%s:\n got  %r\n want %r" % (what, f, t, got, want))
+        for h in res["hotspots"]:
+            n, nn, _, rep, top, top_n, reop, _ = dict(want)[h["place"]]
+            words = "%d %s, %d after dark, %s %d" % (n, "report" if n == 1 else "reports", nn,
+                                                    top, top_n)
+            words += (", %d repeat" % rep if rep else "") + (", %d reopened" % reop if reop else "")
+            check(h["explanation"].split("; survey")[0] == words and h["day"] == n - nn,
+                  "%s, %s: %r, wanted %r" % (what, h["place"], h, words))
+
+
+def test_hotspots_over_any_window_equal_the_reports_counted_one_by_one():
+    """Hotspots read running totals (005_prefix_sums.sql): any window is a
+    difference of two of them. Against the reports counted here one by one:
+    windows that start and end on any weekday, across New Year, of one day
+    and of more than a year, before and after all data; after imported
+    history in random order, live reports, and late reports for old weeks
+    (each of which must move every later running total). After each phase
+    the aggregates equal what agg_rebuild() derives from the days alone."""
+    import random
+    from zoneinfo import ZoneInfo
+    st = Stack()
+    rnd = random.Random(10)
+    local = ZoneInfo("Europe/Stockholm")
+    today = datetime.datetime.now(local).date()
+    places = ["sergels-torg", "klarakvarteren", "centralstationen", "kungstradgarden",
+              "sodra-johannes", "odenplan", "hotorget", "vasaparken"]
+    cats = ["litter", "graffiti", "lighting", "drug_dealing"]
+    facts = []
+
+    def report(day, imported=False):
+        # noon is daylight all year in Stockholm; night reports say so
+        night = rnd.random() < 0.4
+        at = datetime.datetime.combine(day, datetime.time(21 if night else 12), local)
+        ps = rnd.choice([[rnd.choice(places)], ["norrmalm", rnd.choice(places)],
+                         rnd.sample(places, 2), []])
+        cat, sev = rnd.choice(cats), rnd.randint(1, 5)
+        facts.append((ps or [""], cat, sev, int(night), day))
+        body = report_received(ps, cat, sev, night, at)
+        if imported:  # accepted now, reported then
+            body += f_int(13, us(NOW)) + f_bool(16, True) + f_str(19, "import")
+        return body
+
+    def apply(events):
+        st.reports(events)
+        st.wait_applied("intake", timeout=60)
+        digest = aggregates_digest()
+        rebuilt = psql("BEGIN; SET LOCAL search_path = walks; SELECT agg_rebuild(); SELECT (SELECT md5(string_agg(a::text,"
+                       " '|' ORDER BY place, category, day)) FROM walks.agg_reports a),"
+                       " (SELECT md5(string_agg(w::text, '|' ORDER BY place, category, week))"
+                       " FROM walks.agg_weeks w); ROLLBACK")[0]
+        check(digest == rebuilt, "kept running totals %r differ from the rebuilt %r"
+              % (digest, rebuilt))
+
+    day = lambda n: today - datetime.timedelta(days=n)
+    # history: 15 months, New Year inside, imported newest first and shuffled
+    history = [day(rnd.randint(1, 450)) for _ in range(350)]
+    history += [datetime.date(today.year - 1, 12, 28 + i % 4) for i in range(12)]
+    history += [datetime.date(today.year, 1, 1 + i % 5) for i in range(12)]
+    rnd.shuffle(history)
+    apply([report(d, imported=True) for d in history])
+    # a reopened task at Odenplan
+    st.task_event("TaskOpened", f_str(1, "t-1") + f_str(2, "r1") + f_str(3, "litter")
+                  + f_str(4, "odenplan") + f_int(5, us(ago(40))))
+    st.task_event("TaskCompleted", f_str(1, "t-1") + f_int(4, us(ago(39))))
+    st.task_event("TaskOpened", f_str(1, "t-2") + f_str(2, "r2") + f_str(3, "litter")
+                  + f_str(4, "odenplan") + f_int(5, us(ago(30))))
+    st.wait_applied("notifier")
+    reopened = [("odenplan", ago(30).astimezone(local).date())]
+    nye = datetime.date(today.year, 1, 1)
+    windows = [(day(90), day(-1)), (day(364), day(-1)), (day(500), day(-1)),
+               (nye - datetime.timedelta(days=3), nye + datetime.timedelta(days=4)),
+               (nye - datetime.timedelta(days=10), nye + datetime.timedelta(days=10)),
+               (nye, nye + datetime.timedelta(days=1)), (day(700), day(600)),
+               (day(2), day(1)), (day(45), day(29)), (day(31), day(30))]
+    for _ in range(14):  # any weekday to any weekday, a day to a year
+        f = day(rnd.randint(0, 460))
+        windows.append((f, f + datetime.timedelta(days=rnd.choice([1, 3, 6, 7, 8, 13, 40, 200]))))
+    check_windows(st, facts, reopened, windows, "history")
+    # live reports, then late ones for old weeks (and the same days again)
+    apply([report(day(rnd.randint(0, 1))) for _ in range(40)])
+    apply([report(day(rnd.randint(2, 400))) for _ in range(60)] +
+          [report(d) for d in history[:20]])
+    check_windows(st, facts, reopened, windows, "after late reports")
+    # the default window and an area narrow the same figures
+    status, res = st.api("GET", "/v1/hotspots?limit=100")
+    want = expected_hotspots(facts, reopened, day(89), day(-1))  # [to - 90, tomorrow)
+    got = [(h["place"], h["reports"], h["score"]) for h in res["hotspots"]]
+    check(got == [(p, v[0], v[7]) for p, v in want], "default window %r, wanted %r" % (got, want))
+    status, res = st.api("GET", "/v1/hotspots?limit=100&area=city-south")
+    south = [h["place"] for h in res["hotspots"]]
+    check(south and south == [p for p, _ in want
+                              if psql1("SELECT area FROM walks.places WHERE slug = '%s'" % p)
+                              == "city-south"], "area %r" % south)
+
+
 def test_places_from_place_defined_win_over_the_file_and_reports_name_new_ones():
     st = Stack()
     square = {"type": "Polygon", "coordinates": [[[18.060, 59.3300], [18.062, 59.3300],
