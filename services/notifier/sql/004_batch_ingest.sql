@@ -38,8 +38,10 @@ DECLARE
     x text;
     b bytea;
 BEGIN
-    -- Every element is written, an empty one too (a repeated field).
+    -- Every element is written, an empty one too (a repeated field); a
+    -- NULL one is left out, as string_agg did.
     FOREACH x IN ARRAY coalesce(a, '{}') LOOP
+        CONTINUE WHEN x IS NULL;
         b := convert_to(x, 'UTF8');
         out := out || pb_varint(field * 8 + 2) || pb_varint(octet_length(b)) || b;
     END LOOP;
