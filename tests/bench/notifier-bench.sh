@@ -251,6 +251,24 @@ if [ "$CATCHUP_SECS" != 0 ]; then
     [ "$(cursor)" -ge "$(psql -c "SELECT last_seq FROM intake.outbox_state")" ] && break
     sleep 0.1
   done
+  # The crews' receiver stays up during the catch-up (notifier-load has
+  # ended): with nobody listening every delivery failed and was retried,
+  # claims and outcomes of a dead endpoint in the cost being measured.
+  /usr/bin/python3 - "$recv_port" <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+  receiver=$!
+  pids+=($receiver)
   kill -STOP "$notifier_pid"
   c0=$(cursor)
   # CPU jiffies of Postgres (the postmaster, its live backends and the
@@ -285,6 +303,7 @@ if [ "$CATCHUP_SECS" != 0 ]; then
     sleep 0.05
   done
   pg1=$(pg_jiffies); n1=$(jiffies "$notifier_pid")
+  kill "$receiver" 2>/dev/null || true
   read -r cu_events cu_secs cu_wait < <(/usr/bin/python3 -c "
 f = ${t_first:-$now}; print($c - $c0, round($now - f, 3), round(f - $t0, 3))")
   cu_pg_ms=$(( (pg1 - pg0) * 10 )); cu_n_ms=$(( (n1 - n0) * 10 ))
