@@ -25,9 +25,10 @@
  * resets the inbox and retries the whole run after an exponential backoff
  * with jitter; a permanent error in one event's statements marks that event
  * poison (recorded in inbox_failed in the next attempt, the rest applied);
- * a permanent error at commit (a deferred constraint) names no event, so
- * the events of that batch are then applied one per transaction, and the
- * one that still fails alone is the poison. TR001 (the cursor moved under
+ * a permanent error at commit (a deferred constraint) or in the flush
+ * hook's statements names no event, so the events of that batch are then
+ * applied one per transaction, and the one that still fails alone is the
+ * poison. TR001 (the cursor moved under
  * us: another replica) resets too.
  *
  * Set-aside events come back on request: rows of inbox_failed with
@@ -84,6 +85,8 @@ struct inbox {
 	size_t avg_bytes;    /* running average size of an event (0: none seen yet) */
 	size_t inflight;     /* entries at the head in the batch being committed */
 	int inflight_stmts;  /* statements in that batch, the advance included */
+	int flush_first;     /* the flush hook's statements in it: [flush_first, */
+	                     /*   inflight_stmts - 1) */
 	uint64_t solo_until; /* apply one event per batch up to this seq */
 	int db_pending;
 
@@ -952,14 +955,18 @@ batch_failed(inbox *in, size_t n, const db_reply *rep)
 		reset(in, why);
 		return;
 	}
-	/* Statements: the events' [0, inflight_stmts - 1), then the advance,
-	 * then failed_index == inflight_stmts for the commit. */
+	/* Statements: the events' [0, flush_first), the flush hook's
+	 * [flush_first, inflight_stmts - 1), then the advance, then
+	 * failed_index == inflight_stmts for the commit. */
 	bool at_commit = rep->failed_index >= in->inflight_stmts;
+	bool in_flush =
+	    rep->failed_index >= in->flush_first && rep->failed_index < in->inflight_stmts - 1;
+	bool unnamed = at_commit || in_flush; /* no single event's statement */
 	held_event *bad = NULL;
-	if (rep->failed_index >= 0 && rep->failed_index < in->inflight_stmts - 1)
+	if (rep->failed_index >= 0 && rep->failed_index < in->flush_first)
 		bad = event_of_statement(in, n, rep->failed_index);
-	else if (at_commit && n == 1)
-		bad = queue_at(in, 0); /* alone and failing at commit */
+	else if (unnamed && n == 1)
+		bad = queue_at(in, 0); /* alone and failing at commit or in flush */
 	if (bad != NULL && bad->poison == NULL && !bad->is_skip) {
 		/* One event's effect failed: a bug or a bad payload, which no
 		 * retry will cure. Record it instead and apply the rest. */
@@ -967,9 +974,10 @@ batch_failed(inbox *in, size_t n, const db_reply *rep)
 		maybe_apply(in);
 		return;
 	}
-	if (bad == NULL && at_commit && n > 1) {
-		/* Failed at commit (a deferred constraint): which event is
-		 * unknown, so go one event per transaction through this run. */
+	if (bad == NULL && unnamed && n > 1) {
+		/* Failed at commit (a deferred constraint) or in the flush
+		 * hook's set statement: which event is unknown, so go one event
+		 * per transaction through this run. */
 		in->solo_until = queue_at(in, n - 1)->last;
 		log_warn("inbox_commit_failed",
 		    "\"publisher\":\"%s\",\"sqlstate\":\"%s\",\"error\":%s,\"from\":%" PRIu64
@@ -1031,6 +1039,8 @@ maybe_apply(inbox *in)
 				    xasprintf("rejected by the service: %s", trygg_strerror(rv));
 				set_poison(h, NULL, why);
 				free(why);
+				if (in->o.flush != NULL)
+					in->o.flush(in->apply_arg, NULL); /* forget the run */
 				db_batch_free(b);
 				maybe_apply(in);
 				return;
@@ -1038,6 +1048,9 @@ maybe_apply(inbox *in)
 		}
 		h->stmt_count = db_batch_count(b) - h->stmt_first;
 	}
+	int flush_first = db_batch_count(b);
+	if (in->o.flush != NULL)
+		in->o.flush(in->apply_arg, b);
 	char from[24], to[24];
 	snprintf(from, sizeof(from), "%" PRIu64, queue_at(in, 0)->seq);
 	snprintf(to, sizeof(to), "%" PRIu64, queue_at(in, n - 1)->last);
@@ -1050,6 +1063,7 @@ maybe_apply(inbox *in)
 	}
 	in->inflight = n;
 	in->inflight_stmts = nstmts;
+	in->flush_first = flush_first;
 	in->db_pending++;
 }
 
@@ -1182,6 +1196,8 @@ retry_scanned(void *arg, const db_reply *rep)
 	db_batch_add(b, SQL_RETRY_TAKE, 2, values);
 	int rv = payload != NULL ? in->apply(in->apply_arg, b, &env) : TRYGG_EPROTO;
 	PQfreemem(payload);
+	if (in->o.flush != NULL)
+		in->o.flush(in->apply_arg, rv == 0 ? b : NULL);
 	if (rv != 0) {
 		char *why = xasprintf("rejected by the service: %s", trygg_strerror(rv));
 		db_batch_free(b);

@@ -33,9 +33,18 @@
  *     undecodable payload): that event is a poison event, recorded in
  *     inbox_failed instead of applied, and the rest commit, so one bad
  *     event never stalls the stream and is never silently lost;
- *   - permanent at commit (a deferred constraint): the run's events are
- *     applied one per transaction, and the one that fails alone is set
- *     aside as above.
+ *   - permanent at commit (a deferred constraint), or in a statement the
+ *     flush hook added for the whole run (below): which event caused it is
+ *     unknown, so the run's events are applied one per transaction, and
+ *     the one that fails alone is set aside as above.
+ *
+ * A batch-level hook (options.flush) lets a service turn the run into
+ * set-based statements: its apply callback only collects what each event
+ * means (and may still add statements of its own), and flush, called once
+ * after the run's last event and before the cursor advance, adds one
+ * statement for all of it. Poison isolation is kept: a permanent error in
+ * a flush statement sends the run one event per transaction, where flush
+ * carries that event alone.
  *
  * Set-aside events are re-applied on an operator's request: rows of
  * inbox_failed with retry_requested_at set (for this publisher) are found
@@ -106,6 +115,14 @@ typedef struct inbox_options {
 	 * committed, e.g. to kick the service's relay or workers in-process
 	 * instead of having the effects NOTIFY. */
 	void (*on_committed)(void *arg, uint64_t last_seq);
+	/* Optional: the batch-level hook (with the apply arg). Called once per
+	 * batch after the apply callback has seen each of its events (also for
+	 * a set-aside event re-applied alone), before the cursor advance: adds
+	 * the statements for what apply collected since the previous call,
+	 * then forgets it. Called with b == NULL when the inbox abandons the
+	 * run before sending it (an event was refused and the run is built
+	 * again): forget what was collected, add nothing. */
+	void (*flush)(void *arg, db_batch *b);
 	/* Go past purged ranges without halting (still recorded in
 	 * inbox_skipped); default false: halt until the operator continues. */
 	bool skip_purged;

@@ -163,6 +163,7 @@ start_stream(svc *s, svc_inbox *si)
 	    /* LISTEN <schema>_inbox: the operator's retry, accept-epoch, continue */
 	    .schema = s->o.schema,
 	    .on_committed = si->st.on_committed,
+	    .flush = si->st.flush,
 	    .skip_purged = s->o.common->inbox_skip_purged};
 	int rv = inbox_start(svc_uv(s), s->inbox_db, &io, si->st.apply, si->st.arg, &si->in);
 	if (rv != 0) {

@@ -154,7 +154,9 @@ typedef struct svc_stream {
 	inbox_apply_fn apply;        /* the effect of one event (inbox.h) */
 	/* Optional: after each committed batch of effects (inbox.h). */
 	void (*on_committed)(void *arg, uint64_t last_seq);
-	void *arg;              /* for apply and on_committed */
+	/* Optional: the batch-level hook, one set statement per batch (inbox.h). */
+	void (*flush)(void *arg, db_batch *b);
+	void *arg;              /* for apply, on_committed and flush */
 	unsigned batch_max;     /* events per transaction; 0: the inbox's default */
 	unsigned queue_max;     /* events held in memory; 0: the inbox's default */
 	size_t queue_max_bytes; /* bytes held in memory; 0: the inbox's default */

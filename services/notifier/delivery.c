@@ -206,6 +206,10 @@ finish_send(dsend *s, int err, long status, const char *error)
 		return;
 	}
 	w->writes++;
+	/* The send's slot is free now: refill it while the outcome is being
+	 * written (the row keeps its lease until then, so it is not claimed
+	 * again), instead of one claim round trip and commit later. */
+	claim(w);
 }
 
 static void

@@ -10,13 +10,12 @@
 
 #include "envelope.h"
 #include "log.h"
+#include "strbuf.h"
 #include "trygg/events.pb-c.h"
 #include "util.h"
 
-static const char SQL_INGEST[] =
-    "SELECT ingest_report($1, $2, $3, $4, $5::boolean, $6::int, $7::double precision,"
-    " $8::double precision, $9, $10, $11::text[], $12::boolean, $13::int, $14::int, $15::uuid,"
-    " $16::boolean)";
+/* The batch's reports, one statement (sql/004_batch_ingest.sql). */
+static const char SQL_INGEST_BATCH[] = "SELECT ingest_reports($1::jsonb, $2::boolean)";
 
 static const char SQL_HISTORY[] =
     "INSERT INTO history_reports (report_id, category, places, lat, lon, reported_at,"
@@ -93,26 +92,43 @@ intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 		return TRYGG_ENOENT; /* kept in inbox_failed, never silently dropped */
 	}
 
-	char key[ROUTING_KEY_MAX], task_id[37], sev[16], lat[32], lon[32], ack[16], done[16];
+	char key[ROUTING_KEY_MAX], task_id[37];
 	/* Postgres refuses invalid text, which would make the event poison. */
 	char *address = xstrdup(r->address ? r->address : "");
 	trygg_utf8_scrub(address);
 	routing_task_key(res.place, r->has_position, r->lat, r->long_, address, r->report_id, key,
 	    sizeof(key));
 	trygg_uuid4(task_id);
-	snprintf(sev, sizeof(sev), "%u", r->severity > 5 ? 5u : r->severity);
-	snprintf(lat, sizeof(lat), "%.7f", r->lat);
-	snprintf(lon, sizeof(lon), "%.7f", r->long_);
-	snprintf(ack, sizeof(ack), "%d", res.ack_target_s);
-	snprintf(done, sizeof(done), "%d", res.completion_target_s);
-	char copies[ROUTING_MAX_COPIES * 66 + 4];
-	routing_copies_literal(&res, copies, sizeof(copies));
-	bool positioned = r->has_position;
-	const char *values[16] = {r->report_id, r->category, key, res.place,
-	    r->sensitive ? "true" : "false", sev, positioned ? lat : NULL, positioned ? lon : NULL,
-	    address, res.unit, copies, res.matched ? "false" : "true", ack, done, task_id,
-	    notifier_email_enabled(n) ? "true" : "false"};
-	db_batch_add(b, SQL_INGEST, 16, values);
+	/* One element of ingest_reports()'s array: ingest_report()'s
+	 * parameters, flushed with the rest of the run (intake_events_flush). */
+	strbuf *j = &n->ingest_rows;
+	strbuf_appendc(j, n->ingest_count++ ? ',' : '[');
+	strbuf_append(j, "{\"report_id\":");
+	strbuf_append_json(j, r->report_id);
+	strbuf_append(j, ",\"category\":");
+	strbuf_append_json(j, r->category);
+	strbuf_append(j, ",\"task_key\":");
+	strbuf_append_json(j, key);
+	strbuf_append(j, ",\"place\":");
+	strbuf_append_json(j, res.place);
+	strbuf_appendf(j, ",\"sensitive\":%s,\"severity\":%u", r->sensitive ? "true" : "false",
+	    r->severity > 5 ? 5u : r->severity);
+	if (r->has_position) /* as text, read by float8in as before (also "nan") */
+		strbuf_appendf(j, ",\"lat\":\"%.7f\",\"lon\":\"%.7f\"", r->lat, r->long_);
+	strbuf_append(j, ",\"address\":");
+	strbuf_append_json(j, address);
+	strbuf_append(j, ",\"unit\":");
+	strbuf_append_json(j, res.unit);
+	strbuf_append(j, ",\"copies\":[");
+	for (size_t i = 0; i < res.ncopies; i++) {
+		if (i)
+			strbuf_appendc(j, ',');
+		strbuf_append_json(j, res.copies[i]);
+	}
+	strbuf_appendf(j,
+	    "],\"unmatched\":%s,\"ack_target_s\":%d,\"completion_target_s\":%d,"
+	    "\"task_id\":\"%s\"}",
+	    res.matched ? "false" : "true", res.ack_target_s, res.completion_target_s, task_id);
 	metric_counter_inc(n->m_reports);
 	if (!res.matched) {
 		metric_counter_inc(n->m_unmatched);
@@ -122,4 +138,18 @@ intake_events_apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	free(address);
 	envelope_message_free(m);
 	return 0;
+}
+
+void
+intake_events_flush(void *arg, db_batch *b)
+{
+	notifier *n = arg;
+	if (b != NULL && n->ingest_count > 0) {
+		strbuf_appendc(&n->ingest_rows, ']');
+		const char *values[2] = {strbuf_str(&n->ingest_rows),
+		    notifier_email_enabled(n) ? "true" : "false"};
+		db_batch_add(b, SQL_INGEST_BATCH, 2, values);
+	}
+	strbuf_reset(&n->ingest_rows);
+	n->ingest_count = 0;
 }

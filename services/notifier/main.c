@@ -189,6 +189,7 @@ main(int argc, char **argv)
 	            .urls = &n.cfg.intake,
 	            .apply = intake_events_apply,
 	            .on_committed = on_inbox_committed,
+	            .flush = intake_events_flush,
 	            .arg = &n,
 	            .start_later = true}) != 0 ||
 	    svc_consume(&n.svc,
@@ -205,7 +206,9 @@ main(int argc, char **argv)
 	    api_register(&n) != 0 || directory_start(&n, on_ready, &n.dir) != 0)
 		goto fail;
 	svc_set_drain(&n.svc, on_drain, &n);
-	return svc_run(&n.svc);
+	rv = svc_run(&n.svc);
+	strbuf_fini(&n.ingest_rows);
+	return rv;
 fail:
 	http_client_close(n.http);
 	return svc_abort(&n.svc);

@@ -24,6 +24,7 @@
 #include "metrics.h"
 #include "outbox.h"
 #include "routing.h"
+#include "strbuf.h"
 #include "svc.h"
 
 typedef struct notifier_config {
@@ -60,6 +61,10 @@ typedef struct notifier {
 	delivery_worker *deliveries;
 	task_timers *timers;
 	bool draining;
+	/* The intake inbox's run being built: its routed reports as a JSON
+	 * array (intake_events_apply appends, intake_events_flush sends). */
+	strbuf ingest_rows;
+	unsigned ingest_count;
 	/* metrics */
 	metric_counter *m_reports;   /* ReportReceived events routed */
 	metric_counter *m_unmatched; /* of which no rule matched (default unit) */

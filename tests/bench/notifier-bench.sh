@@ -241,7 +241,7 @@ SQL
 # (SIGCONT); it finds the gap (live frames, heartbeat), replays it from
 # intake and applies it. Ingest rate = events / (caught up - first cursor
 # move); the time from SIGCONT to the first move is printed apart.
-cu_events=0; cu_secs=0; cu_wait=0
+cu_events=0; cu_secs=0; cu_wait=0; cu_pg_ms=0; cu_n_ms=0
 if [ "$CATCHUP_SECS" != 0 ]; then
   echo "== catch-up: notifier paused while intake takes reports for ${CATCHUP_SECS}s, then resumed"
   cc -O2 -o "$work/intake-load" tests/bench/intake-bench.c $(pkg-config --cflags --libs libuv) -lm
@@ -251,20 +251,50 @@ if [ "$CATCHUP_SECS" != 0 ]; then
     [ "$(cursor)" -ge "$(psql -c "SELECT last_seq FROM intake.outbox_state")" ] && break
     sleep 0.1
   done
+  # The crews' receiver stays up during the catch-up (notifier-load has
+  # ended): with nobody listening every delivery failed and was retried,
+  # claims and outcomes of a dead endpoint in the cost being measured.
+  /usr/bin/python3 - "$recv_port" <<'PY' &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+  receiver=$!
+  pids+=($receiver)
   kill -STOP "$notifier_pid"
   c0=$(cursor)
+  # CPU jiffies of Postgres (the postmaster, its live backends and the
+  # reaped ones) and of the notifier, so the catch-up's cost per report
+  # can be compared across runs on a shared machine.
+  pm=$(head -1 "$work/pg/data/postmaster.pid")
+  jiffies() { for p in "$@"; do cut -d')' -f2 "/proc/$p/stat" 2>/dev/null; done |
+    awk '{ s += $12 + $13 + $14 + $15 } END { print s + 0 }'; }
+  pg_jiffies() { jiffies "$pm" $(pgrep -P "$pm"); }
   "$work/intake-load" --port "$intake_http" --key "$key" --conns 16 --seconds "$CATCHUP_SECS" >/dev/null
   sleep 1 # intake's relay numbers the last rows
   target=$(psql -c "SELECT last_seq FROM intake.outbox_state")
   t0=$(date +%s.%N); t_first=""
+  pg0=$(pg_jiffies); n0=$(jiffies "$notifier_pid")
   if [ -n "${BENCH_CATCHUP_PERF:-}" ]; then # where the catch-up's CPU goes
-    pm=$(head -1 "$work/pg/data/postmaster.pid")
     perf record -F 999 -g -o "$out/catchup-notifier.perf" -p "$notifier_pid" -- sleep 8 >/dev/null 2>&1 &
     perf record -F 999 -g -o "$out/catchup-postgres.perf" -p "$(pgrep -P "$pm" | paste -sd,)" -- sleep 8 >/dev/null 2>&1 &
   fi
+  # While it catches up, its cursor is read from its own /metrics: a psql
+  # every 50 ms would add a Postgres backend start each time to the load
+  # (and to the CPU) being measured.
+  applied() { curl -s --max-time 5 "http://127.0.0.1:$notifier_http/metrics" |
+    sed -nE 's/^trygg_inbox_applied_seq\{publisher="intake"\} ([0-9]+)$/\1/p'; }
   kill -CONT "$notifier_pid"
   while :; do
-    c=$(cursor); now=$(date +%s.%N)
+    c=$(applied); c=${c:-$c0}; now=$(date +%s.%N)
     [ -z "$t_first" ] && [ "$c" -gt "$c0" ] && t_first=$now
     [ "$c" -ge "$target" ] && break
     if /usr/bin/python3 -c "import sys; sys.exit(0 if $now - $t0 > 300 else 1)"; then
@@ -272,13 +302,17 @@ if [ "$CATCHUP_SECS" != 0 ]; then
     fi
     sleep 0.05
   done
+  pg1=$(pg_jiffies); n1=$(jiffies "$notifier_pid")
+  kill "$receiver" 2>/dev/null || true
   read -r cu_events cu_secs cu_wait < <(/usr/bin/python3 -c "
 f = ${t_first:-$now}; print($c - $c0, round($now - f, 3), round(f - $t0, 3))")
+  cu_pg_ms=$(( (pg1 - pg0) * 10 )); cu_n_ms=$(( (n1 - n0) * 10 ))
 fi
 
-/usr/bin/python3 - "$res" "$raw_tps" "$raw_lat" "$tasks" "$dlv" "$out/notifier.json" "${BENCH_NOTIFIER_ENV:-}" "${stages:-null}" "$(cat /proc/loadavg)" "$inbox_metrics" "$cu_events" "$cu_secs" "$cu_wait" <<'PY'
+/usr/bin/python3 - "$res" "$raw_tps" "$raw_lat" "$tasks" "$dlv" "$out/notifier.json" "${BENCH_NOTIFIER_ENV:-}" "${stages:-null}" "$(cat /proc/loadavg)" "$inbox_metrics" "$cu_events" "$cu_secs" "$cu_wait" "$cu_pg_ms" "$cu_n_ms" <<'PY'
 import json, sys
 cu_events, cu_secs, cu_wait = int(sys.argv[11]), float(sys.argv[12]), float(sys.argv[13])
+cu_pg_ms, cu_n_ms = int(sys.argv[14]), int(sys.argv[15])
 res = json.loads(sys.argv[1])
 res["stages"] = json.loads(sys.argv[8]) or []
 res["loadavg_after"] = sys.argv[9]
@@ -293,7 +327,9 @@ res.update({"raw_insert_outbox_tps_16_clients": raw_tps,
             "max_attempts": max_att, "notifier_env": sys.argv[7],
             "catchup_events": cu_events, "catchup_seconds": cu_secs,
             "catchup_first_move_after_s": cu_wait,
-            "catchup_reports_per_s": round(cu_events / cu_secs, 1) if cu_secs > 0 else None})
+            "catchup_reports_per_s": round(cu_events / cu_secs, 1) if cu_secs > 0 else None,
+            "catchup_postgres_cpu_ms": cu_pg_ms, "catchup_notifier_cpu_ms": cu_n_ms,
+            "catchup_load_average": res["loadavg_after"].split()[0]})
 json.dump(res, open(sys.argv[6], "w"), indent=2)
 print()
 print("%-52s %10s" % ("figure", "value"))
@@ -324,6 +360,8 @@ if cu_events:
         "PASS" if r >= 2000 else "MISS (%.2fx)" % (r / 2000)))
     print("  %-50s %10s" % ("%d events in %.2f s; first cursor move after" % (cu_events, cu_secs),
         "%.2f s" % cu_wait))
+    print("  %-50s %10s" % ("CPU per report: Postgres / notifier, ms",
+        "%.2f / %.2f" % (cu_pg_ms / cu_events, cu_n_ms / cu_events)))
 print("%-52s %10s" % ("notifier inbox gaps / replays / redelivered", " / ".join(
     "%d" % res["notifier_inbox"].get(k, 0) for k in ("gaps", "replays", "duplicates"))))
 print("%-52s %10d" % ("webhooks with a bad signature", res["bad_signatures"]))

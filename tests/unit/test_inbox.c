@@ -37,6 +37,7 @@
 #include "inbox.h"
 #include "log.h"
 #include "migrate.h"
+#include "strbuf.h"
 
 #define PUBLISHER "tpub"
 #define DB_NAME "tinbox"
@@ -189,6 +190,11 @@ typedef struct ctx {
 	uint64_t reject_seq;   /* the apply callback refuses it */
 	uint64_t deferred_seq; /* its effect violates a deferred FK at commit */
 	int committed;         /* on_committed calls */
+	/* Set-based mode (the flush hook): apply only collects the seqs of
+	 * the run, flush inserts them with one statement, which fails with
+	 * division by zero when the run holds poison_seq. */
+	bool set_based;
+	strbuf run;
 } ctx;
 
 static int
@@ -198,6 +204,11 @@ apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	if (ev->seq == c->reject_seq)
 		return TRYGG_EPROTO;
 	char seq[24], len[24];
+	if (c->set_based) {
+		strbuf_appendf(&c->run, "%s%llu", c->run.len ? "," : "",
+		    (unsigned long long)ev->seq);
+		return 0;
+	}
 	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)ev->seq);
 	snprintf(len, sizeof(len), "%zu", ev->payload.len);
 	const char *v[2] = {seq, len};
@@ -207,6 +218,25 @@ apply(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	if (ev->seq == c->deferred_seq)
 		db_batch_add(b, "INSERT INTO eff_child (parent) VALUES (-1)", 0, NULL);
 	return 0;
+}
+
+/* The batch-level hook: one statement for the run's events, in order. */
+static void
+flush(void *arg, db_batch *b)
+{
+	ctx *c = arg;
+	if (b != NULL && c->run.len > 0) {
+		char *arr = xasprintf("{%s}", strbuf_str(&c->run));
+		char poison[24];
+		snprintf(poison, sizeof(poison), "%llu", (unsigned long long)c->poison_seq);
+		const char *v[2] = {arr, poison};
+		db_batch_add(b,
+		    "INSERT INTO eff (seq, payload_len) SELECT u.s, 24 / (u.s <> $2::bigint)::int"
+		    " FROM unnest($1::bigint[]) WITH ORDINALITY AS u (s, i) ORDER BY u.i",
+		    2, v);
+		free(arr);
+	}
+	strbuf_reset(&c->run);
 }
 
 static void
@@ -406,6 +436,7 @@ static void
 ctx_finish(ctx *c)
 {
 	inbox_stop(c->in);
+	strbuf_fini(&c->run);
 	bus_close(c->f.pub);
 	bus_close(c->f.rep);
 	db_close(c->db);
@@ -642,6 +673,58 @@ test_commit_time_error(void **state)
 	ctx_finish(&c);
 }
 
+/* The batch-level hook: the run's effects are one set statement. When it
+ * fails for good (one event's data), the inbox goes one event per
+ * transaction and sets aside only that event; the others are applied
+ * exactly once, in order. An event the service refuses makes the inbox
+ * abandon the run (flush with NULL: the collected events are forgotten),
+ * so no event of it is applied twice either. */
+static void
+test_flush_set_statement_poison(void **state)
+{
+	(void)state;
+	need_db();
+	ctx c;
+	ctx_start(&c, 6, (inbox_options){.batch_max = 100, .flush = flush});
+	c.set_based = true;
+	c.reject_seq = 3;
+	wait_applied(&c, 6, 10000);
+	assert_effects("1,2,4,5,6");
+	c.poison_seq = 9;
+	c.f.last = 12;
+	fake_heartbeat(&c.f, PUBLISHER, 12);
+	wait_applied(&c, 12, 10000);
+	const uint64_t skipped[] = {3, 9, 0};
+	char *want = seq_list(12, skipped);
+	assert_effects(want);
+	free(want);
+	q_eq("SELECT string_agg(seq || ':' || coalesce(sqlstate, '-'), ',' ORDER BY seq)"
+	     " FROM inbox_failed",
+	    "3:-,9:22012");
+	inbox_stats st;
+	inbox_get_stats(c.in, &st);
+	assert_int_equal(st.failed, 2);
+	assert_true(st.batch_errors >= 1);
+
+	/* Re-applied on request once fixed, through the hook as well. */
+	c.poison_seq = 0;
+	c.reject_seq = 0;
+	char *sql = xasprintf("UPDATE inbox_failed SET retry_requested_at = now(); NOTIFY %s_inbox",
+	    schema);
+	free(q(sql));
+	free(sql);
+	for (int i = 0; i < 300; i++) {
+		run_for(&c, 10);
+		inbox_get_stats(c.in, &st);
+		if (st.retried == 2)
+			break;
+	}
+	assert_int_equal(st.retried, 2);
+	q_eq("SELECT count(*) FROM inbox_failed", "0");
+	q_eq("SELECT count(*) || ':' || count(DISTINCT seq) FROM eff", "12:12");
+	ctx_finish(&c);
+}
+
 /* Another writer (a second replica) moved the cursor: TR001, reset, reload,
  * carry on from its position without applying anything twice. */
 static void
@@ -770,6 +853,7 @@ main(void)
 	    cmocka_unit_test(test_cancel_is_transient),
 	    cmocka_unit_test(test_poison_set_aside_and_retried),
 	    cmocka_unit_test(test_commit_time_error),
+	    cmocka_unit_test(test_flush_set_statement_poison),
 	    cmocka_unit_test(test_cursor_conflict),
 	    cmocka_unit_test(test_foreign_heartbeat_dropped),
 	    cmocka_unit_test(test_queue_bounded_in_bytes),
