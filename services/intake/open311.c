@@ -457,9 +457,8 @@ list_requests(intake_call *c)
 		}
 		char arr[1100];
 		snprintf(arr, sizeof(arr), "{%s}", v);
-		/* One value as "=", so the plan can use reports_category_srid. */
-		rv = strchr(v, ',') ? query_where(&q, "r.category = ANY($?::text[])", arr)
-		                    : query_where(&q, "r.category = $?", v);
+		/* Found through reports_category_created (query.h). */
+		rv = query_drive(&q, "category", "text", arr);
 	}
 	if ((v = http_request_query(req, "status")) != NULL && v[0] != '\0') {
 		bool open = false, closed = false;
@@ -528,7 +527,12 @@ run:
 		tjson_error_set(&e, "invalid_value", "", "too many filters");
 		goto bad;
 	}
-	query_finish(&q, O311_MAX_ROWS);
+	/* Newest first by time (requested_datetime): with the window's end as
+	 * the start of an index range (reports_created, or
+	 * reports_category_created), a window in the past costs what a recent
+	 * one does; by service_request_id every newer report would be read and
+	 * dropped first. */
+	query_finish(&q, QUERY_ORDER_CREATED, O311_MAX_ROWS);
 	submit_query(c, q.sql, q.n, q.values);
 	return;
 bad:
