@@ -184,7 +184,7 @@ got_list(void *arg, const db_reply *rep)
 		intake_call_unavailable(c);
 		return;
 	}
-	const PGresult *res = rep->results[0];
+	const PGresult *res = QUERY_ROWS(rep);
 	int n = PQntuples(res);
 	strbuf b = {0};
 	strbuf_append(&b, "{\"reports\":[");
@@ -358,8 +358,7 @@ list_authed(intake_call *c)
 		goto bad;
 	}
 	query_finish(&q, QUERY_ORDER_SRID, g->limit);
-	db_batch *b = db_batch_new();
-	db_batch_add(b, q.sql, q.n, q.values);
+	db_batch *b = query_batch(&q);
 	if (db_pool_submit(c->in->svc.pool, b, got_list, g) != 0) {
 		db_batch_free(b);
 		intake_call_unavailable(c);

@@ -50,6 +50,7 @@ typedef struct query {
 	char where[1536];
 	size_t wlen;
 	const char *drive_col; /* a static string, or NULL */
+	bool drive_one;        /* its array holds one value */
 	char drive_type[16];
 	int drive_param;
 	const char *values[QUERY_MAX_PARAMS];
@@ -89,6 +90,12 @@ int query_drive(query *q, const char *col, const char *type, const char *array) 
 
 /* Writes the SQL, newest first in `order`, at most `limit` rows. */
 void query_finish(query *q, query_order order, int limit);
+
+/* A new batch that runs the finished query planned for its own parameters
+ * (never a cached generic plan: query.c says why). Its rows are the
+ * batch's last result (QUERY_ROWS). The caller owns the batch. */
+db_batch *query_batch(const query *q);
+#define QUERY_ROWS(rep) ((rep)->results[(rep)->nresults - 1])
 
 /* The single-report queries: by UUID, or by service_request_id. */
 extern const char QUERY_BY_ID[];

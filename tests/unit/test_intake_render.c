@@ -207,6 +207,15 @@ test_query_builder(void **state)
 	    " ORDER BY r.created_at DESC LIMIT 1000"));
 	assert_int_equal(q.n, 2);
 	assert_string_equal(q.values[1], "{litter,graffiti}");
+
+	/* One value: the index range alone, in the index's order. */
+	query_init(&q);
+	assert_int_equal(query_drive(&q, "status", "text", "{open}"), 0);
+	assert_int_equal(query_where(&q, "r.service_request_id < $?::bigint", "99"), 0);
+	query_finish(&q, QUERY_ORDER_SRID, 10);
+	assert_string_equal(strstr(q.sql, " FROM "),
+	    " FROM reports r WHERE r.status = ANY($1::text[]) AND r.service_request_id < $2::bigint"
+	    " ORDER BY r.status, r.service_request_id DESC LIMIT 10");
 	assert_true(trygg_uuid_valid("1cda07ec-88de-44a8-a472-2dd729a3f2ff"));
 	assert_false(trygg_uuid_valid("1cda07ec-88de-44a8-a472-2dd729a3f2f"));
 	assert_false(trygg_uuid_valid("1cda07ec088de-44a8-a472-2dd729a3f2ff"));
