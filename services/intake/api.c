@@ -60,7 +60,9 @@ post_created(intake_call *c, const report_in *r, int64_t srid, const PGresult *r
 	}
 	snprintf(loc, sizeof(loc), "/v1/reports/%s", r->id);
 	intake_header(c->req, "Location", loc);
-	intake_respond_json(c->req, 201, render_report_new(r, srid, c->p, c->in->dir));
+	strbuf b = {0};
+	render_report_new(&b, r, srid, c->p, c->in->dir);
+	intake_respond_text(c->req, 201, &b);
 }
 
 /* Refines jansson's messages into codes clients can act on. */
@@ -182,7 +184,7 @@ got_list(void *arg, const db_reply *rep)
 		intake_call_unavailable(c);
 		return;
 	}
-	const PGresult *res = rep->results[0];
+	const PGresult *res = QUERY_ROWS(rep);
 	int n = PQntuples(res);
 	strbuf b = {0};
 	strbuf_append(&b, "{\"reports\":[");
@@ -270,35 +272,49 @@ list_authed(intake_call *c)
 	int rv = 0;
 	const char *v;
 	int64_t n;
+	/* The list is driven by the index of one equality filter (query.h):
+	 * the category if given, else the partner, else the status; the
+	 * others are checked on the rows it finds. */
+	const char *cats = NULL, *status = NULL;
+	char owner[32] = "";
 	if (!c->p->staff) {
-		snprintf(buf, sizeof(buf), "%d", c->p->id);
-		rv = query_where(&q, "r.partner_id = $?", buf);
+		snprintf(owner, sizeof(owner), "%d", c->p->id);
 	} else if ((v = http_request_query(req, "partner")) != NULL) {
 		const partner *p = directory_partner_by_name(c->in->dir, v);
-		snprintf(buf, sizeof(buf), "%d", p ? p->id : -1);
-		rv = query_where(&q, "r.partner_id = $?", buf);
+		snprintf(owner, sizeof(owner), "%d", p ? p->id : -1);
 	}
-	if (rv == 0 && (v = http_request_query(req, "category")) != NULL) {
+	if ((v = http_request_query(req, "category")) != NULL) {
 		if (!csv_ok(v) || strlen(v) > 1000) {
 			rv = tjson_error_set(&e, "invalid_value", "category",
 			    "category must be a comma-separated list of service codes");
 			goto bad;
 		}
-		char arr[1100];
-		snprintf(arr, sizeof(arr), "{%s}", v);
-		/* One value as "=", so the plan can use reports_category_srid. */
-		rv = strchr(v, ',') ? query_where(&q, "r.category = ANY($?::text[])", arr)
-		                    : query_where(&q, "r.category = $?", v);
+		cats = v;
 	}
-	if (rv == 0 && (v = http_request_query(req, "status")) != NULL) {
+	if ((v = http_request_query(req, "status")) != NULL) {
 		if (strcmp(v, "open") != 0 && strcmp(v, "acknowledged") != 0 &&
 		    strcmp(v, "in_progress") != 0 && strcmp(v, "closed") != 0) {
 			rv = tjson_error_set(&e, "invalid_value", "status",
 			    "status must be open, acknowledged, in_progress or closed");
 			goto bad;
 		}
-		rv = query_where(&q, "r.status = $?", v);
+		status = v;
 	}
+	char arr[1100];
+	if (cats != NULL) {
+		snprintf(arr, sizeof(arr), "{%s}", cats);
+		rv = query_drive(&q, "category", "text", arr);
+	} else if (owner[0] != '\0') {
+		snprintf(arr, sizeof(arr), "{%s}", owner);
+		rv = query_drive(&q, "partner_id", "int", arr);
+	} else if (status != NULL) {
+		snprintf(arr, sizeof(arr), "{%s}", status);
+		rv = query_drive(&q, "status", "text", arr);
+	}
+	if (rv == 0 && cats != NULL && owner[0] != '\0')
+		rv = query_where(&q, "r.partner_id = $?", owner);
+	if (rv == 0 && status != NULL && (cats != NULL || owner[0] != '\0'))
+		rv = query_where(&q, "r.status = $?", status);
 	if (rv == 0 && (v = http_request_query(req, "place")) != NULL) {
 		const place_set *ps = directory_places(c->in->dir);
 		int pid = -1;
@@ -341,9 +357,8 @@ list_authed(intake_call *c)
 		tjson_error_set(&e, "invalid_value", "", "too many filters");
 		goto bad;
 	}
-	query_finish(&q, g->limit);
-	db_batch *b = db_batch_new();
-	db_batch_add(b, q.sql, q.n, q.values);
+	query_finish(&q, QUERY_ORDER_SRID, g->limit);
+	db_batch *b = query_batch(&q);
 	if (db_pool_submit(c->in->svc.pool, b, got_list, g) != 0) {
 		db_batch_free(b);
 		intake_call_unavailable(c);

@@ -2,12 +2,13 @@
  * query.h: reading reports back (GET one, lists), shared by both APIs.
  *
  * Every read selects REPORT_COLUMNS, so one renderer serves every query.
- * Lists are newest first by service_request_id and use keyset pagination
- * (service_request_id < cursor), so a page costs the same at row one
- * million as at row one. Each list's SQL is built from only the filters
- * present, so every variant is a prepared statement with a plan that can
- * use the matching index (reports_partner_srid, reports_category_srid,
- * reports_status_srid, the primary key, reports_created).
+ * Native lists are newest first by service_request_id and use keyset
+ * pagination (service_request_id < cursor); Open311 lists (a date window,
+ * no cursor) are newest first by created_at. Each list's SQL is built from
+ * only the filters present, and a list filtered on category, partner or
+ * status is driven by that column's index (query_drive), so a page of n
+ * rows reads about n index entries and n rows, at row one million as at
+ * row one, whatever the filter's share of the table (issue 9).
  */
 #ifndef INTAKE_QUERY_H
 #define INTAKE_QUERY_H
@@ -40,17 +41,29 @@ enum report_col {
 	RC_NCOLS
 };
 
-/* A list query under construction: SQL text and its text parameters. */
+/* A list query under construction: its conditions, its driving column
+ * (if any) and their text parameters; query_finish writes the SQL. */
 #define QUERY_MAX_PARAMS 12
 typedef struct query {
-	char sql[2048];
+	char sql[4096];
 	size_t len;
+	char where[1536];
+	size_t wlen;
+	const char *drive_col; /* a static string, or NULL */
+	bool drive_one;        /* its array holds one value */
+	char drive_type[16];
+	int drive_param;
 	const char *values[QUERY_MAX_PARAMS];
 	char store[QUERY_MAX_PARAMS][1100]; /* parameter texts */
 	int n;
 } query;
 
-/* Starts "SELECT <REPORT_COLUMNS> FROM reports r WHERE true". */
+typedef enum query_order {
+	QUERY_ORDER_SRID,    /* service_request_id DESC (native lists, cursors) */
+	QUERY_ORDER_CREATED, /* created_at DESC (Open311: a date window, no cursor) */
+} query_order;
+
+/* Starts an empty list query (every report). */
 void query_init(query *q);
 
 /*
@@ -63,8 +76,26 @@ int query_where(query *q, const char *cond, const char *value) TRYGG_MUSTCHECK;
 /* Adds a condition without a parameter. */
 void query_where_const(query *q, const char *cond);
 
-/* Ends with "ORDER BY service_request_id DESC LIMIT n". */
-void query_finish(query *q, int limit);
+/*
+ * Makes the list "r.<col> is one of `array`" (a Postgres array literal of
+ * `type`, e.g. "{litter,graffiti}" of "text") and has the rows found
+ * through the index (col, order key DESC): each row returned costs one
+ * index entry and one heap row, whatever share of the table the values
+ * have (query.c says why this needs its own form). col is a static string
+ * and needs an index on (col, service_request_id DESC), and for
+ * QUERY_ORDER_CREATED on (col, created_at DESC). At most one per query:
+ * TRYGG_ETOOBIG for a second.
+ */
+int query_drive(query *q, const char *col, const char *type, const char *array) TRYGG_MUSTCHECK;
+
+/* Writes the SQL, newest first in `order`, at most `limit` rows. */
+void query_finish(query *q, query_order order, int limit);
+
+/* A new batch that runs the finished query planned for its own parameters
+ * (never a cached generic plan: query.c says why). Its rows are the
+ * batch's last result (QUERY_ROWS). The caller owns the batch. */
+db_batch *query_batch(const query *q);
+#define QUERY_ROWS(rep) ((rep)->results[(rep)->nresults - 1])
 
 /* The single-report queries: by UUID, or by service_request_id. */
 extern const char QUERY_BY_ID[];

@@ -52,13 +52,31 @@ col(const PGresult *res, int row, int c)
 static int64_t
 col_us(const PGresult *res, int row, int c)
 {
-	return (int64_t)llroundl(strtold(PQgetvalue(res, row, c), NULL) * 1000000.0L);
-}
-
-static json_t *
-str_or_null(const char *s)
-{
-	return s ? json_string(s) : json_null();
+	/* The usual text, "1764500000.123456" (float8out never uses an
+	 * exponent below 1e15), read as decimal digits: the decimal is within
+	 * 0.5 us of the stored value (above), so its first six fraction digits
+	 * rounded by the seventh give it exactly. strtold was ~9% of intake's
+	 * CPU for a list (issue 9); it stays for anything else. */
+	const char *s = PQgetvalue(res, row, c), *p = s;
+	bool neg = *p == '-';
+	p += neg;
+	int64_t sec = 0, frac = 0;
+	int n = 0, nf = 0;
+	for (; *p >= '0' && *p <= '9' && n < 15; p++, n++)
+		sec = sec * 10 + (*p - '0');
+	if (*p == '.') {
+		for (p++; *p >= '0' && *p <= '9'; p++, nf++) {
+			if (nf < 6)
+				frac = frac * 10 + (*p - '0');
+			else if (nf == 6 && *p >= '5')
+				frac++;
+		}
+	}
+	if (n == 0 || *p != '\0' || neg)
+		return (int64_t)llroundl(strtold(s, NULL) * 1000000.0L);
+	for (; nf < 6; nf++)
+		frac *= 10;
+	return sec * 1000000 + frac;
 }
 
 static int64_t
@@ -171,42 +189,73 @@ render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner
 	strbuf_append(b, "}");
 }
 
-json_t *
-render_report_new(const report_in *r, int64_t srid, const partner *viewer, directory *dir)
+/* A double as jansson writes it with JSON_REAL_PRECISION(10): "%.10g",
+ * with ".0" added to an integral value so it reads back as a real. */
+static void
+kv_real(strbuf *b, const char *key, bool has, double v)
+{
+	char t[40];
+	if (!has || !isfinite(v)) {
+		kv_raw(b, key, NULL);
+		return;
+	}
+	int n = snprintf(t, sizeof(t) - 2, "%.10g", v);
+	if (n > 0 && strpbrk(t, ".eE") == NULL)
+		memcpy(t + n, ".0", 3);
+	kv_raw(b, key, t);
+}
+
+/*
+ * The 201 body of a report just stored, written straight to text like the
+ * list rows (render_report_row), with the same members in the same order
+ * and the same number formats as the jansson object it replaces: that cost
+ * a hash table per object and a dump per report (issue 9). Only the
+ * attributes, already a jansson object, are dumped.
+ */
+void
+render_report_new(strbuf *b, const report_in *r, int64_t srid, const partner *viewer,
+    directory *dir)
 {
 	const category *c = categories_find(directory_categories(dir), r->category);
-	char tc[32], te[32], srid_s[24];
+	char tc[32], te[32], srid_s[24], sev[16];
 	render_time(r->created_us, tc, sizeof(tc));
 	render_time(r->created_us + (int64_t)r->response_target_min * 60 * 1000000, te, sizeof(te));
 	snprintf(srid_s, sizeof(srid_s), "%lld", (long long)srid);
-	json_t *places = json_array();
-	for (size_t i = 0; i < r->nplaces; i++)
-		json_array_append_new(places, json_string(r->place_slugs[i]));
-	json_t *o = json_object();
-	json_object_set_new(o, "id", json_string(r->id));
-	json_object_set_new(o, "service_request_id", json_string(srid_s));
-	json_object_set_new(o, "category", json_string(r->category));
-	json_object_set_new(o, "category_name", str_or_null(c ? c->name : NULL));
-	json_object_set_new(o, "focus_area", json_string(r->focus_area));
-	json_object_set_new(o, "severity", json_integer(r->severity));
-	json_object_set_new(o, "sensitive", json_boolean(r->sensitive));
-	json_object_set_new(o, "status", json_string("open"));
-	json_object_set_new(o, "close_reason", json_null());
-	json_object_set_new(o, "status_notes", json_null());
-	json_object_set_new(o, "lat", r->has_position ? json_real(r->lat) : json_null());
-	json_object_set_new(o, "long", r->has_position ? json_real(r->lon) : json_null());
-	json_object_set_new(o, "address_string", str_or_null(r->address));
-	json_object_set_new(o, "description",
-	    render_description_visible(r->sensitive, viewer) ? str_or_null(r->description)
-	                                                     : json_null());
-	json_object_set_new(o, "media_url", str_or_null(r->media_url));
-	json_object_set_new(o, "attributes", json_deep_copy(r->attributes));
-	json_object_set_new(o, "places", places);
-	json_object_set_new(o, "partner", str_or_null(r->partner ? r->partner->name : NULL));
-	json_object_set_new(o, "created_at", json_string(tc));
-	json_object_set_new(o, "updated_at", json_string(tc));
-	json_object_set_new(o, "expected_at", json_string(te));
-	return o;
+	snprintf(sev, sizeof(sev), "%d", r->severity);
+	char *attrs = r->attributes
+	    ? json_dumps(r->attributes, JSON_COMPACT | JSON_REAL_PRECISION(10))
+	    : NULL;
+	strbuf_append(b, "{\"id\":");
+	strbuf_append_json(b, r->id);
+	kv_str(b, "service_request_id", srid_s);
+	kv_str(b, "category", r->category);
+	kv_str(b, "category_name", c ? c->name : NULL);
+	kv_str(b, "focus_area", r->focus_area);
+	kv_raw(b, "severity", sev);
+	kv_raw(b, "sensitive", r->sensitive ? "true" : "false");
+	kv_str(b, "status", "open");
+	kv_raw(b, "close_reason", NULL);
+	kv_raw(b, "status_notes", NULL);
+	kv_real(b, "lat", r->has_position, r->lat);
+	kv_real(b, "long", r->has_position, r->lon);
+	kv_str(b, "address_string", r->address);
+	kv_str(b, "description",
+	    render_description_visible(r->sensitive, viewer) ? r->description : NULL);
+	kv_str(b, "media_url", r->media_url);
+	kv_raw(b, "attributes", attrs ? attrs : "{}");
+	strbuf_append(b, ",\"places\":[");
+	for (size_t i = 0; i < r->nplaces; i++) {
+		if (i > 0)
+			strbuf_append(b, ",");
+		strbuf_append_json(b, r->place_slugs[i]);
+	}
+	strbuf_append(b, "]");
+	kv_str(b, "partner", r->partner ? r->partner->name : NULL);
+	kv_str(b, "created_at", tc);
+	kv_str(b, "updated_at", tc);
+	kv_str(b, "expected_at", te);
+	strbuf_append(b, "}");
+	free(attrs);
 }
 
 /* The Open311 fields of a row, as name/value text pairs (NULL value = none). */

@@ -34,11 +34,11 @@ bool render_description_visible(bool sensitive, const partner *viewer);
 void render_time(int64_t us, char *buf, size_t len);
 
 /* Native API: one report from a row of REPORT_COLUMNS starting at column
- * `col`, appended as JSON text; or, as a jansson object, a report just
- * stored. */
+ * `col`, or a report just stored (the 201 body), appended as JSON text. */
 void render_report_row(strbuf *b, const PGresult *res, int row, int col, const partner *viewer,
     directory *dir);
-json_t *render_report_new(const report_in *r, int64_t srid, const partner *viewer, directory *dir);
+void render_report_new(strbuf *b, const report_in *r, int64_t srid, const partner *viewer,
+    directory *dir);
 
 /* Open311 service request, one row: as a JSON object or appended as XML
  * <request>...</request>. */

@@ -185,15 +185,52 @@ test_query_builder(void **state)
 	assert_int_equal(query_where(&q, "r.partner_id = $?", "7"), 0);
 	assert_int_equal(query_where(&q, "r.category = ANY($?::text[])", "{litter}"), 0);
 	query_where_const(&q, "NOT r.sensitive");
-	query_finish(&q, 50);
+	query_finish(&q, QUERY_ORDER_SRID, 50);
 	assert_non_null(strstr(q.sql,
-	    " AND r.partner_id = $1 AND r.category = ANY($2::text[])"
+	    " FROM reports r WHERE true AND r.partner_id = $1 AND r.category = ANY($2::text[])"
 	    " AND NOT r.sensitive ORDER BY r.service_request_id DESC LIMIT 50"));
 	assert_int_equal(q.n, 2);
 	assert_string_equal(q.values[1], "{litter}");
+
+	/* Driven by one column: a range of (col, key) per value, then merged. */
+	query_init(&q);
+	assert_int_equal(query_where(&q, "r.partner_id = $?", "7"), 0);
+	assert_int_equal(query_drive(&q, "category", "text", "{litter,graffiti}"), 0);
+	assert_int_equal(query_drive(&q, "status", "text", "{open}"), TRYGG_ETOOBIG);
+	query_where_const(&q, "NOT r.sensitive");
+	query_finish(&q, QUERY_ORDER_CREATED, 1000);
+	assert_non_null(strstr(q.sql,
+	    " FROM (SELECT DISTINCT unnest($2::text[])) d(v) CROSS JOIN LATERAL"
+	    " (SELECT * FROM reports r WHERE r.category = ANY(ARRAY[d.v])"
+	    " AND r.partner_id = $1 AND NOT r.sensitive"
+	    " ORDER BY r.category, r.created_at DESC LIMIT 1000) r"
+	    " ORDER BY r.created_at DESC LIMIT 1000"));
+	assert_int_equal(q.n, 2);
+	assert_string_equal(q.values[1], "{litter,graffiti}");
+
+	/* One value: the index range alone, in the index's order. */
+	query_init(&q);
+	assert_int_equal(query_drive(&q, "status", "text", "{open}"), 0);
+	assert_int_equal(query_where(&q, "r.service_request_id < $?::bigint", "99"), 0);
+	query_finish(&q, QUERY_ORDER_SRID, 10);
+	assert_string_equal(strstr(q.sql, " FROM "),
+	    " FROM reports r WHERE r.status = ANY($1::text[]) AND r.service_request_id < $2::bigint"
+	    " ORDER BY r.status, r.service_request_id DESC LIMIT 10");
 	assert_true(trygg_uuid_valid("1cda07ec-88de-44a8-a472-2dd729a3f2ff"));
 	assert_false(trygg_uuid_valid("1cda07ec-88de-44a8-a472-2dd729a3f2f"));
 	assert_false(trygg_uuid_valid("1cda07ec088de-44a8-a472-2dd729a3f2ff"));
+	/* Report ids: UUIDv7, in time order as text (and as uuid). */
+	char u1[37], u2[37], u3[37], u4[37];
+	trygg_uuid7(u1, 1764500000123);
+	trygg_uuid7(u2, 1764500000123);
+	trygg_uuid7(u3, 1764500000124);
+	trygg_uuid4(u4);
+	assert_true(trygg_uuid_valid(u1) && trygg_uuid_valid(u4));
+	assert_memory_equal(u1, "019ad465-4d7b-7", 15); /* ms 0x019ad4654d7b, version 7 */
+	assert_true(strchr("89ab", u1[19]) != NULL);    /* RFC 9562 variant */
+	assert_string_not_equal(u1, u2);                /* 74 random bits */
+	assert_true(strcmp(u1, u3) < 0 && strcmp(u2, u3) < 0);
+	assert_int_equal(u4[14], '4');
 	int64_t n;
 	assert_int_equal(query_parse_srid("42", &n), 0);
 	assert_int_equal(n, 42);
