@@ -20,6 +20,8 @@
 
 /* How long a claim is leased beyond the send's own timeout. */
 #define LEASE_MARGIN_MS 15000
+/* Outcomes written in one transaction at most. */
+#define OUTCOMES_MAX 128
 
 static const char SQL_CLAIM[] =
     "SELECT id, attempts, kind, channel, target, unit, coalesce(secret, ''), task::text"
@@ -41,7 +43,11 @@ struct delivery_worker {
 	uv_timer_t poll;
 	bool claiming, again, stopping, closed;
 	unsigned sends;  /* transfers in flight */
-	unsigned writes; /* outcome writes in flight */
+	unsigned writes; /* outcome writes in flight (one batch, or its parts on a split) */
+	/* Outcomes waiting for the write in flight to finish: written together,
+	 * one transaction and one commit for all of them (group commit). */
+	struct dsend **queued;
+	size_t nqueued, capqueued;
 	endpoint *eps;
 	size_t neps, capeps;
 	void (*stop_cb)(void *arg);
@@ -51,6 +57,7 @@ struct delivery_worker {
 typedef struct dsend {
 	delivery_worker *w;
 	char id[37];
+	char task_id[37]; /* "" for a mail: outcomes are written in task order */
 	int attempt;
 	char *kind, *channel, *target, *unit;
 	mail_job *mail;
@@ -63,6 +70,7 @@ typedef struct dsend {
 
 static void claim(delivery_worker *w);
 static void maybe_finish(delivery_worker *w);
+static void write_outcomes(delivery_worker *w);
 
 bool
 delivery_is_success(int err, long status)
@@ -130,18 +138,17 @@ send_free(dsend *s)
 	free(s);
 }
 
+/* The outcome of one send is in the database (or could not be written). */
 static void
-result_written(void *arg, const db_reply *rep)
+outcome_written(dsend *s, int err, const PGresult *res)
 {
-	dsend *s = arg;
 	delivery_worker *w = s->w;
-	w->writes--;
-	if (rep->err != 0) {
+	if (err != 0) {
 		/* The lease runs out and the delivery is sent again, same id. */
 		log_warn("delivery_result_failed", "\"delivery_id\":\"%s\",\"error\":\"%s\"", s->id,
-		    trygg_strerror(rep->err));
+		    trygg_strerror(err));
 	} else {
-		const char *what = PQgetvalue(rep->results[0], 0, 0);
+		const char *what = PQgetvalue(res, 0, 0);
 		if (strcmp(what, "dead") == 0) {
 			metric_counter_inc(w->n->m_dead);
 			char eb[300];
@@ -152,10 +159,104 @@ result_written(void *arg, const db_reply *rep)
 		notifier_after_commit(w->n, strcmp(what, "dead") == 0);
 	}
 	send_free(s);
+}
+
+/* One write: the outcomes of `n` sends, in one transaction (n == 1 when a
+ * batch is retried one by one). */
+typedef struct outcome_write {
+	delivery_worker *w;
+	size_t n;
+	dsend *sends[];
+} outcome_write;
+
+static int
+by_task(const void *a, const void *b)
+{
+	const dsend *x = *(dsend *const *)a, *y = *(dsend *const *)b;
+	int c = strcmp(x->task_id, y->task_id);
+	return c != 0 ? c : strcmp(x->id, y->id);
+}
+
+static void submit_outcomes(delivery_worker *w, dsend **sends, size_t n);
+
+static void
+outcomes_written(void *arg, const db_reply *rep)
+{
+	outcome_write *ow = arg;
+	delivery_worker *w = ow->w;
+	w->writes--;
+	if (rep->err == TRYGG_EDB && ow->n > 1) {
+		/* One outcome's statement failed and took the transaction with it:
+		 * write each on its own, so the others are not held back by it. */
+		log_info("delivery_results_split", "\"count\":%zu,\"error\":\"%s\"", ow->n,
+		    rep->message ? rep->message : "");
+		for (size_t i = 0; i < ow->n; i++)
+			submit_outcomes(w, &ow->sends[i], 1);
+	} else {
+		for (size_t i = 0; i < ow->n; i++)
+			outcome_written(ow->sends[i], rep->err,
+			    rep->err == 0 ? rep->results[i] : NULL);
+	}
+	free(ow);
+	write_outcomes(w);
 	if (w->stopping)
 		maybe_finish(w);
 	else
 		claim(w);
+}
+
+static void
+add_outcome(db_batch *b, const dsend *s)
+{
+	notifier *n = s->w->n;
+	uint32_t rnd = 0;
+	if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
+		rnd = (uint32_t)trygg_now_ns();
+	uint64_t retry = backoff_delay_ms((unsigned)s->attempt, n->cfg.backoff_base_ms,
+	    n->cfg.backoff_max_ms, rnd);
+	char attempt[16], status_s[16], retry_s[24], max_s[16];
+	snprintf(attempt, sizeof(attempt), "%d", s->attempt);
+	snprintf(status_s, sizeof(status_s), "%ld", s->status);
+	snprintf(retry_s, sizeof(retry_s), "%" PRIu64, retry);
+	snprintf(max_s, sizeof(max_s), "%d", n->cfg.max_attempts);
+	const char *values[9] = {s->id, attempt, s->ok ? "true" : "false",
+	    s->permanent ? "true" : "false", s->status ? status_s : NULL, s->ok ? NULL : s->error,
+	    retry_s, max_s, notifier_email_enabled(n) ? "true" : "false"};
+	db_batch_add(b, strcmp(s->kind, "mail") == 0 ? SQL_MAIL_RESULT : SQL_RESULT, 9, values);
+}
+
+/* Writes the outcomes of `n` sends in one transaction, in task order (the
+ * order every transaction that locks several tasks takes them in). */
+static void
+submit_outcomes(delivery_worker *w, dsend **sends, size_t n)
+{
+	outcome_write *ow = xmalloc(sizeof(*ow) + n * sizeof(ow->sends[0]));
+	ow->w = w;
+	ow->n = n;
+	memcpy(ow->sends, sends, n * sizeof(ow->sends[0]));
+	qsort(ow->sends, n, sizeof(ow->sends[0]), by_task);
+	db_batch *b = db_batch_new();
+	for (size_t i = 0; i < n; i++)
+		add_outcome(b, ow->sends[i]);
+	w->writes++;
+	if (db_pool_submit(w->n->svc.pool, b, outcomes_written, ow) != 0) {
+		db_batch_free(b);
+		outcomes_written(ow, &(db_reply){.err = TRYGG_EDBCONN});
+	}
+}
+
+/* Writes what is queued, unless a write is in flight: its completion
+ * writes what queued up meanwhile, so under load the outcomes of many
+ * sends share one commit, and alone each is written at once. */
+static void
+write_outcomes(delivery_worker *w)
+{
+	if (w->nqueued == 0 || w->writes > 0)
+		return;
+	size_t n = w->nqueued < OUTCOMES_MAX ? w->nqueued : OUTCOMES_MAX;
+	submit_outcomes(w, w->queued, n);
+	memmove(w->queued, w->queued + n, (w->nqueued - n) * sizeof(w->queued[0]));
+	w->nqueued -= n;
 }
 
 /* Records the outcome of one attempt. */
@@ -183,29 +284,12 @@ finish_send(dsend *s, int err, long status, const char *error)
 		    "\"delivery_id\":\"%s\",\"unit\":\"%s\",\"attempt\":%d,\"error\":\"%s\"", s->id,
 		    s->unit, s->attempt, s->error);
 
-	uint32_t rnd = 0;
-	if (RAND_bytes((unsigned char *)&rnd, sizeof(rnd)) != 1)
-		rnd = (uint32_t)trygg_now_ns();
-	uint64_t retry = backoff_delay_ms((unsigned)s->attempt, n->cfg.backoff_base_ms,
-	    n->cfg.backoff_max_ms, rnd);
-	char attempt[16], status_s[16], retry_s[24], max_s[16];
-	snprintf(attempt, sizeof(attempt), "%d", s->attempt);
-	snprintf(status_s, sizeof(status_s), "%ld", status);
-	snprintf(retry_s, sizeof(retry_s), "%" PRIu64, retry);
-	snprintf(max_s, sizeof(max_s), "%d", n->cfg.max_attempts);
-	const char *values[9] = {s->id, attempt, s->ok ? "true" : "false",
-	    s->permanent ? "true" : "false", status ? status_s : NULL, s->ok ? NULL : s->error,
-	    retry_s, max_s, notifier_email_enabled(n) ? "true" : "false"};
-	db_batch *b = db_batch_new();
-	db_batch_add(b, strcmp(s->kind, "mail") == 0 ? SQL_MAIL_RESULT : SQL_RESULT, 9, values);
-	if (db_pool_submit(n->svc.pool, b, result_written, s) != 0) {
-		db_batch_free(b);
-		send_free(s);
-		if (w->stopping)
-			maybe_finish(w);
-		return;
+	if (w->nqueued == w->capqueued) {
+		w->capqueued = w->capqueued ? 2 * w->capqueued : 64;
+		w->queued = xrealloc(w->queued, w->capqueued * sizeof(w->queued[0]));
 	}
-	w->writes++;
+	w->queued[w->nqueued++] = s;
+	write_outcomes(w);
 	/* The send's slot is free now: refill it while the outcome is being
 	 * written (the row keeps its lease until then, so it is not claimed
 	 * again), instead of one claim round trip and commit later. */
@@ -294,6 +378,7 @@ start_send(delivery_worker *w, PGresult *res, int row)
 		finish_send(s, TRYGG_EPROTO, 0, "task not readable");
 		return;
 	}
+	snprintf(s->task_id, sizeof(s->task_id), "%s", task_id);
 	/* Acknowledge and done links only where the receiver owns the task. */
 	bool actionable = strcmp(s->kind, "copy") != 0 && strcmp(s->kind, "escalation") != 0;
 	char *ack = actionable ? make_link(n, "ack", task_id) : NULL;
@@ -432,7 +517,7 @@ delivery_worker_kick(delivery_worker *w)
 unsigned
 delivery_worker_in_flight(const delivery_worker *w)
 {
-	return w ? w->sends + w->writes : 0;
+	return w ? w->sends + w->writes + (unsigned)w->nqueued : 0;
 }
 
 static void
@@ -442,6 +527,7 @@ on_closed(uv_handle_t *h)
 	for (size_t i = 0; i < w->neps; i++)
 		free(w->eps[i].target);
 	free(w->eps);
+	free(w->queued);
 	void (*cb)(void *) = w->stop_cb;
 	void *arg = w->stop_arg;
 	free(w);
@@ -452,7 +538,8 @@ on_closed(uv_handle_t *h)
 static void
 maybe_finish(delivery_worker *w)
 {
-	if (!w->stopping || w->closed || w->claiming || w->sends > 0 || w->writes > 0)
+	if (!w->stopping || w->closed || w->claiming || w->sends > 0 || w->writes > 0 ||
+	    w->nqueued > 0)
 		return;
 	w->closed = true;
 	uv_close((uv_handle_t *)&w->poll, on_closed);
