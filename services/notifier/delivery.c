@@ -253,10 +253,14 @@ write_outcomes(delivery_worker *w)
 {
 	if (w->nqueued == 0 || w->writes > 0)
 		return;
+	/* Off the queue before submitting: a submit that fails at once
+	 * completes (and frees them) before it returns. */
+	dsend *take[OUTCOMES_MAX];
 	size_t n = w->nqueued < OUTCOMES_MAX ? w->nqueued : OUTCOMES_MAX;
-	submit_outcomes(w, w->queued, n);
+	memcpy(take, w->queued, n * sizeof(take[0]));
 	memmove(w->queued, w->queued + n, (w->nqueued - n) * sizeof(w->queued[0]));
 	w->nqueued -= n;
+	submit_outcomes(w, take, n);
 }
 
 /* Records the outcome of one attempt. */
