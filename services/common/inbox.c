@@ -421,7 +421,8 @@ halt(inbox *in, const char *reason, const char *new_epoch, uint64_t base, uint64
 /*
  * Checks a replay reply's epoch and last_seq against the cursor: adopts the
  * first epoch seen, halts on another epoch or on a last_seq below what we
- * hold in the same one. Returns true if the reply's events may be offered.
+ * held in the same one when we asked. Returns true if the reply's events
+ * may be offered.
  */
 static bool
 reply_epoch_ok(inbox *in, const Trygg__Bus__ReplayReply *rep)
@@ -441,13 +442,17 @@ reply_epoch_ok(inbox *in, const Trygg__Bus__ReplayReply *rep)
 		        in->publisher));
 		return false;
 	}
-	if (rep->last_seq < in->held) {
+	/* Against what we held when we asked, not now: live events from
+	 * another relay of the publisher (a replica) may have been committed,
+	 * received and queued after this reply's query read last_seq. */
+	uint64_t held_then = in->replay_from > 0 ? in->replay_from - 1 : 0;
+	if (rep->last_seq < held_then) {
 		halt(in, HALT_WENT_BACK, e, rep->last_seq, rep->last_seq,
 		    xasprintf(
 		        "publisher %s is at seq %" PRIu64 ", below our %" PRIu64
 		        " in the same epoch %s (restored from a backup without "
 		        "outbox_new_epoch()?): accept with `events accept-epoch %s --from SEQ`",
-		        in->publisher, rep->last_seq, in->held, e, in->publisher));
+		        in->publisher, rep->last_seq, held_then, e, in->publisher));
 		return false;
 	}
 	return true;

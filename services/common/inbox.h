@@ -57,8 +57,9 @@
  *
  * Epochs. The cursor row also keeps the publisher's epoch (outbox.h),
  * adopted from the first replay reply. A replay reply whose epoch differs,
- * or whose last_seq is below what we hold in the same epoch (the publisher
- * was recreated or restored), halts the stream: nothing more is applied,
+ * or whose last_seq is below what we held in the same epoch when we asked
+ * (the publisher was recreated or restored; not a replica's reply read
+ * before its sibling's newer events), halts the stream: nothing more is applied,
  * an error `inbox_halted` names the publisher and both epochs or seqs,
  * trygg_inbox_halted is 1, inbox_ready() is false, and the cursor row says
  * why (halted = epoch_changed or seq_went_back, halted_detail, and

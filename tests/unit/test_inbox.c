@@ -59,6 +59,7 @@ typedef struct fake {
 	unsigned requests;  /* replay requests received */
 	uint32_t max_asked; /* the largest max_events of a request after the first */
 	uint64_t last_from; /* from_seq of the last request */
+	const char *epoch;  /* the epoch its replies carry (NULL: none, pre-epoch) */
 } fake;
 
 /* Fills an envelope for event `seq`; the strings live in the buffers. */
@@ -79,17 +80,20 @@ fake_event(const fake *f, uint64_t seq, Trygg__Bus__Envelope *e, char *id, uint8
 	e->occurred_at_us = 1700000000000000LL + (int64_t)seq;
 }
 
-/* Answers a request for events from..from+max-1 from the imagined outbox. */
+/* Answers a request for events from..from+max-1 from the imagined outbox
+ * as it was when it held 1..last. */
 static void
-fake_answer(fake *f, uint64_t from, uint32_t max)
+fake_answer_as_of(fake *f, uint64_t from, uint32_t max, uint64_t last)
 {
 	Trygg__Bus__ReplayReply rep = TRYGG__BUS__REPLAY_REPLY__INIT;
 	rep.status = TRYGG__BUS__REPLAY_REPLY__STATUS__OK;
-	rep.last_seq = f->last;
-	rep.first_available_seq = f->last > 0 ? 1 : 0;
+	rep.last_seq = last;
+	rep.first_available_seq = last > 0 ? 1 : 0;
+	if (f->epoch != NULL)
+		rep.epoch = (char *)f->epoch;
 	size_t n = 0;
-	if (from >= 1 && from <= f->last) {
-		n = (size_t)(f->last - from + 1);
+	if (from >= 1 && from <= last) {
+		n = (size_t)(last - from + 1);
 		if (max > 0 && n > max)
 			n = max;
 	}
@@ -111,6 +115,13 @@ fake_answer(fake *f, uint64_t from, uint32_t max)
 	free(ids);
 	free(ptrs);
 	free(envs);
+}
+
+/* Answers a request from the imagined outbox as it is now. */
+static void
+fake_answer(fake *f, uint64_t from, uint32_t max)
+{
+	fake_answer_as_of(f, from, max, f->last);
 }
 
 static void
@@ -569,6 +580,50 @@ test_stale_reply_after_reset(void **state)
 	ctx_finish(&c);
 }
 
+/*
+ * Two relays of one publisher (replicas): one's heartbeat lags, so the
+ * inbox asks a replay from 101; the answer is read before the other relay
+ * commits 101..110, which then arrive live and are applied; the late answer
+ * (last_seq 100, no events) must not read as "the publisher went back"
+ * (that halted the notifier's intake stream in test_replicas): it was
+ * below what we hold now, not below what we held when we asked.
+ */
+static void
+test_late_reply_from_a_lagging_replica(void **state)
+{
+	(void)state;
+	need_db();
+	ctx c;
+	ctx_start(&c, 100, (inbox_options){.replay_timeout_ms = 30000});
+	c.f.epoch = "6b5748d2-28cc-4d3e-a3b4-89f98a21a747";
+	wait_applied(&c, 100, 10000);
+	c.f.last = 101;
+	sync_live(&c, 101); /* the epoch is adopted from a reply by now */
+	c.f.hold_from = 102;
+	fake_heartbeat(&c.f, PUBLISHER, 50); /* the lagging relay: a probe from 102 */
+	for (int i = 0; i < 200 && !c.f.has_held; i++)
+		run_for(&c, 10);
+	assert_true(c.f.has_held);
+	assert_int_equal(c.f.held_from, 102);
+	c.f.last = 110;
+	for (uint64_t s = 102; s <= 110; s++)
+		fake_publish(&c.f, s);
+	wait_applied(&c, 110, 10000);
+	/* The answer as the replica read it before 102..110 were committed. */
+	c.f.has_held = false;
+	fake_answer_as_of(&c.f, c.f.held_from, c.f.held_max, 101);
+	run_for(&c, 300);
+	c.f.last = 111;
+	sync_live(&c, 111);
+	inbox_stats st;
+	inbox_get_stats(c.in, &st);
+	assert_null(st.halted);
+	char *want = seq_list(111, NULL);
+	assert_effects(want);
+	free(want);
+	ctx_finish(&c);
+}
+
 /* A statement cancelled while it waits for a lock is a transient error:
  * the batch is retried, nothing is set aside. */
 static void
@@ -850,6 +905,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_replay_and_gap),
 	    cmocka_unit_test(test_stale_reply_after_reset),
+	    cmocka_unit_test(test_late_reply_from_a_lagging_replica),
 	    cmocka_unit_test(test_cancel_is_transient),
 	    cmocka_unit_test(test_poison_set_aside_and_retried),
 	    cmocka_unit_test(test_commit_time_error),
