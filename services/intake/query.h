@@ -90,11 +90,6 @@ int query_drive(query *q, const char *col, const char *type, const char *array) 
 
 /* Writes the SQL, newest first in `order`, at most `limit` rows. */
 void query_finish(query *q, query_order order, int limit);
-
-/* A new batch that runs the finished query planned for its own parameters
- * (never a cached generic plan: query.c says why). Its rows are the
- * batch's last result (QUERY_ROWS). The caller owns the batch. */
-db_batch *query_batch(const query *q);
 #define QUERY_ROWS(rep) ((rep)->results[(rep)->nresults - 1])
 
 /* The single-report queries: by UUID, or by service_request_id. */

@@ -17,6 +17,7 @@
 
 #include "http_server.h"
 #include "intake.h"
+#include "query.h"
 #include "report.h"
 #include "strbuf.h"
 
@@ -101,5 +102,12 @@ typedef void (
  * reused with another request), 503 or 500 and frees the call.
  */
 void intake_call_submit(intake_call *c, report_in *r, intake_created_fn created);
+
+/* A new batch that runs the finished query `q` planned for its own
+ * parameters (never a cached generic plan: request.c says why). Its rows
+ * are the batch's last result (QUERY_ROWS). The caller owns the batch.
+ * (Here, not in query.c: query.c only writes SQL and links without db.c,
+ * as the fuzz target does.) */
+db_batch *query_batch(const query *q);
 
 #endif
