@@ -63,7 +63,7 @@ admin_key_list(const admin_key_store *s, const char *holder)
 }
 
 /* True if s is 1-max characters of [0-9a-f]. */
-static int
+static bool
 is_hex(const char *s, size_t max)
 {
 	size_t n = strlen(s);
@@ -83,8 +83,8 @@ admin_key_revoke(const admin_key_store *s, int argc, char **argv)
 	    s->table);
 	if (strlen(arg) > 200)
 		admin_usage("key revoke: a key or an ID is at most 200 characters");
-	if (strncmp(arg, s->key_prefix, plen) == 0 && strlen(arg) > 12) {
-		/* The key itself. */
+	if (strncmp(arg, s->key_prefix, plen) == 0 && strlen(arg) > plen + ADMIN_KEY_SHOWN_MAX) {
+		/* The key itself (longer than any listed prefix of it). */
 		crypto_sha256_hex(arg, strlen(arg), hash);
 		param = hash;
 		strbuf_appendf(&sql, "%s = $1", s->hash_hex_sql);

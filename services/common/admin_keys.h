@@ -20,6 +20,9 @@
 
 #define ADMIN_KEY_ID_LEN 12
 #define ADMIN_KEY_ID_MIN 6
+/* A listed prefix (shown_prefix_col) has at most this many characters after
+ * the key prefix; anything longer that starts with it is taken as the key. */
+#define ADMIN_KEY_SHOWN_MAX 9
 #define ADMIN_KEY_RANDOM_BYTES 20 /* 160 bits */
 /* A key made by admin_key_new: a prefix of up to 7 characters and
  * 2 * ADMIN_KEY_RANDOM_BYTES hex digits. */
