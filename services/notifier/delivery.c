@@ -26,12 +26,9 @@
 static const char SQL_CLAIM[] =
     "SELECT id, attempts, kind, channel, target, unit, coalesce(secret, ''), task::text"
     " FROM claim_deliveries($1::int, $2::int, $3::text[], $4::int[], $5::int)";
-static const char SQL_RESULT[] =
-    "SELECT delivery_result($1::uuid, $2::int, $3::boolean, $4::boolean, $5::int, $6, $7::int,"
-    " $8::int, $9::boolean)";
-static const char SQL_MAIL_RESULT[] =
-    "SELECT mail_delivery_result($1::uuid, $2::int, $3::boolean, $4::boolean, $5::int, $6,"
-    " $7::int, $8::int, $9::boolean)";
+/* The outcomes of a batch of sends, one statement (sql/005_probe_plans.sql):
+ * a text[] of results in the order of the JSON array. */
+static const char SQL_RESULTS[] = "SELECT delivery_results($1::jsonb, $2::int, $3::boolean)::text";
 
 typedef struct endpoint {
 	char *target;
@@ -140,7 +137,7 @@ send_free(dsend *s)
 
 /* The outcome of one send is in the database (or could not be written). */
 static void
-outcome_written(dsend *s, int err, const PGresult *res)
+outcome_written(dsend *s, int err, const char *what)
 {
 	delivery_worker *w = s->w;
 	if (err != 0) {
@@ -148,7 +145,6 @@ outcome_written(dsend *s, int err, const PGresult *res)
 		log_warn("delivery_result_failed", "\"delivery_id\":\"%s\",\"error\":\"%s\"", s->id,
 		    trygg_strerror(err));
 	} else {
-		const char *what = PQgetvalue(res, 0, 0);
 		if (strcmp(what, "dead") == 0) {
 			metric_counter_inc(w->n->m_dead);
 			char eb[300];
@@ -179,6 +175,24 @@ by_task(const void *a, const void *b)
 
 static void submit_outcomes(delivery_worker *w, dsend **sends, size_t n);
 
+/* Splits delivery_results()' text[] ("{delivered,stale}": plain words, no
+ * quoting) into at most n results; *count says how many there were. */
+static void
+split_results(char *text, char **out, size_t n, size_t *count)
+{
+	*count = 0;
+	size_t len = strlen(text);
+	if (len < 2 || text[0] != '{' || text[len - 1] != '}')
+		return;
+	text[len - 1] = '\0';
+	for (char *save = NULL, *tok = strtok_r(text + 1, ",", &save); tok != NULL;
+	     tok = strtok_r(NULL, ",", &save)) {
+		if (*count < n)
+			out[*count] = tok;
+		(*count)++;
+	}
+}
+
 static void
 outcomes_written(void *arg, const db_reply *rep)
 {
@@ -193,9 +207,22 @@ outcomes_written(void *arg, const db_reply *rep)
 		for (size_t i = 0; i < ow->n; i++)
 			submit_outcomes(w, &ow->sends[i], 1);
 	} else {
+		char *text = rep->err == 0 ? xstrdup(PQgetvalue(rep->results[0], 0, 0)) : NULL;
+		char **results = xcalloc(ow->n, sizeof(results[0]));
+		size_t count = 0;
+		if (text != NULL)
+			split_results(text, results, ow->n, &count);
+		int err = rep->err;
+		if (err == 0 && count != ow->n) {
+			/* Cannot happen: the function returns one result per outcome. */
+			log_error("delivery_results_mismatch", "\"sent\":%zu,\"results\":%zu",
+			    ow->n, count);
+			err = TRYGG_EPROTO;
+		}
 		for (size_t i = 0; i < ow->n; i++)
-			outcome_written(ow->sends[i], rep->err,
-			    rep->err == 0 ? rep->results[i] : NULL);
+			outcome_written(ow->sends[i], err, err == 0 ? results[i] : NULL);
+		free(results);
+		free(text);
 	}
 	free(ow);
 	write_outcomes(w);
@@ -205,8 +232,9 @@ outcomes_written(void *arg, const db_reply *rep)
 		claim(w);
 }
 
+/* Appends one element of delivery_results()' array: what one send did. */
 static void
-add_outcome(db_batch *b, const dsend *s)
+add_outcome(strbuf *j, const dsend *s, bool first)
 {
 	notifier *n = s->w->n;
 	uint32_t rnd = 0;
@@ -214,15 +242,15 @@ add_outcome(db_batch *b, const dsend *s)
 		rnd = (uint32_t)trygg_now_ns();
 	uint64_t retry = backoff_delay_ms((unsigned)s->attempt, n->cfg.backoff_base_ms,
 	    n->cfg.backoff_max_ms, rnd);
-	char attempt[16], status_s[16], retry_s[24], max_s[16];
-	snprintf(attempt, sizeof(attempt), "%d", s->attempt);
-	snprintf(status_s, sizeof(status_s), "%ld", s->status);
-	snprintf(retry_s, sizeof(retry_s), "%" PRIu64, retry);
-	snprintf(max_s, sizeof(max_s), "%d", n->cfg.max_attempts);
-	const char *values[9] = {s->id, attempt, s->ok ? "true" : "false",
-	    s->permanent ? "true" : "false", s->status ? status_s : NULL, s->ok ? NULL : s->error,
-	    retry_s, max_s, notifier_email_enabled(n) ? "true" : "false"};
-	db_batch_add(b, strcmp(s->kind, "mail") == 0 ? SQL_MAIL_RESULT : SQL_RESULT, 9, values);
+	strbuf_appendf(j, "%s{\"id\":\"%s\",\"attempt\":%d,\"ok\":%s,\"permanent\":%s,",
+	    first ? "" : ",", s->id, s->attempt, s->ok ? "true" : "false",
+	    s->permanent ? "true" : "false");
+	if (s->status)
+		strbuf_appendf(j, "\"status\":%ld,", s->status);
+	strbuf_append(j, "\"error\":");
+	strbuf_append_json(j, s->ok ? NULL : s->error);
+	strbuf_appendf(j, ",\"retry_ms\":%" PRIu64 ",\"mail\":%s}", retry,
+	    strcmp(s->kind, "mail") == 0 ? "true" : "false");
 }
 
 /* Writes the outcomes of `n` sends in one transaction, in task order (the
@@ -235,9 +263,18 @@ submit_outcomes(delivery_worker *w, dsend **sends, size_t n)
 	ow->n = n;
 	memcpy(ow->sends, sends, n * sizeof(ow->sends[0]));
 	qsort(ow->sends, n, sizeof(ow->sends[0]), by_task);
-	db_batch *b = db_batch_new();
+	strbuf j = STRBUF_INIT;
+	strbuf_appendc(&j, '[');
 	for (size_t i = 0; i < n; i++)
-		add_outcome(b, ow->sends[i]);
+		add_outcome(&j, ow->sends[i], i == 0);
+	strbuf_appendc(&j, ']');
+	char max_s[16];
+	snprintf(max_s, sizeof(max_s), "%d", w->n->cfg.max_attempts);
+	const char *values[3] = {strbuf_str(&j), max_s,
+	    notifier_email_enabled(w->n) ? "true" : "false"};
+	db_batch *b = db_batch_new();
+	db_batch_add(b, SQL_RESULTS, 3, values);
+	strbuf_fini(&j);
 	w->writes++;
 	if (db_pool_submit(w->n->svc.pool, b, outcomes_written, ow) != 0) {
 		db_batch_free(b);
