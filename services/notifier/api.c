@@ -37,7 +37,8 @@ static const char SQL_LIST[] =
     "    WHERE (me.kind = 'operator' OR t.unit = me.name)"
     "      AND ($2::text IS NULL OR t.status = $2) AND ($3::text IS NULL OR t.unit = $3)"
     "      AND ($4::text IS NULL OR t.place = $4 OR t.task_key = $4)"
-    "      AND ($5::text IS NULL OR t.report_ids @> ARRAY[$5::text])"
+    "      AND ($5::text IS NULL"
+    "           OR t.id = (SELECT tr.task_id FROM task_reports tr WHERE tr.report_id = $5))"
     "      AND ($7::timestamptz IS NULL OR t.created_at < $7::timestamptz)"
     "    ORDER BY t.created_at DESC LIMIT $6::int) x)";
 

@@ -39,6 +39,16 @@ struct delivery_worker {
 	notifier *n;
 	uv_timer_t poll;
 	bool claiming, again, stopping, closed;
+	/* A claim may find due rows: set by every kick and poll, and after a
+	 * claim that a cap cut short; cleared by a claim that took everything
+	 * due. A finished send refills its slot only while it is set, so at
+	 * hundreds of webhooks a second not every send costs an empty claim. */
+	bool maybe_due;
+	/* The claim in flight: its limit, and each endpoint's sends in flight
+	 * when it was made (what it could take from each). */
+	unsigned claim_limit;
+	endpoint *claim_busy;
+	size_t nclaim_busy;
 	unsigned sends;  /* transfers in flight */
 	unsigned writes; /* outcome writes in flight (one batch, or its parts on a split) */
 	/* Outcomes waiting for the write in flight to finish: written together,
@@ -66,6 +76,7 @@ typedef struct dsend {
 } dsend;
 
 static void claim(delivery_worker *w);
+static void refill(delivery_worker *w);
 static void maybe_finish(delivery_worker *w);
 static void write_outcomes(delivery_worker *w);
 
@@ -113,6 +124,17 @@ endpoint_release(delivery_worker *w, const char *target)
 		}
 		return;
 	}
+}
+
+/* Forgets the claim's snapshot of the endpoints. */
+static void
+claim_busy_clear(delivery_worker *w)
+{
+	for (size_t i = 0; i < w->nclaim_busy; i++)
+		free(w->claim_busy[i].target);
+	free(w->claim_busy);
+	w->claim_busy = NULL;
+	w->nclaim_busy = 0;
 }
 
 /* Appends s to b as one element of a Postgres array literal. */
@@ -229,7 +251,7 @@ outcomes_written(void *arg, const db_reply *rep)
 	if (w->stopping)
 		maybe_finish(w);
 	else
-		claim(w);
+		refill(w);
 }
 
 /* Appends one element of delivery_results()' array: what one send did. */
@@ -334,7 +356,7 @@ finish_send(dsend *s, int err, long status, const char *error)
 	/* The send's slot is free now: refill it while the outcome is being
 	 * written (the row keeps its lease until then, so it is not claimed
 	 * again), instead of one claim round trip and commit later. */
-	claim(w);
+	refill(w);
 }
 
 static void
@@ -466,6 +488,40 @@ start_send(delivery_worker *w, PGresult *res, int row)
 		finish_send(s, rv, 0, "could not start the transfer");
 }
 
+/* The sends an endpoint had in flight when the claim was made. */
+static unsigned
+busy_at_claim(const delivery_worker *w, const char *target)
+{
+	for (size_t i = 0; i < w->nclaim_busy; i++)
+		if (strcmp(w->claim_busy[i].target, target) == 0)
+			return w->claim_busy[i].busy;
+	return 0;
+}
+
+/* Whether a cap cut the claim short, so more may be due: the whole limit
+ * came back, or an endpoint got every slot it had free when the claim was
+ * made (or had none), and its other due rows wait for one. Otherwise the
+ * claim took everything due. */
+static bool
+claim_was_capped(const delivery_worker *w, const PGresult *res, int rows)
+{
+	unsigned per = (unsigned)w->n->cfg.endpoint_concurrency;
+	if ((unsigned)rows >= w->claim_limit)
+		return true;
+	for (size_t i = 0; i < w->nclaim_busy; i++)
+		if (w->claim_busy[i].busy >= per)
+			return true;
+	for (int r = 0; r < rows; r++) {
+		const char *t = PQgetvalue(res, r, 4);
+		unsigned got = 0;
+		for (int q = 0; q < rows; q++)
+			got += strcmp(PQgetvalue(res, q, 4), t) == 0;
+		if (busy_at_claim(w, t) + got >= per)
+			return true;
+	}
+	return false;
+}
+
 static void
 claimed(void *arg, const db_reply *rep)
 {
@@ -477,17 +533,30 @@ claimed(void *arg, const db_reply *rep)
 	}
 	if (rep->err != 0) {
 		log_warn("delivery_claim_failed", "\"error\":\"%s\"", trygg_strerror(rep->err));
+		claim_busy_clear(w);
+		w->maybe_due = true;
 		return; /* the poll timer tries again */
 	}
 	PGresult *res = rep->results[0];
 	int rows = PQntuples(res);
+	/* Judged before any send starts: one that fails at once refills. */
+	w->maybe_due = claim_was_capped(w, res, rows);
+	claim_busy_clear(w);
 	for (int i = 0; i < rows; i++)
 		start_send(w, res, i);
-	/* A full claim suggests more is due. */
-	if (w->again || (rows > 0 && w->sends < (unsigned)w->n->cfg.delivery_concurrency)) {
+	if (w->again) {
+		/* a kick came while the claim ran */
 		w->again = false;
 		claim(w);
 	}
+}
+
+/* Refills the slots of finished sends, if a claim may find something. */
+static void
+refill(delivery_worker *w)
+{
+	if (w->maybe_due)
+		claim(w);
 }
 
 static void
@@ -506,7 +575,12 @@ claim(delivery_worker *w)
 	strbuf targets = STRBUF_INIT, counts = STRBUF_INIT;
 	strbuf_appendc(&targets, '{');
 	strbuf_appendc(&counts, '{');
+	claim_busy_clear(w);
+	w->claim_busy = w->neps ? xcalloc(w->neps, sizeof(w->claim_busy[0])) : NULL;
+	w->nclaim_busy = w->neps;
 	for (size_t i = 0; i < w->neps; i++) {
+		w->claim_busy[i].target = xstrdup(w->eps[i].target);
+		w->claim_busy[i].busy = w->eps[i].busy;
 		char num[16];
 		snprintf(num, sizeof(num), "%u", w->eps[i].busy);
 		array_elem(&targets, w->eps[i].target, i == 0);
@@ -515,7 +589,8 @@ claim(delivery_worker *w)
 	strbuf_appendc(&targets, '}');
 	strbuf_appendc(&counts, '}');
 	char limit[16], per[16], lease[24];
-	snprintf(limit, sizeof(limit), "%u", cap - w->sends);
+	w->claim_limit = cap - w->sends;
+	snprintf(limit, sizeof(limit), "%u", w->claim_limit);
 	snprintf(per, sizeof(per), "%d", n->cfg.endpoint_concurrency);
 	snprintf(lease, sizeof(lease), "%" PRIu64, n->cfg.webhook_timeout_ms * 2 + LEASE_MARGIN_MS);
 	const char *values[5] = {limit, per, targets.s, counts.s, lease};
@@ -533,7 +608,9 @@ claim(delivery_worker *w)
 static void
 on_poll(uv_timer_t *t)
 {
-	claim(t->data);
+	delivery_worker *w = t->data;
+	w->maybe_due = true; /* retries and expired leases fall due unannounced */
+	claim(w);
 }
 
 int
@@ -543,6 +620,7 @@ delivery_worker_start(notifier *n, delivery_worker **out)
 	w->n = n;
 	uv_timer_init(svc_uv(&n->svc), &w->poll);
 	w->poll.data = w;
+	w->maybe_due = true;
 	uv_timer_start(&w->poll, on_poll, 0, n->cfg.delivery_poll_ms);
 	*out = w;
 	return 0;
@@ -551,8 +629,10 @@ delivery_worker_start(notifier *n, delivery_worker **out)
 void
 delivery_worker_kick(delivery_worker *w)
 {
-	if (w && !w->closed)
+	if (w && !w->closed) {
+		w->maybe_due = true;
 		claim(w);
+	}
 }
 
 unsigned
@@ -568,6 +648,7 @@ on_closed(uv_handle_t *h)
 	for (size_t i = 0; i < w->neps; i++)
 		free(w->eps[i].target);
 	free(w->eps);
+	claim_busy_clear(w);
 	free(w->queued);
 	void (*cb)(void *) = w->stop_cb;
 	void *arg = w->stop_arg;

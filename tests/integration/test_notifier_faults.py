@@ -208,3 +208,26 @@ def test_postgres_restart_under_load():
         check(svc.alive(), "%s died with Postgres" % svc.name)
     n = assert_all_delivered(st)
     check(n >= 300, "only %d reports written" % n)
+
+
+def test_queued_deliveries_flow_without_the_poll():
+    # A finished send claims again only when the last claim was cut short by
+    # a cap. With the fallback poll a minute away and two slots for the
+    # crew's endpoint, 40 due deliveries must all go out on those refills
+    # alone: a claim that took the last free slot must count as cut short
+    # even if another send finished while it ran.
+    st = Stack(notifier_env={"TRYGG_DELIVERY_POLL": "60s", "TRYGG_ENDPOINT_CONCURRENCY": "2"})
+    time.sleep(1.5)  # the start's first poll has passed
+    task = st.task_for(st.report(category="graffiti", places=[], lat=59.33, lon=18.05,
+                                 report_id="refill-0"))
+    ids = [r[0] for r in psql(
+        "INSERT INTO notifier.deliveries (task_id, unit, kind, channel, target, next_attempt_at)"
+        " SELECT '%s', 'graffiti-removal', 'reminder', 'webhook', '%s',"
+        " now() - interval '1 minute' FROM generate_series(1, 40) RETURNING id"
+        % (task, st.receiver_url))]
+    st.report(category="litter", places=["hotorget"], report_id="refill-1")  # a kick
+    t0 = time.time()
+    wait_for(lambda: set(ids) <= set(d.get("delivery_id") for d in st.received()), 20,
+             "all 40 queued deliveries without the poll")
+    took = time.time() - t0
+    check(took < 20, "took %.1fs" % took)

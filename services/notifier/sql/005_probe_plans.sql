@@ -405,3 +405,10 @@ BEGIN
     END LOOP;
     RETURN results;
 END $$;
+
+------------------------------------------------------------------------
+-- tasks.report_ids had a GIN index for GET /v1/tasks?report_id=, updated
+-- on every task insert and on every change of a task's status (those
+-- updates are not HOT: status is in tasks_one_open's predicate). The
+-- report's task is task_reports' key lookup (api.c), so the index goes.
+DROP INDEX tasks_reports;
