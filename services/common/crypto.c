@@ -5,6 +5,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,11 +22,25 @@ crypto_hex(const uint8_t *in, size_t n, char *out)
 	out[2 * n] = '\0';
 }
 
+/* SHA-256 fetched once: OpenSSL 3 looks up EVP_sha256()'s implementation
+ * again on every EVP_Digest call (EVP_MD_fetch, about half of each digest
+ * of a short key or body; perf, issue 9). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void
 crypto_sha256(const void *data, size_t len, uint8_t out[CRYPTO_SHA256_LEN])
 {
 	unsigned int n = 0;
-	if (EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) != 1 || n != CRYPTO_SHA256_LEN) {
+	pthread_once(&sha256_once, sha256_fetch);
+	const EVP_MD *md = sha256_md != NULL ? sha256_md : EVP_sha256();
+	if (EVP_Digest(data, len, out, &n, md, NULL) != 1 || n != CRYPTO_SHA256_LEN) {
 		log_error("sha256_failed", NULL);
 		abort();
 	}

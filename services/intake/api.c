@@ -103,11 +103,14 @@ post_authed(intake_call *c)
 		return;
 	}
 	/* The idempotency fingerprint: the body with its keys sorted, so a
-	 * retry that serialises the same object differently still matches. */
-	char *canon = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
-	/* Never NULL for a parsed body, but no jansson NULL is dereferenced. */
-	crypto_sha256(canon ? canon : "", canon ? strlen(canon) : 0, r.request_hash);
-	free(canon);
+	 * retry that serialises the same object differently still matches.
+	 * Only a request with a key is ever compared (store.c). */
+	if (pc->idem_key != NULL) {
+		char *canon = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
+		/* Never NULL for a parsed body, but no jansson NULL is dereferenced. */
+		crypto_sha256(canon ? canon : "", canon ? strlen(canon) : 0, r.request_hash);
+		free(canon);
+	}
 	json_decref(obj);
 	r.idem_key = pc->idem_key;
 	pc->idem_key = NULL;

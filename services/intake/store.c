@@ -191,7 +191,10 @@ add_report(arrays *a, const report_in *r)
 		o += (size_t)snprintf(places + o, sizeof(places) - o, "%s%d", i ? "," : "",
 		    r->place_ids[i]);
 	crypto_hex(r->request_hash, AUTH_HASH_LEN, hash);
-	char *attrs = json_dumps(r->attributes, JSON_COMPACT);
+	/* Most reports carry no attributes: no dump for those. */
+	char *attrs = json_is_object(r->attributes) && json_object_size(r->attributes) == 0
+	    ? NULL
+	    : json_dumps(r->attributes, JSON_COMPACT);
 	size_t plen;
 	uint8_t *payload = store_pack_event(r, &plen);
 	char *phex = xmalloc(2 * plen + 1);
