@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -74,6 +75,17 @@ def free_port():
 def role_url(role):
     """The superuser URL with the user replaced by a service role."""
     return SUPER_URL.replace("trygg@", role + "@", 1)
+
+
+def thread_stacks(pid):
+    """Every thread's stack of a running process, by gdb (or why not)."""
+    try:
+        out = subprocess.run(["gdb", "-batch", "-p", str(pid), "-ex", "thread apply all bt"],
+                             capture_output=True, text=True, timeout=30)
+        return "\n".join(l for l in out.stdout.splitlines()
+                         if l.startswith(("Thread", "#")))
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "(no stacks: %s)" % e
 
 
 def psql(sql, url=None):
@@ -208,13 +220,25 @@ class Service:
         if not self.proc or self.proc.poll() is not None:
             return self.proc.returncode if self.proc else None
         self.proc.send_signal(signal.SIGTERM)
+        # A drain still running after 8 s is stuck somewhere: its threads'
+        # stacks (gdb) go with the failure, since the process's own deadline
+        # (drain timeout + 6 s, then SIGALRM) ends it before anyone looks.
+        self.stacks = None
         try:
-            return self.proc.wait(timeout)
+            return self.proc.wait(min(8, timeout))
+        except subprocess.TimeoutExpired:
+            self.stacks = thread_stacks(self.proc.pid)
+        try:
+            rc = self.proc.wait(max(timeout - 8, 1))
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-            raise TestFailure("%s did not stop within %ss of SIGTERM; log:\n%s"
-                              % (self.name, timeout, self.tail()))
+            raise TestFailure("%s did not stop within %ss of SIGTERM; log:\n%s\nstacks:\n%s"
+                              % (self.name, timeout, self.tail(), self.stacks))
+        if rc != 0:
+            sys.stderr.write("%s exited %s after SIGTERM; its stacks 8 s after it:\n%s\n"
+                             % (self.name, rc, self.stacks))
+        return rc
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
