@@ -41,6 +41,27 @@ enum report_col {
 	RC_NCOLS
 };
 
+/*
+ * Reading a column of a report row in either result format. The single
+ * reads (by id, idempotency) use REPORT_COLUMNS in text; the lists use
+ * REPORT_COLUMNS_BINARY in binary format (query_batch), where the id, the
+ * integers, `sensitive` and the timestamps arrive as raw values and every
+ * other column as text (the same bytes in both formats). Each reader asks
+ * the result for its column's format (PQfformat).
+ *
+ * query_col_text: a text-typed column (NULL for SQL NULL). query_col_dec:
+ * an integer column as decimal text, written into buf if it came binary.
+ * query_col_int: an integer column's value. query_col_bool: `sensitive`.
+ * query_col_uuid: the id as canonical text, written into buf if binary.
+ * query_col_us: a timestamp column in microseconds since the epoch.
+ */
+const char *query_col_text(const PGresult *res, int row, int c);
+const char *query_col_dec(const PGresult *res, int row, int c, char buf[24]);
+int64_t query_col_int(const PGresult *res, int row, int c);
+bool query_col_bool(const PGresult *res, int row, int c);
+const char *query_col_uuid(const PGresult *res, int row, int c, char buf[37]);
+int64_t query_col_us(const PGresult *res, int row, int c);
+
 /* A list query under construction: its conditions, its driving column
  * (if any) and their text parameters; query_finish writes the SQL. */
 #define QUERY_MAX_PARAMS 12
@@ -88,7 +109,8 @@ void query_where_const(query *q, const char *cond);
  */
 int query_drive(query *q, const char *col, const char *type, const char *array) TRYGG_MUSTCHECK;
 
-/* Writes the SQL, newest first in `order`, at most `limit` rows. */
+/* Writes the SQL, newest first in `order`, at most `limit` rows, selecting
+ * REPORT_COLUMNS_BINARY (query_batch asks for binary results). */
 void query_finish(query *q, query_order order, int limit);
 #define QUERY_ROWS(rep) ((rep)->results[(rep)->nresults - 1])
 

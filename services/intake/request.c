@@ -354,5 +354,6 @@ query_batch(const query *q)
 	db_batch *b = db_batch_new();
 	db_batch_add(b, "SELECT set_config('plan_cache_mode', 'force_custom_plan', true)", 0, NULL);
 	db_batch_add(b, q->sql, q->n, q->values);
+	db_batch_binary_results(b); /* REPORT_COLUMNS_BINARY (query.h) */
 	return b;
 }
