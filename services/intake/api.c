@@ -187,6 +187,9 @@ got_list(void *arg, const db_reply *rep)
 	const PGresult *res = QUERY_ROWS(rep);
 	int n = PQntuples(res);
 	strbuf b = {0};
+	/* A row is ~500 bytes: one allocation instead of a dozen doublings,
+	 * each copying the document so far. */
+	strbuf_reserve(&b, (size_t)n * 512 + 64);
 	strbuf_append(&b, "{\"reports\":[");
 	for (int i = 0; i < n; i++) {
 		if (i > 0)

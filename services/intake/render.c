@@ -41,36 +41,40 @@ expected_us(const category *c, int64_t created_us)
 	return created_us + (int64_t)(c ? c->response_target_min : 0) * 60 * 1000000;
 }
 
-/* Like strbuf_append_xml: bytes that are not UTF-8 become U+FFFD, so the
- * document is always valid JSON (which can carry every other character). */
-/* ,"key":value where value is JSON text already (a number, or null). */
-static void
-kv_key(strbuf *b, const char *key)
-{
-	size_t n = strlen(key);
-	strbuf_reserve(b, n + 4);
-	char *o = b->s + b->len;
-	o[0] = ',';
-	o[1] = '"';
-	memcpy(o + 2, key, n);
-	o[n + 2] = '"';
-	o[n + 3] = ':';
-	o[n + 4] = '\0';
-	b->len += n + 4;
-}
+/*
+ * ,"key":value. The keys are literals, so the text before the value is one
+ * constant of known length (a list of 1,000 writes 23,000 of them). kv_raw:
+ * the value is JSON text already (a number, or NULL for null); kv_str: a
+ * string (NULL for null); kv_col: a text column of a report row, escaped
+ * with the length Postgres gave.
+ */
+#define KV_KEY(key) ",\"" key "\":", sizeof(key) + 3
+#define kv_raw(b, key, json) kv_raw_((b), KV_KEY(key), (json))
+#define kv_str(b, key, s) kv_str_((b), KV_KEY(key), (s))
+#define kv_col(b, key, res, row, c) kv_col_((b), KV_KEY(key), (res), (row), (c))
 
 static void
-kv_raw(strbuf *b, const char *key, const char *json)
+kv_raw_(strbuf *b, const char *key, size_t klen, const char *json)
 {
-	kv_key(b, key);
+	strbuf_appendn(b, key, klen);
 	strbuf_append(b, json ? json : "null");
 }
 
 static void
-kv_str(strbuf *b, const char *key, const char *s)
+kv_str_(strbuf *b, const char *key, size_t klen, const char *s)
 {
-	kv_key(b, key);
+	strbuf_appendn(b, key, klen);
 	strbuf_append_json(b, s);
+}
+
+static void
+kv_col_(strbuf *b, const char *key, size_t klen, const PGresult *res, int row, int c)
+{
+	strbuf_appendn(b, key, klen);
+	if (PQgetisnull(res, row, c))
+		strbuf_appendn(b, "null", 4);
+	else
+		strbuf_append_jsonn(b, PQgetvalue(res, row, c), (size_t)PQgetlength(res, row, c));
 }
 
 /* Place ids ("3,7") as a JSON array of slugs. */
@@ -117,7 +121,10 @@ render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner
 	int64_t updated = query_col_us(res, row, c0 + RC_UPDATED_US);
 	char tc[32], tu[32], te[32], id[37], srid[24], sev[24];
 	render_time(created, tc, sizeof(tc));
-	render_time(updated, tu, sizeof(tu));
+	if (updated == created) /* a report no crew has touched */
+		memcpy(tu, tc, sizeof(tu));
+	else
+		render_time(updated, tu, sizeof(tu));
 	render_time(expected_us(c, created), te, sizeof(te));
 	strbuf_append(b, "{\"id\":");
 	strbuf_append_json(b, query_col_uuid(res, row, c0 + RC_ID, id));
@@ -127,17 +134,17 @@ render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner
 	kv_str(b, "focus_area", c ? c->focus_area : NULL);
 	kv_raw(b, "severity", query_col_dec(res, row, c0 + RC_SEVERITY, sev));
 	kv_raw(b, "sensitive", sensitive ? "true" : "false");
-	kv_str(b, "status", query_col_text(res, row, c0 + RC_STATUS));
-	kv_str(b, "close_reason", query_col_text(res, row, c0 + RC_CLOSE_REASON));
-	kv_str(b, "status_notes", query_col_text(res, row, c0 + RC_STATUS_NOTES));
+	kv_col(b, "status", res, row, c0 + RC_STATUS);
+	kv_col(b, "close_reason", res, row, c0 + RC_CLOSE_REASON);
+	kv_col(b, "status_notes", res, row, c0 + RC_STATUS_NOTES);
 	kv_raw(b, "lat", query_col_text(res, row, c0 + RC_LAT));
 	kv_raw(b, "long", query_col_text(res, row, c0 + RC_LONG));
-	kv_str(b, "address_string", query_col_text(res, row, c0 + RC_ADDRESS));
-	kv_str(b, "description",
-	    render_description_visible(sensitive, viewer)
-	        ? query_col_text(res, row, c0 + RC_DESCRIPTION)
-	        : NULL);
-	kv_str(b, "media_url", query_col_text(res, row, c0 + RC_MEDIA_URL));
+	kv_col(b, "address_string", res, row, c0 + RC_ADDRESS);
+	if (render_description_visible(sensitive, viewer))
+		kv_col(b, "description", res, row, c0 + RC_DESCRIPTION);
+	else
+		kv_raw(b, "description", NULL);
+	kv_col(b, "media_url", res, row, c0 + RC_MEDIA_URL);
 	kv_raw(b, "attributes", query_col_text(res, row, c0 + RC_ATTRIBUTES));
 	places_text(b, query_col_text(res, row, c0 + RC_PLACES), dir);
 	kv_str(b, "partner", owner ? owner->name : NULL);
@@ -149,18 +156,19 @@ render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner
 
 /* A double as jansson writes it with JSON_REAL_PRECISION(10): "%.10g",
  * with ".0" added to an integral value so it reads back as a real. */
+#define kv_real(b, key, has, v) kv_real_((b), KV_KEY(key), (has), (v))
 static void
-kv_real(strbuf *b, const char *key, bool has, double v)
+kv_real_(strbuf *b, const char *key, size_t klen, bool has, double v)
 {
 	char t[40];
 	if (!has || !isfinite(v)) {
-		kv_raw(b, key, NULL);
+		kv_raw_(b, key, klen, NULL);
 		return;
 	}
 	int n = snprintf(t, sizeof(t) - 2, "%.10g", v);
 	if (n > 0 && strpbrk(t, ".eE") == NULL)
 		memcpy(t + n, ".0", 3);
-	kv_raw(b, key, t);
+	kv_raw_(b, key, klen, t);
 }
 
 /*
