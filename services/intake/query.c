@@ -171,6 +171,19 @@ query_init(query *q)
 	q->wlen = 0;
 	q->drive_col = NULL;
 	q->drive_param = 0;
+	q->custom_plan = false;
+	q->order = QUERY_ORDER_SRID;
+}
+
+/* The one condition a generic plan handles as well as a custom one
+ * (query_custom_plan): the cursor, a bound on the driving index's key. */
+#define COND_CURSOR "r.service_request_id < $?::bigint"
+
+bool
+query_custom_plan(const query *q)
+{
+	return q->custom_plan || q->drive_col == NULL || !q->drive_one ||
+	    q->order != QUERY_ORDER_SRID;
 }
 
 int
@@ -186,6 +199,8 @@ query_where(query *q, const char *cond, const char *value)
 	if (n < 0 || (size_t)n >= sizeof(q->where) - q->wlen)
 		return TRYGG_ETOOBIG;
 	q->wlen += (size_t)n;
+	if (strcmp(cond, COND_CURSOR) != 0)
+		q->custom_plan = true;
 	snprintf(q->store[q->n], sizeof(q->store[0]), "%s", value);
 	q->values[q->n] = q->store[q->n];
 	q->n++;
@@ -198,6 +213,7 @@ query_where_const(query *q, const char *cond)
 	int n = snprintf(q->where + q->wlen, sizeof(q->where) - q->wlen, " AND %s", cond);
 	if (n > 0 && (size_t)n < sizeof(q->where) - q->wlen)
 		q->wlen += (size_t)n;
+	q->custom_plan = true;
 }
 
 int
@@ -240,6 +256,7 @@ query_finish(query *q, query_order order, int limit)
 	 * reading the index in order and stopping at the limit. */
 	const char *key =
 	    order == QUERY_ORDER_CREATED ? "r.created_at DESC" : "r.service_request_id DESC";
+	q->order = order;
 	int n;
 	if (q->drive_col == NULL)
 		n = snprintf(q->sql, sizeof(q->sql),

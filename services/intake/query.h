@@ -62,6 +62,11 @@ bool query_col_bool(const PGresult *res, int row, int c);
 const char *query_col_uuid(const PGresult *res, int row, int c, char buf[37]);
 int64_t query_col_us(const PGresult *res, int row, int c);
 
+typedef enum query_order {
+	QUERY_ORDER_SRID,    /* service_request_id DESC (native lists, cursors) */
+	QUERY_ORDER_CREATED, /* created_at DESC (Open311: a date window, no cursor) */
+} query_order;
+
 /* A list query under construction: its conditions, its driving column
  * (if any) and their text parameters; query_finish writes the SQL. */
 #define QUERY_MAX_PARAMS 12
@@ -72,17 +77,14 @@ typedef struct query {
 	size_t wlen;
 	const char *drive_col; /* a static string, or NULL */
 	bool drive_one;        /* its array holds one value */
+	bool custom_plan;      /* a condition needs custom plans (query_custom_plan) */
+	query_order order;     /* set by query_finish */
 	char drive_type[16];
 	int drive_param;
 	const char *values[QUERY_MAX_PARAMS];
 	char store[QUERY_MAX_PARAMS][1100]; /* parameter texts */
 	int n;
 } query;
-
-typedef enum query_order {
-	QUERY_ORDER_SRID,    /* service_request_id DESC (native lists, cursors) */
-	QUERY_ORDER_CREATED, /* created_at DESC (Open311: a date window, no cursor) */
-} query_order;
 
 /* Starts an empty list query (every report). */
 void query_init(query *q);
@@ -112,6 +114,18 @@ int query_drive(query *q, const char *col, const char *type, const char *array) 
 /* Writes the SQL, newest first in `order`, at most `limit` rows, selecting
  * REPORT_COLUMNS_BINARY (query_batch asks for binary results). */
 void query_finish(query *q, query_order order, int limit);
+
+/*
+ * Whether the finished query must be planned for its own parameter values
+ * (each execution) or may run a generic plan (planned once per connection).
+ * Generic only for a list driven by one value, newest first by
+ * service_request_id, with at most the cursor besides: its one sensible
+ * plan is the range of the driving index in index order, stopping at the
+ * limit, and planning that for every list cost more Postgres CPU than the
+ * guess it avoids. Any other condition (a date window, a place, a second
+ * equality whose rarity could favour its own index) keeps custom plans.
+ */
+bool query_custom_plan(const query *q);
 #define QUERY_ROWS(rep) ((rep)->results[(rep)->nresults - 1])
 
 /* The single-report queries: by UUID, or by service_request_id. */

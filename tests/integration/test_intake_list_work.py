@@ -79,6 +79,16 @@ def test_intake_list_work_per_row():
                                      headers=bearer(keys[STAFF]))
             check(status == 200 and len(page["reports"]) == 1000, "native list: %s" % status)
             asked += 1000
+            # The shapes that keep a generic plan (one driving value, a
+            # cursor): a category with no reports reads nothing, a
+            # partner's own list about what it returns.
+            status, page = http_json("GET", svc.base + "/v1/reports?category=graffiti&limit=1000"
+                                     "&cursor=%d" % (IN_WINDOW + NEWER), headers=bearer(keys[STAFF]))
+            check(status == 200 and page["reports"] == [], "rare category: %s" % status)
+            status, page = http_json("GET", svc.base + "/v1/reports?limit=1000&cursor=%d"
+                                     % (IN_WINDOW + NEWER // 3), headers=bearer(keys[APP]))
+            check(status == 200 and len(page["reports"]) == 1000, "partner list: %s" % status)
+            asked += 1000
 
         # A backend reports its counters within ~10 s of going idle; all
         # requests ran on one (one shared connection), so they come at once.
