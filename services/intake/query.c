@@ -3,10 +3,10 @@
  */
 #include "query.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <math.h>
 #include <time.h>
 
 #include "crypto.h"
@@ -30,7 +30,7 @@
  * text (its shortest exact form, which the JSON carries as is); the rest
  * text-typed, which binary format carries as the same bytes. Postgres's
  * output functions (uuid, float8 for the times, date_part's unit lookup)
- * were about a quarter of its CPU for a list of 1,000.
+ * were about a fifth of its CPU for a list of 1,000.
  */
 #define REPORT_COLUMNS_BINARY \
 	"r.id, r.service_request_id, r.partner_id, r.category, r.sensitive, r.severity," \
