@@ -75,8 +75,9 @@ struct stmt {
 	char *sql;
 	int nparams;
 	char **values;
-	int *lengths; /* NULL when all parameters are text */
-	int *formats; /* NULL when all parameters are text */
+	int *lengths;      /* NULL when all parameters are text */
+	int *formats;      /* NULL when all parameters are text */
+	int result_format; /* 0 text, 1 binary (db_batch_binary_results) */
 };
 
 /* Where the reader stands inside the batch at the head of the queue. */
@@ -279,6 +280,13 @@ void
 db_batch_add(db_batch *b, const char *sql, int nparams, const char *const *values)
 {
 	db_batch_addb(b, sql, nparams, values, NULL, NULL);
+}
+
+void
+db_batch_binary_results(db_batch *b)
+{
+	if (b->n > 0)
+		b->stmts[b->n - 1].result_format = 1;
 }
 
 /* Records the first error of a batch; later ones are consequences. */
@@ -660,12 +668,12 @@ batch_send(db *d, db_batch *b)
 			char name[16];
 			snprintf(name, sizeof(name), "s%u", p->id);
 			ok = PQsendQueryPrepared(d->conn, name, s->nparams, vals, s->lengths,
-			    s->formats, 0);
+			    s->formats, s->result_format);
 		} else {
 			/* Internal, or its prepare is still in flight in another
 			 * batch that might yet abort it: go unnamed. */
 			ok = PQsendQueryParams(d->conn, s->sql, s->nparams, NULL, vals, s->lengths,
-			    s->formats, 0);
+			    s->formats, s->result_format);
 		}
 		if (!ok)
 			return TRYGG_EDBCONN;

@@ -146,6 +146,15 @@ void db_batch_addb(db_batch *b, const char *sql, int nparams, const char *const 
     const int *lengths, const int *formats);
 
 /*
+ * Asks for the rows of the statement added last in binary format (every
+ * column; PQfformat says 1): integers, booleans, UUIDs and timestamps then
+ * travel as their raw values, without Postgres's output functions and the
+ * reader's parsing, and text-typed columns as their bytes, as in text
+ * format. For wide results read row by row (intake's report lists).
+ */
+void db_batch_binary_results(db_batch *b);
+
+/*
  * Submits a batch. On success the db owns `b` and will call cb exactly once
  * on the loop thread. On error (TRYGG_EDBCONN when disconnected, TRYGG_EBUSY
  * over max_in_flight, TRYGG_ECLOSED after db_close) the caller still owns

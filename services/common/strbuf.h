@@ -45,6 +45,9 @@ void strbuf_vappendf(strbuf *b, const char *fmt, va_list ap) TRYGG_PRINTF(2, 0);
  */
 void strbuf_append_json(strbuf *b, const char *s);
 
+/* The same for the n bytes at s (a NUL among them is escaped as \u0000). */
+void strbuf_append_jsonn(strbuf *b, const char *s, size_t n);
+
 /*
  * Appends s escaped for XML text or attribute values (&, <, >, ", ').
  * Bytes that are not UTF-8 and characters XML 1.0 cannot carry (C0 controls

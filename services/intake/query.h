@@ -41,6 +41,32 @@ enum report_col {
 	RC_NCOLS
 };
 
+/*
+ * Reading a column of a report row in either result format. The single
+ * reads (by id, idempotency) use REPORT_COLUMNS in text; the lists use
+ * REPORT_COLUMNS_BINARY in binary format (query_batch), where the id, the
+ * integers, `sensitive` and the timestamps arrive as raw values and every
+ * other column as text (the same bytes in both formats). Each reader asks
+ * the result for its column's format (PQfformat).
+ *
+ * query_col_text: a text-typed column (NULL for SQL NULL). query_col_dec:
+ * an integer column as decimal text, written into buf if it came binary.
+ * query_col_int: an integer column's value. query_col_bool: `sensitive`.
+ * query_col_uuid: the id as canonical text, written into buf if binary.
+ * query_col_us: a timestamp column in microseconds since the epoch.
+ */
+const char *query_col_text(const PGresult *res, int row, int c);
+const char *query_col_dec(const PGresult *res, int row, int c, char buf[24]);
+int64_t query_col_int(const PGresult *res, int row, int c);
+bool query_col_bool(const PGresult *res, int row, int c);
+const char *query_col_uuid(const PGresult *res, int row, int c, char buf[37]);
+int64_t query_col_us(const PGresult *res, int row, int c);
+
+typedef enum query_order {
+	QUERY_ORDER_SRID,    /* service_request_id DESC (native lists, cursors) */
+	QUERY_ORDER_CREATED, /* created_at DESC (Open311: a date window, no cursor) */
+} query_order;
+
 /* A list query under construction: its conditions, its driving column
  * (if any) and their text parameters; query_finish writes the SQL. */
 #define QUERY_MAX_PARAMS 12
@@ -51,17 +77,14 @@ typedef struct query {
 	size_t wlen;
 	const char *drive_col; /* a static string, or NULL */
 	bool drive_one;        /* its array holds one value */
+	bool custom_plan;      /* a condition needs custom plans (query_custom_plan) */
+	query_order order;     /* set by query_finish */
 	char drive_type[16];
 	int drive_param;
 	const char *values[QUERY_MAX_PARAMS];
 	char store[QUERY_MAX_PARAMS][1100]; /* parameter texts */
 	int n;
 } query;
-
-typedef enum query_order {
-	QUERY_ORDER_SRID,    /* service_request_id DESC (native lists, cursors) */
-	QUERY_ORDER_CREATED, /* created_at DESC (Open311: a date window, no cursor) */
-} query_order;
 
 /* Starts an empty list query (every report). */
 void query_init(query *q);
@@ -88,8 +111,21 @@ void query_where_const(query *q, const char *cond);
  */
 int query_drive(query *q, const char *col, const char *type, const char *array) TRYGG_MUSTCHECK;
 
-/* Writes the SQL, newest first in `order`, at most `limit` rows. */
+/* Writes the SQL, newest first in `order`, at most `limit` rows, selecting
+ * REPORT_COLUMNS_BINARY (query_batch asks for binary results). */
 void query_finish(query *q, query_order order, int limit);
+
+/*
+ * Whether the finished query must be planned for its own parameter values
+ * (each execution) or may run a generic plan (planned once per connection).
+ * Generic only for a list driven by one value, newest first by
+ * service_request_id, with at most the cursor besides: its one sensible
+ * plan is the range of the driving index in index order, stopping at the
+ * limit, and planning that for every list cost more Postgres CPU than the
+ * guess it avoids. Any other condition (a date window, a place, a second
+ * equality whose rarity could favour its own index) keeps custom plans.
+ */
+bool query_custom_plan(const query *q);
 #define QUERY_ROWS(rep) ((rep)->results[(rep)->nresults - 1])
 
 /* The single-report queries: by UUID, or by service_request_id. */

@@ -35,86 +35,46 @@ render_time(int64_t us, char *buf, size_t len)
 	trygg_format_iso8601(us, buf, len);
 }
 
-/* A column's text, or NULL for SQL NULL. */
-static const char *
-col(const PGresult *res, int row, int c)
-{
-	return PQgetisnull(res, row, c) ? NULL : PQgetvalue(res, row, c);
-}
-
-/*
- * A timestamp column (float8 epoch seconds, see query.c) in microseconds.
- * Postgres prints the shortest text that reads back as the same double,
- * and that double is within half an ulp (< 0.25 us until 2106) of the
- * stored microseconds; long double keeps the product exact, so rounding
- * gives the stored value back.
- */
-static int64_t
-col_us(const PGresult *res, int row, int c)
-{
-	/* The usual text, "1764500000.123456" (float8out never uses an
-	 * exponent below 1e15), read as decimal digits: the decimal is within
-	 * 0.5 us of the stored value (above), so its first six fraction digits
-	 * rounded by the seventh give it exactly. strtold was ~9% of intake's
-	 * CPU for a list (issue 9); it stays for anything else. */
-	const char *s = PQgetvalue(res, row, c), *p = s;
-	bool neg = *p == '-';
-	p += neg;
-	int64_t sec = 0, frac = 0;
-	int n = 0, nf = 0;
-	for (; *p >= '0' && *p <= '9' && n < 15; p++, n++)
-		sec = sec * 10 + (*p - '0');
-	if (*p == '.') {
-		for (p++; *p >= '0' && *p <= '9'; p++, nf++) {
-			if (nf < 6)
-				frac = frac * 10 + (*p - '0');
-			else if (nf == 6 && *p >= '5')
-				frac++;
-		}
-	}
-	if (n == 0 || *p != '\0' || neg)
-		return (int64_t)llroundl(strtold(s, NULL) * 1000000.0L);
-	for (; nf < 6; nf++)
-		frac *= 10;
-	return sec * 1000000 + frac;
-}
-
 static int64_t
 expected_us(const category *c, int64_t created_us)
 {
 	return created_us + (int64_t)(c ? c->response_target_min : 0) * 60 * 1000000;
 }
 
-/* Like strbuf_append_xml: bytes that are not UTF-8 become U+FFFD, so the
- * document is always valid JSON (which can carry every other character). */
-/* ,"key":value where value is JSON text already (a number, or null). */
-static void
-kv_key(strbuf *b, const char *key)
-{
-	size_t n = strlen(key);
-	strbuf_reserve(b, n + 4);
-	char *o = b->s + b->len;
-	o[0] = ',';
-	o[1] = '"';
-	memcpy(o + 2, key, n);
-	o[n + 2] = '"';
-	o[n + 3] = ':';
-	o[n + 4] = '\0';
-	b->len += n + 4;
-}
+/*
+ * ,"key":value. The keys are literals, so the text before the value is one
+ * constant of known length (a list of 1,000 writes 23,000 of them). kv_raw:
+ * the value is JSON text already (a number, or NULL for null); kv_str: a
+ * string (NULL for null); kv_col: a text column of a report row, escaped
+ * with the length Postgres gave.
+ */
+#define KV_KEY(key) ",\"" key "\":", sizeof(key) + 3
+#define kv_raw(b, key, json) kv_raw_((b), KV_KEY(key), (json))
+#define kv_str(b, key, s) kv_str_((b), KV_KEY(key), (s))
+#define kv_col(b, key, res, row, c) kv_col_((b), KV_KEY(key), (res), (row), (c))
 
 static void
-kv_raw(strbuf *b, const char *key, const char *json)
+kv_raw_(strbuf *b, const char *key, size_t klen, const char *json)
 {
-	kv_key(b, key);
+	strbuf_appendn(b, key, klen);
 	strbuf_append(b, json ? json : "null");
 }
 
 static void
-kv_str(strbuf *b, const char *key, const char *s)
+kv_str_(strbuf *b, const char *key, size_t klen, const char *s)
 {
-	kv_key(b, key);
+	strbuf_appendn(b, key, klen);
 	strbuf_append_json(b, s);
+}
+
+static void
+kv_col_(strbuf *b, const char *key, size_t klen, const PGresult *res, int row, int c)
+{
+	strbuf_appendn(b, key, klen);
+	if (PQgetisnull(res, row, c))
+		strbuf_appendn(b, "null", 4);
+	else
+		strbuf_append_jsonn(b, PQgetvalue(res, row, c), (size_t)PQgetlength(res, row, c));
 }
 
 /* Place ids ("3,7") as a JSON array of slugs. */
@@ -152,36 +112,41 @@ void
 render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner *viewer,
     directory *dir)
 {
-	const char *code = col(res, row, c0 + RC_CATEGORY);
+	const char *code = query_col_text(res, row, c0 + RC_CATEGORY);
 	const category *c = categories_find(directory_categories(dir), code);
-	bool sensitive = col(res, row, c0 + RC_SENSITIVE)[0] == 't';
-	const partner *owner = directory_partner(dir, atoi(col(res, row, c0 + RC_PARTNER_ID)));
-	int64_t created = col_us(res, row, c0 + RC_CREATED_US);
-	int64_t updated = col_us(res, row, c0 + RC_UPDATED_US);
-	char tc[32], tu[32], te[32];
+	bool sensitive = query_col_bool(res, row, c0 + RC_SENSITIVE);
+	const partner *owner =
+	    directory_partner(dir, (int)query_col_int(res, row, c0 + RC_PARTNER_ID));
+	int64_t created = query_col_us(res, row, c0 + RC_CREATED_US);
+	int64_t updated = query_col_us(res, row, c0 + RC_UPDATED_US);
+	char tc[32], tu[32], te[32], id[37], srid[24], sev[24];
 	render_time(created, tc, sizeof(tc));
-	render_time(updated, tu, sizeof(tu));
+	if (updated == created) /* a report no crew has touched */
+		memcpy(tu, tc, sizeof(tu));
+	else
+		render_time(updated, tu, sizeof(tu));
 	render_time(expected_us(c, created), te, sizeof(te));
 	strbuf_append(b, "{\"id\":");
-	strbuf_append_json(b, col(res, row, c0 + RC_ID));
-	kv_str(b, "service_request_id", col(res, row, c0 + RC_SRID));
+	strbuf_append_json(b, query_col_uuid(res, row, c0 + RC_ID, id));
+	kv_str(b, "service_request_id", query_col_dec(res, row, c0 + RC_SRID, srid));
 	kv_str(b, "category", code);
 	kv_str(b, "category_name", c ? c->name : NULL);
 	kv_str(b, "focus_area", c ? c->focus_area : NULL);
-	kv_raw(b, "severity", col(res, row, c0 + RC_SEVERITY));
+	kv_raw(b, "severity", query_col_dec(res, row, c0 + RC_SEVERITY, sev));
 	kv_raw(b, "sensitive", sensitive ? "true" : "false");
-	kv_str(b, "status", col(res, row, c0 + RC_STATUS));
-	kv_str(b, "close_reason", col(res, row, c0 + RC_CLOSE_REASON));
-	kv_str(b, "status_notes", col(res, row, c0 + RC_STATUS_NOTES));
-	kv_raw(b, "lat", col(res, row, c0 + RC_LAT));
-	kv_raw(b, "long", col(res, row, c0 + RC_LONG));
-	kv_str(b, "address_string", col(res, row, c0 + RC_ADDRESS));
-	kv_str(b, "description",
-	    render_description_visible(sensitive, viewer) ? col(res, row, c0 + RC_DESCRIPTION)
-	                                                  : NULL);
-	kv_str(b, "media_url", col(res, row, c0 + RC_MEDIA_URL));
-	kv_raw(b, "attributes", col(res, row, c0 + RC_ATTRIBUTES));
-	places_text(b, col(res, row, c0 + RC_PLACES), dir);
+	kv_col(b, "status", res, row, c0 + RC_STATUS);
+	kv_col(b, "close_reason", res, row, c0 + RC_CLOSE_REASON);
+	kv_col(b, "status_notes", res, row, c0 + RC_STATUS_NOTES);
+	kv_raw(b, "lat", query_col_text(res, row, c0 + RC_LAT));
+	kv_raw(b, "long", query_col_text(res, row, c0 + RC_LONG));
+	kv_col(b, "address_string", res, row, c0 + RC_ADDRESS);
+	if (render_description_visible(sensitive, viewer))
+		kv_col(b, "description", res, row, c0 + RC_DESCRIPTION);
+	else
+		kv_raw(b, "description", NULL);
+	kv_col(b, "media_url", res, row, c0 + RC_MEDIA_URL);
+	kv_raw(b, "attributes", query_col_text(res, row, c0 + RC_ATTRIBUTES));
+	places_text(b, query_col_text(res, row, c0 + RC_PLACES), dir);
 	kv_str(b, "partner", owner ? owner->name : NULL);
 	kv_str(b, "created_at", tc);
 	kv_str(b, "updated_at", tu);
@@ -191,18 +156,19 @@ render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner
 
 /* A double as jansson writes it with JSON_REAL_PRECISION(10): "%.10g",
  * with ".0" added to an integral value so it reads back as a real. */
+#define kv_real(b, key, has, v) kv_real_((b), KV_KEY(key), (has), (v))
 static void
-kv_real(strbuf *b, const char *key, bool has, double v)
+kv_real_(strbuf *b, const char *key, size_t klen, bool has, double v)
 {
 	char t[40];
 	if (!has || !isfinite(v)) {
-		kv_raw(b, key, NULL);
+		kv_raw_(b, key, klen, NULL);
 		return;
 	}
 	int n = snprintf(t, sizeof(t) - 2, "%.10g", v);
 	if (n > 0 && strpbrk(t, ".eE") == NULL)
 		memcpy(t + n, ".0", 3);
-	kv_raw(b, key, t);
+	kv_raw_(b, key, klen, t);
 }
 
 /*
@@ -262,28 +228,29 @@ render_report_new(strbuf *b, const report_in *r, int64_t srid, const partner *vi
 typedef struct o311 {
 	const char *srid, *status, *notes, *service_name, *code, *description, *address, *lat, *lon,
 	    *media;
-	char requested[32], updated[32], expected[32];
+	char requested[32], updated[32], expected[32], srid_buf[24];
 } o311;
 
 static void
 open311_fields(const PGresult *res, int row, const partner *viewer, directory *dir, o311 *f)
 {
-	f->code = col(res, row, RC_CATEGORY);
+	f->code = query_col_text(res, row, RC_CATEGORY);
 	const category *c = categories_find(directory_categories(dir), f->code);
-	bool sensitive = col(res, row, RC_SENSITIVE)[0] == 't';
-	f->srid = col(res, row, RC_SRID);
-	f->status = strcmp(col(res, row, RC_STATUS), "closed") == 0 ? "closed" : "open";
-	f->notes = col(res, row, RC_STATUS_NOTES);
+	bool sensitive = query_col_bool(res, row, RC_SENSITIVE);
+	f->srid = query_col_dec(res, row, RC_SRID, f->srid_buf);
+	f->status = strcmp(query_col_text(res, row, RC_STATUS), "closed") == 0 ? "closed" : "open";
+	f->notes = query_col_text(res, row, RC_STATUS_NOTES);
 	f->service_name = c ? c->name : f->code;
-	f->description =
-	    render_description_visible(sensitive, viewer) ? col(res, row, RC_DESCRIPTION) : NULL;
-	f->address = col(res, row, RC_ADDRESS);
-	f->lat = col(res, row, RC_LAT);
-	f->lon = col(res, row, RC_LONG);
-	f->media = col(res, row, RC_MEDIA_URL);
-	int64_t created = col_us(res, row, RC_CREATED_US);
+	f->description = render_description_visible(sensitive, viewer)
+	    ? query_col_text(res, row, RC_DESCRIPTION)
+	    : NULL;
+	f->address = query_col_text(res, row, RC_ADDRESS);
+	f->lat = query_col_text(res, row, RC_LAT);
+	f->lon = query_col_text(res, row, RC_LONG);
+	f->media = query_col_text(res, row, RC_MEDIA_URL);
+	int64_t created = query_col_us(res, row, RC_CREATED_US);
 	render_time(created, f->requested, sizeof(f->requested));
-	render_time(col_us(res, row, RC_UPDATED_US), f->updated, sizeof(f->updated));
+	render_time(query_col_us(res, row, RC_UPDATED_US), f->updated, sizeof(f->updated));
 	render_time(expected_us(c, created), f->expected, sizeof(f->expected));
 }
 

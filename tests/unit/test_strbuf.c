@@ -79,6 +79,73 @@ test_json(void **state)
 	strbuf_fini(&b);
 }
 
+/* The byte-at-a-time escaping strbuf_append_json had before its 8-byte fast
+ * path: the reference the fast path must match exactly. */
+static void
+json_reference(strbuf *b, const char *s, size_t n)
+{
+	strbuf_appendc(b, '"');
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		uint32_t cp;
+		size_t len;
+		if (c == '"' || c == '\\') {
+			strbuf_appendc(b, '\\');
+			strbuf_appendc(b, (char)c);
+			i++;
+		} else if (c < 0x20) {
+			strbuf_appendf(b, "\\u%04x", c);
+			i++;
+		} else if (c < 0x80) {
+			strbuf_appendc(b, (char)c);
+			i++;
+		} else if ((len = trygg_utf8_decode(s + i, n - i, &cp)) != 0) {
+			strbuf_appendn(b, s + i, len);
+			i += len;
+		} else {
+			strbuf_append(b, "\xef\xbf\xbd");
+			i++;
+		}
+	}
+	strbuf_appendc(b, '"');
+}
+
+static void
+test_json_fast_path(void **state)
+{
+	(void)state;
+	/* Every special byte at every offset of 8-byte words, among plain
+	 * text, UTF-8 split across words and invalid bytes, in random mixes. */
+	static const char *const pieces[] = {"abcdefgh", "x", "\"", "\\", "\n", "\x01", "\x1f", " ",
+	    "\x7f", "~", "\xc3\xa5", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xff", "\xc3", "\xe2\x82",
+	    "0123456789abcdef"};
+	unsigned seed = 7;
+	for (int round = 0; round < 20000; round++) {
+		char in[256];
+		size_t n = 0;
+		seed = seed * 1103515245u + 12345u;
+		int parts = (int)(seed >> 16) % 12;
+		for (int k = 0; k < parts; k++) {
+			seed = seed * 1103515245u + 12345u;
+			const char *p = pieces[(seed >> 16) % (sizeof(pieces) / sizeof(pieces[0]))];
+			size_t len = strlen(p);
+			memcpy(in + n, p, len);
+			n += len;
+		}
+		strbuf got = STRBUF_INIT, want = STRBUF_INIT;
+		strbuf_append_jsonn(&got, in, n);
+		json_reference(&want, in, n);
+		assert_int_equal(got.len, want.len);
+		assert_memory_equal(got.s, want.s, want.len);
+		in[n] = '\0';
+		strbuf_reset(&got);
+		strbuf_append_json(&got, in);
+		assert_string_equal(got.s, want.s);
+		strbuf_fini(&got);
+		strbuf_fini(&want);
+	}
+}
+
 static void
 test_xml(void **state)
 {
@@ -141,6 +208,7 @@ main(void)
 	    cmocka_unit_test(test_append_grows),
 	    cmocka_unit_test(test_appendf),
 	    cmocka_unit_test(test_json),
+	    cmocka_unit_test(test_json_fast_path),
 	    cmocka_unit_test(test_xml),
 	    cmocka_unit_test(test_pg_text_array),
 	    cmocka_unit_test(test_steal_reset),
