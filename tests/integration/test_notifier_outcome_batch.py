@@ -9,7 +9,7 @@ set-based ingest). Both are run on the same rows in transactions that are rolled
 back, and what they leave is compared (times as facts, not values)."""
 import json
 
-from harness import check, psql, psql1
+from harness import check, psql, psql1, wait_for
 from notifier_support import Stack
 
 TASKS = {"a": "00000000-0000-4000-8000-00000000000a",
@@ -136,3 +136,49 @@ def test_outcomes_in_one_statement_as_one_at_a_time():
               % (part, json.dumps(got[part]), json.dumps(want[part])))
     st.crew.stop()
     st.reportpub.stop()
+
+
+def test_a_failing_outcome_is_written_alone_and_the_others_land():
+    # Outcomes that finish while a write is in flight share the next write.
+    # When that statement fails for one of them, the others must not wait
+    # with it: the worker writes each on its own, so they are recorded and
+    # only the failing one is left to its lease (and sent again later).
+    st = Stack()
+    psql("""CREATE FUNCTION notifier.test_outcome_trap() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE t notifier.tasks;
+        BEGIN
+          SELECT * INTO t FROM notifier.tasks WHERE id = NEW.task_id;
+          IF NEW.event = 'delivered' AND t.category = 'graffiti' THEN
+            RAISE EXCEPTION 'trapped outcome';
+          END IF;
+          IF NEW.event = 'delivered' AND t.report_ids[1] = 'split-slow' THEN
+            PERFORM pg_sleep(1.5);  -- the next outcomes queue behind this write
+          END IF;
+          RETURN NEW;
+        END $$""")
+    psql("CREATE TRIGGER test_outcome_trap BEFORE INSERT ON notifier.task_history"
+         " FOR EACH ROW EXECUTE FUNCTION notifier.test_outcome_trap()")
+    try:
+        slow = st.report(category="litter", places=["hotorget"], report_id="split-slow")
+        st.wait_delivery(lambda d: d.get("task", {}).get("report_ids") == [slow], 10,
+                         "the first delivery")
+        others = [st.report(category="litter", places=[p], report_id="split-%d" % i)
+                  for i, p in enumerate(["odenplan", "vasaparken", "sergels-torg"])]
+        bad = st.report(category="graffiti", places=[], lat=59.3402, lon=18.0491,
+                        report_id="split-bad")
+        for r in others + [bad]:
+            st.wait_delivery(lambda d, r=r: d.get("task", {}).get("report_ids") == [r], 10,
+                             "the delivery for %s" % r)
+        wait_for(lambda: psql1(
+            "SELECT count(*) FROM notifier.deliveries d JOIN notifier.task_reports tr"
+            " ON tr.task_id = d.task_id WHERE tr.report_id IN ('split-0', 'split-1', 'split-2')"
+            " AND d.kind = 'task' AND d.status = 'delivered'") == "3", 15,
+            "the three litter outcomes recorded despite the trapped one")
+        split = [l for l in st.notifier.log_lines() if l.get("msg") == "delivery_results_split"]
+        check(split and split[0]["count"] >= 2, "no shared write was split: %r" % split)
+        check(psql1("SELECT d.status FROM notifier.deliveries d JOIN notifier.task_reports tr"
+                    " ON tr.task_id = d.task_id WHERE tr.report_id = 'split-bad'"
+                    " AND d.kind = 'task'") == "pending",
+              "the trapped outcome was recorded")
+    finally:
+        psql("DROP TRIGGER IF EXISTS test_outcome_trap ON notifier.task_history")
