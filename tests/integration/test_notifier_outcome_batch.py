@@ -152,7 +152,7 @@ def test_a_failing_outcome_is_written_alone_and_the_others_land():
             RAISE EXCEPTION 'trapped outcome';
           END IF;
           IF NEW.event = 'delivered' AND t.report_ids[1] = 'split-slow' THEN
-            PERFORM pg_sleep(1.5);  -- the next outcomes queue behind this write
+            PERFORM pg_sleep(3);  -- the next outcomes queue behind this write
           END IF;
           RETURN NEW;
         END $$""")
