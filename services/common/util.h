@@ -62,6 +62,9 @@ int64_t trygg_wall_us(void);
  * into buf, which must hold at least 32 bytes. */
 void trygg_format_iso8601(int64_t wall_us, char *buf, size_t len);
 
+/* 16 bytes (a UUID in binary, as Postgres sends one) as canonical text. */
+void trygg_uuid_text(const unsigned char b[16], char out[37]);
+
 /* Fills buf with a random UUIDv4 string (37 bytes including NUL). */
 void trygg_uuid4(char out[37]);
 

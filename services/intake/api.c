@@ -350,7 +350,7 @@ list_authed(intake_call *c)
 			    "cursor must be a next_cursor value from a previous page");
 			goto bad;
 		}
-		rv = query_where(&q, "r.service_request_id < $?::bigint", v);
+		rv = query_cursor(&q, v);
 	}
 	g->limit = 100;
 	if (rv == 0 && (v = http_request_query(req, "limit")) != NULL) {

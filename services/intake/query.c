@@ -9,8 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "crypto.h"
-
 /*
  * The timestamps travel as float8 seconds (date_part), not as numeric
  * (extract returns numeric since Postgres 14): the numeric arithmetic was
@@ -105,15 +103,7 @@ query_col_uuid(const PGresult *res, int row, int c, char buf[37])
 	const unsigned char *v = (const unsigned char *)PQgetvalue(res, row, c);
 	if (PQfformat(res, c) == 0 || PQgetlength(res, row, c) != 16)
 		return (const char *)v;
-	/* 8-4-4-4-12 hex digits. */
-	static const int groups[] = {4, 2, 2, 2, 6};
-	char *o = buf;
-	for (int g = 0; g < 5; g++) {
-		crypto_hex(v, (size_t)groups[g], o);
-		v += groups[g];
-		o += 2 * groups[g];
-		*o++ = g < 4 ? '-' : '\0';
-	}
+	trygg_uuid_text(v, buf);
 	return buf;
 }
 
@@ -175,10 +165,6 @@ query_init(query *q)
 	q->order = QUERY_ORDER_SRID;
 }
 
-/* The one condition a generic plan handles as well as a custom one
- * (query_custom_plan): the cursor, a bound on the driving index's key. */
-#define COND_CURSOR "r.service_request_id < $?::bigint"
-
 bool
 query_custom_plan(const query *q)
 {
@@ -186,8 +172,10 @@ query_custom_plan(const query *q)
 	    q->order != QUERY_ORDER_SRID;
 }
 
-int
-query_where(query *q, const char *cond, const char *value)
+/* Adds the condition; whether it leaves the plan to the generic one is the
+ * caller's (query_where: no; query_cursor: yes). */
+static int
+add_where(query *q, const char *cond, const char *value)
 {
 	if (q->n == QUERY_MAX_PARAMS || strlen(value) >= sizeof(q->store[0]))
 		return TRYGG_ETOOBIG;
@@ -199,12 +187,25 @@ query_where(query *q, const char *cond, const char *value)
 	if (n < 0 || (size_t)n >= sizeof(q->where) - q->wlen)
 		return TRYGG_ETOOBIG;
 	q->wlen += (size_t)n;
-	if (strcmp(cond, COND_CURSOR) != 0)
-		q->custom_plan = true;
 	snprintf(q->store[q->n], sizeof(q->store[0]), "%s", value);
 	q->values[q->n] = q->store[q->n];
 	q->n++;
 	return 0;
+}
+
+int
+query_where(query *q, const char *cond, const char *value)
+{
+	q->custom_plan = true;
+	return add_where(q, cond, value);
+}
+
+int
+query_cursor(query *q, const char *srid)
+{
+	/* A bound on the driving index's key: the one condition a generic plan
+	 * handles as well as a custom one (query_custom_plan). */
+	return add_where(q, "r.service_request_id < $?::bigint", srid);
 }
 
 void

@@ -96,6 +96,11 @@ void query_init(query *q);
  */
 int query_where(query *q, const char *cond, const char *value) TRYGG_MUSTCHECK;
 
+/* Adds the native lists' cursor: service_request_id below `srid` (a
+ * number query_parse_srid accepted). Unlike other conditions it leaves a
+ * list fit for a generic plan (query_custom_plan). */
+int query_cursor(query *q, const char *srid) TRYGG_MUSTCHECK;
+
 /* Adds a condition without a parameter. */
 void query_where_const(query *q, const char *cond);
 
