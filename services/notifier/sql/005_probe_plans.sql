@@ -306,6 +306,7 @@ DECLARE
     pending uuid[]; -- those still pending (locked)
     owners uuid[];  -- the tasks of their owners' deliveries
     opened uuid[];  -- those still open (locked): each is dispatched
+    written int[];  -- the places of the successes written set-based
     did uuid;
     tid uuid;
     st text;
@@ -392,8 +393,8 @@ BEGIN
           FROM dispatched g ORDER BY g.ord
         RETURNING 1
     )
-    SELECT coalesce(array_agg(d.ord), '{}') INTO ords FROM d;
-    FOREACH i IN ARRAY ords LOOP
+    SELECT coalesce(array_agg(d.ord), '{}') INTO written FROM d;
+    FOREACH i IN ARRAY written LOOP
         results[i] := 'delivered';
     END LOOP;
 
