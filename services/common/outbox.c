@@ -12,9 +12,15 @@
  * are in flight at a time; a NOTIFY that arrives during a round only marks
  * that another round is due.
  *
+ * A round is one transaction on `db`: the advisory lock, the numbering of
+ * rows left unnumbered, then a read of every row numbered past what the
+ * relay has published live (sent_seq), whoever numbered it: this round, a
+ * producer that numbered at insert (outbox_reserve), or another instance.
+ * The rows go out after the commit, in sequence order.
+ *
  * While idle the relay writes nothing: the poll timer first asks, read-only,
- * whether any row is unsequenced (and refreshes last_seq and the epoch), and
- * a round that finds nothing updates nothing.
+ * whether any row is unnumbered or numbered past sent_seq (and refreshes
+ * last_seq and the epoch), and a round that numbers nothing updates nothing.
  *
  * A sequenced row that breaks the bus's limits (one from before the CHECK
  * constraints of sql/004, or inserted around them) is never allowed to stall
@@ -65,6 +71,8 @@ struct outbox_relay {
 	void (*flush_cb)(void *arg);
 	void *flush_arg;
 	uint64_t last_purge_ms;
+	bool sent_known;       /* sent_seq set: from the first state read on */
+	uint64_t sent_seq;     /* published live up to here (from last_seq at start) */
 	char epoch[EPOCH_LEN]; /* outbox_state.epoch as last read ("" until then) */
 	uint64_t epoch_base;   /* outbox_state.epoch_base_seq */
 	outbox_stats st;
@@ -76,20 +84,23 @@ struct outbox_relay {
  * before the lock was granted. */
 static const char SQL_LOCK[] =
     "SELECT pg_advisory_xact_lock(hashtext('trygg_outbox:' || current_schema()))";
+/* Numbers the rows left unnumbered. The base comes from the UPDATE of
+ * outbox_state, not from the snapshot: a producer that numbers at insert
+ * (outbox_reserve) may commit between the snapshot and the UPDATE, which
+ * then waits for its row lock and reads the row as that producer left it.
+ * Returns one row: how many were numbered, last_seq, the epoch and its
+ * base. Nothing to number, nothing written: such a round commits no write. */
 static const char SQL_SEQUENCE[] =
     "WITH pending AS (SELECT id FROM outbox WHERE pub_seq IS NULL ORDER BY id LIMIT $1),"
     " numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM pending),"
     " st AS (SELECT last_seq, epoch, epoch_base_seq FROM outbox_state),"
-    " upd AS (UPDATE outbox o SET pub_seq = st.last_seq + n.rn FROM numbered n, st"
-    "         WHERE o.id = n.id AND o.pub_seq IS NULL"
-    "         RETURNING o.pub_seq, o.event_id, o.event_type, o.payload, o.occurred_at),"
-    /* Nothing numbered, nothing written: an idle round commits no write. */
     " bump AS (UPDATE outbox_state SET last_seq = last_seq + (SELECT count(*) FROM numbered)"
-    "          WHERE EXISTS (SELECT 1 FROM numbered))"
-    " SELECT pub_seq, event_id::text, event_type, payload,"
-    "  (extract(epoch FROM occurred_at) * 1000000)::bigint,"
-    "  (SELECT epoch::text FROM st), (SELECT epoch_base_seq FROM st)"
-    " FROM upd ORDER BY pub_seq";
+    "          WHERE EXISTS (SELECT 1 FROM numbered)"
+    "          RETURNING last_seq, last_seq - (SELECT count(*) FROM numbered) AS base),"
+    " upd AS (UPDATE outbox o SET pub_seq = bump.base + n.rn FROM numbered n, bump"
+    "         WHERE o.id = n.id AND o.pub_seq IS NULL RETURNING 1)"
+    " SELECT (SELECT count(*) FROM upd), coalesce((SELECT last_seq FROM bump), st.last_seq),"
+    "  st.epoch::text, st.epoch_base_seq FROM st";
 /* The relay's view of its state, read-only: also the idle check. */
 static const char SQL_STATE[] =
     "SELECT last_seq, epoch::text, epoch_base_seq,"
@@ -97,9 +108,10 @@ static const char SQL_STATE[] =
 static const char SQL_REPLAY_HEAD[] =
     "SELECT last_seq, coalesce((SELECT pub_seq FROM outbox WHERE pub_seq IS NOT NULL"
     "  ORDER BY pub_seq LIMIT 1), 0), epoch::text, epoch_base_seq FROM outbox_state";
-/* At most $2 rows and, by a running sum of payload sizes (read from the
- * TOAST header, not detoasted), about $3 bytes plus one row: the reply is
- * cut exactly in replay_rows_done. */
+/* Replays, and each round's read of what to publish live: at most $2 rows
+ * from $1 and, by a running sum of payload sizes (read from the TOAST
+ * header, not detoasted), about $3 bytes plus one row (a replay reply is
+ * cut exactly in replay_rows_done). */
 static const char SQL_REPLAY_ROWS[] =
     "SELECT pub_seq, event_id, event_type, payload, occurred_us FROM ("
     " SELECT pub_seq, event_id::text, event_type, payload,"
@@ -287,30 +299,34 @@ round_done(void *arg, const db_reply *rep)
 		flush_finished(r);
 		return; /* the poll timer retries */
 	}
-	const PGresult *res = rep->results[1];
+	/* results: [0] the lock, [1] the sequencing row, [2] the rows to publish */
+	const PGresult *seq = rep->results[1], *res = rep->results[2];
+	uint64_t numbered = get_u64(seq, 0, 0), last_seq = get_u64(seq, 0, 1);
+	set_epoch(r, PQgetvalue(seq, 0, 2), get_u64(seq, 0, 3));
 	int n = PQntuples(res);
-	if (n > 0)
-		set_epoch(r, PQgetvalue(res, 0, 5), get_u64(res, 0, 6));
 	for (int i = 0; i < n; i++) {
 		Trygg__Bus__Envelope env;
 		unsigned char *buf;
 		if (row_to_envelope(r, res, i, r->epoch, &env, &buf) != 0) {
 			r->st.errors++;
-			continue;
+			break; /* out of memory: stay contiguous, the next round resumes here */
 		}
 		Trygg__Bus__Frame f = TRYGG__BUS__FRAME__INIT;
 		f.kind_case = TRYGG__BUS__FRAME__KIND_EVENT;
 		f.event = &env;
 		publish_frame(r, &f);
 		r->st.published++;
-		if (env.seq > r->st.last_seq)
-			r->st.last_seq = env.seq;
+		r->sent_seq = env.seq;
 		PQfreemem(buf);
 	}
+	if (last_seq < r->sent_seq)
+		last_seq = r->sent_seq;
+	if (last_seq > r->st.last_seq)
+		r->st.last_seq = last_seq;
 	r->st.rounds++;
-	/* A full round means more may be waiting; so does a wakeup that came
-	 * while this round ran. */
-	if (n >= (int)r->o.batch_max || r->round_again)
+	/* More may wait: rows left unnumbered by a full batch, rows numbered
+	 * but cut off by the read's bounds, or a wakeup during the round. */
+	if (numbered >= r->o.batch_max || (n > 0 && r->sent_seq < last_seq) || r->round_again)
 		start_round(r);
 	else
 		flush_finished(r);
@@ -325,12 +341,17 @@ start_round(outbox_relay *r)
 		r->round_again = true;
 		return;
 	}
-	char limit[16];
+	char limit[16], from[24], bytes[16];
 	snprintf(limit, sizeof(limit), "%u", r->o.batch_max);
-	const char *values[1] = {limit};
+	snprintf(from, sizeof(from), "%" PRIu64, r->sent_seq + 1);
+	snprintf(bytes, sizeof(bytes), "%u", REPLY_BYTES_MAX);
+	const char *values[3] = {from, limit, bytes};
 	db_batch *b = db_batch_new();
 	db_batch_add(b, SQL_LOCK, 0, NULL);
-	db_batch_add(b, SQL_SEQUENCE, 1, values);
+	db_batch_add(b, SQL_SEQUENCE, 1, values + 1);
+	/* Its own statement, so its snapshot sees every producer that numbered
+	 * its rows and committed before it, as well as this round's numbers. */
+	db_batch_add(b, SQL_REPLAY_ROWS, 3, values);
 	r->round_again = false;
 	if (db_submit(r->db, b, round_done, r) != 0) {
 		db_batch_free(b);
@@ -360,11 +381,17 @@ state_loaded(void *arg, const db_reply *rep)
 	r->st.last_seq = get_u64(res, 0, 0);
 	set_epoch(r, PQgetvalue(res, 0, 1), get_u64(res, 0, 2));
 	r->last_seq_known = true;
+	/* What was numbered before the relay started goes out by replay, as
+	 * subscribers ask for it; so does everything after a restore that set
+	 * last_seq back. */
+	if (!r->sent_known || r->sent_seq > r->st.last_seq)
+		r->sent_seq = r->st.last_seq;
+	r->sent_known = true;
 	if (first)
 		log_info("outbox_relay_ready",
 		    "\"publisher\":\"%s\",\"last_seq\":%" PRIu64 ",\"epoch\":\"%s\"", r->publisher,
 		    r->st.last_seq, r->epoch);
-	if (first || strcmp(PQgetvalue(res, 0, 3), "t") == 0)
+	if (first || strcmp(PQgetvalue(res, 0, 3), "t") == 0 || r->sent_seq < r->st.last_seq)
 		start_round(r);
 }
 

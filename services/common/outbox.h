@@ -7,12 +7,13 @@
  *   - sequences: in one transaction, under a transaction-level advisory lock,
  *     gives the not-yet-sequenced rows contiguous per-publisher numbers
  *     (pub_seq), in id order among the rows committed so far, and publishes
- *     them as Frame{event} on the pub socket. It wakes when the service
- *     kicks it after a commit (outbox_relay_kick), on NOTIFY <schema>_outbox
- *     from other writers, and on a timer (poll_ms), since neither of the
- *     first two is durable. There is deliberately no NOTIFY trigger: see
- *     sql/001_outbox.sql. The timer's round first checks, read-only, that
- *     rows wait: an idle relay writes nothing;
+ *     them, and every row a producer numbered itself (below), as
+ *     Frame{event} on the pub socket, in sequence order. It wakes when the
+ *     service kicks it after a commit (outbox_relay_kick), on NOTIFY
+ *     <schema>_outbox from other writers, and on a timer (poll_ms), since
+ *     neither of the first two is durable. There is deliberately no NOTIFY
+ *     trigger: see sql/001_outbox.sql. The timer's round first checks,
+ *     read-only, that rows wait: an idle relay writes nothing;
  *   - heartbeats: publishes Frame{heartbeat{last_seq, epoch}} every second,
  *     so a subscriber notices a lost tail;
  *   - serves replay: answers ReplayRequest{from_seq, max} on a rep socket
@@ -43,6 +44,20 @@
  * constraints) is published as an event of type trygg.bus.InvalidEvent with
  * an empty payload, logged (outbox_event_invalid) and recorded in
  * outbox_invalid: it never stalls the stream.
+ *
+ * Two ways to number. outbox_add_event leaves the row to the relay, which
+ * numbers it with an UPDATE (a new row version, its index entries, and a
+ * commit per round). A producer that writes many events may instead number
+ * its rows at insert: its transaction's last step calls the SQL function
+ * outbox_reserve(n) (sql/006_outbox_reserve.sql), which returns the first
+ * of n numbers, and inserts the rows with pub_seq set. The row lock on
+ * outbox_state it takes is held to commit, so such producers commit their
+ * numbers in order and a rollback hands them back; the relay takes the
+ * same lock for its own numbering. Either way the committed numbers are
+ * 1..last_seq without a hole, and the relay publishes both. The price is
+ * that numbering transactions of one publisher commit one after another
+ * from outbox_reserve on: take it last, and with no lock taken after it.
+ * intake's store numbers its reports' events this way (store.c).
  *
  * Publishing after the sequencing commit may fail (crash, slow subscriber);
  * that is fine: the numbers are durable and subscribers replay what they

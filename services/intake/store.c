@@ -79,9 +79,13 @@ static const char SQL_INSERT[] =
     "  device_id, account_id, created_at)"
     "  SELECT i.id, i.first_name, i.last_name, i.email, i.phone, i.device_id, i.account_id,"
     "  r.created_at FROM r JOIN i ON i.id = r.id WHERE i.has_contact),"
-    " o AS (INSERT INTO outbox (event_type, payload)"
-    "  SELECT 'trygg.events.ReportReceived', decode(i.payload, 'hex')"
-    "  FROM r JOIN i ON i.id = r.id ORDER BY i.created_us)"
+    /* The events are numbered here, not by the relay (outbox.h, "Two ways
+     * to number"): outbox_reserve locks outbox_state to the commit. */
+    " s AS (SELECT outbox_reserve(count(*)) AS first FROM r),"
+    " o AS (INSERT INTO outbox (pub_seq, event_type, payload)"
+    "  SELECT s.first - 1 + row_number() OVER (ORDER BY i.created_us),"
+    "  'trygg.events.ReportReceived', decode(i.payload, 'hex')"
+    "  FROM s, r JOIN i ON i.id = r.id)"
     " SELECT id, service_request_id FROM r";
 
 #define NPARAMS 23

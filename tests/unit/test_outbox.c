@@ -54,6 +54,8 @@ typedef struct fx {
 	char hb_epoch[64];
 	uint64_t hb_last_seq, hb_base;
 	char ev_epoch_bad; /* an event whose epoch was not hb_epoch's */
+	uint64_t ev_last;  /* the seq of the last live event */
+	int ev_not_next;   /* live events whose seq was not ev_last + 1 */
 	/* the last replay reply */
 	int replies;
 	size_t reply_bytes;
@@ -82,6 +84,9 @@ on_frame(void *arg, nng_msg *msg)
 		f->hb_base = fr->heartbeat->epoch_base_seq;
 	} else {
 		f->events++;
+		if (fr->event->seq != f->ev_last + 1)
+			f->ev_not_next++;
+		f->ev_last = fr->event->seq;
 		if (strlen(fr->event->epoch) != 36)
 			f->ev_epoch_bad = 1;
 	}
@@ -198,6 +203,26 @@ produce_one(fx *f, db *d, size_t len)
 	assert_int_equal(db_submit(d, b, produced, f), 0);
 }
 
+/* Submits one transaction that numbers its `n` events itself
+ * (outbox_reserve, as intake's store does); with `fail`, it reserves and
+ * then fails, so its numbers must come back. */
+static void
+produce_numbered(fx *f, db *d, int n, bool fail)
+{
+	char count[16];
+	snprintf(count, sizeof(count), "%d", n);
+	const char *values[1] = {count};
+	db_batch *b = db_batch_new();
+	db_batch_add(b,
+	    "INSERT INTO outbox (pub_seq, event_type, payload)"
+	    " SELECT first + g - 1, 'trygg.testing.TestEvent', '\\x00'::bytea"
+	    " FROM outbox_reserve($1::bigint) first, generate_series(1, $1::int) g",
+	    1, values);
+	if (fail)
+		db_batch_add(b, "SELECT 1 / 0", 0, NULL);
+	assert_int_equal(db_submit(d, b, produced, f), 0);
+}
+
 static uint64_t want_seq;
 static bool
 relay_reached(fx *f)
@@ -299,6 +324,103 @@ test_sequencing_contiguous_across_producers(void **state)
 	free(v);
 	assert_int_equal(admin_long("SELECT last_seq FROM %s.outbox_state", schema), 900);
 	assert_false(f.ev_epoch_bad);
+	fx_finish(&f);
+}
+
+static bool
+heartbeat_seen(fx *f)
+{
+	return f->heartbeats > 0;
+}
+
+static int want_events;
+static bool
+events_seen(fx *f)
+{
+	return f->events >= want_events;
+}
+
+/* Producers that number their events at insert (outbox_reserve) commit
+ * concurrently with producers that leave theirs to the relay, and with
+ * producers that reserve and roll back: the numbers are still 1..N without
+ * a hole or a duplicate, and the live stream carries each event once, in
+ * order. */
+static void
+test_numbered_at_insert_and_by_the_relay_interleave(void **state)
+{
+	(void)state;
+	fx f;
+	fx_start(&f, NULL);
+	assert_true(run_until(&f, heartbeat_seen, 5000)); /* subscribed */
+	enum { ROUNDS = 150 };
+	for (int i = 0; i < ROUNDS; i++) {
+		produce_one(&f, f.prod[0], 20);
+		produce_numbered(&f, f.prod[1], 1 + i % 4, false);
+		produce_numbered(&f, f.prod[2], 3, i % 5 == 0);
+	}
+	/* Events per round: 1 + (1..4) + 3 when it does not fail. */
+	int want = 0;
+	for (int i = 0; i < ROUNDS; i++)
+		want += 1 + (1 + i % 4) + (i % 5 == 0 ? 0 : 3);
+	want_events = want;
+	assert_true(run_until(&f, events_seen, 20000));
+	assert_int_equal(f.failed, ROUNDS / 5);
+	char *v = admin("SELECT count(*)::text || ' ' || count(DISTINCT pub_seq) || ' ' ||"
+	                " min(pub_seq) || ' ' || max(pub_seq) FROM %s.outbox",
+	    schema);
+	char *expect = xasprintf("%d %d 1 %d", want, want, want);
+	assert_string_equal(v, expect);
+	free(expect);
+	free(v);
+	assert_int_equal(admin_long("SELECT last_seq FROM %s.outbox_state", schema), want);
+	assert_int_equal(f.events, want);
+	assert_int_equal(f.ev_not_next, 0);
+	assert_int_equal(f.ev_last, (uint64_t)want);
+	fx_finish(&f);
+}
+
+static bool
+two_events(fx *f)
+{
+	return f->events >= 2;
+}
+
+/* The relay numbers a row while a producer holds outbox_reserve's lock
+ * (reserved, not yet committed: its number is not in the relay's
+ * snapshot): the relay's numbering waits for that commit and continues
+ * after the producer's number, without a failed round. */
+static void
+test_relay_numbers_after_a_producer_holding_the_lock(void **state)
+{
+	(void)state;
+	fx f;
+	fx_start(&f, NULL);
+	assert_true(run_until(&f, heartbeat_seen, 5000));
+	db_batch *b = db_batch_new();
+	db_batch_add(b,
+	    "INSERT INTO outbox (pub_seq, event_type, payload)"
+	    " SELECT outbox_reserve(1), 'trygg.testing.TestEvent', '\\x00'::bytea",
+	    0, NULL);
+	db_batch_add(b, "SELECT pg_sleep(0.6)", 0, NULL);
+	assert_int_equal(db_submit(f.prod[1], b, produced, &f), 0);
+	/* Commits at ~0.15 s, unnumbered, and kicks the relay. */
+	b = db_batch_new();
+	db_batch_add(b, "SELECT pg_sleep(0.15)", 0, NULL);
+	assert_int_equal(outbox_add_event(b, "trygg.testing.TestEvent", (const uint8_t *)"x", 1),
+	    0);
+	assert_int_equal(db_submit(f.prod[0], b, produced, &f), 0);
+	assert_true(run_until(&f, two_events, 10000));
+	assert_int_equal(f.failed, 0);
+	outbox_stats st;
+	outbox_relay_get_stats(f.relay, &st);
+	assert_int_equal(st.errors, 0);
+	assert_int_equal(f.ev_not_next, 0);
+	assert_int_equal(f.ev_last, 2);
+	char *v = admin("SELECT string_agg(pub_seq || ':' || octet_length(payload), ' '"
+	                " ORDER BY pub_seq) FROM %s.outbox",
+	    schema);
+	assert_string_equal(v, "1:1 2:1");
+	free(v);
 	fx_finish(&f);
 }
 
@@ -487,6 +609,8 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sequencing_contiguous_across_producers),
+	    cmocka_unit_test(test_numbered_at_insert_and_by_the_relay_interleave),
+	    cmocka_unit_test(test_relay_numbers_after_a_producer_holding_the_lock),
 	    cmocka_unit_test(test_replay_and_epoch),
 	    cmocka_unit_test(test_reply_size_bound_with_large_events),
 	    cmocka_unit_test(test_purge_by_sequence),
