@@ -191,10 +191,14 @@ tasks=$(psql -c "SELECT count(*) || ' ' || count(*) FILTER (WHERE cardinality(re
 dlv=$(psql -c "SELECT count(*) FILTER (WHERE status = 'delivered') || ' ' || count(*) FILTER (WHERE status <> 'delivered') || ' ' || coalesce(max(attempts), 0) FROM notifier.deliveries")
 
 # Where the time goes, per report, from Postgres's commit timestamps and
-# the receiver's clock (both wall clock, one machine): POST 201 -> intake's
-# relay round committed (the report's outbox row numbered) -> the
-# notifier's inbox batch committed (task, delivery, cursor) -> webhook
-# arrival (the delivery worker's claim commit, then the HTTP request).
+# the receiver's clock (both wall clock, one machine): POST 201 -> the
+# commit that numbered the report's outbox row -> the notifier's inbox
+# batch committed (task, delivery, cursor) -> webhook arrival (the delivery
+# worker's claim commit, then the HTTP request). intake's store numbers its
+# events at insert (outbox.h, "Two ways to number"), so the numbering
+# commit is the report's own, before its 201: the first stage is negative
+# (the 201's own way back), and the second runs from the report's commit
+# through the relay's read and the bus to the notifier's commit.
 stages=$(psql <<SQL
 CREATE TEMP TABLE bench (id text, rate int, post_us bigint, arr_us bigint);
 \copy bench FROM '$work/reports.tsv'
@@ -347,8 +351,8 @@ for p in res["phases"]:
     print("%-52s %10.2f" % ("POST latency p99 ms at %d/s (context)" % r, p["post_p99_ms"]))
 for st in res["stages"]:
     print("%-52s %10s" % ("stages at %d/s, p50 / p99 ms:" % st["rate"], ""))
-    for k, label in (("post_to_relay_commit_ms", "POST 201 -> intake relay commit"),
-                     ("relay_to_inbox_commit_ms", "relay commit -> notifier inbox commit"),
+    for k, label in (("post_to_relay_commit_ms", "POST 201 -> event numbered (commit)"),
+                     ("relay_to_inbox_commit_ms", "event numbered -> notifier inbox commit"),
                      ("inbox_commit_to_webhook_ms", "inbox commit -> webhook (claim + HTTP)")):
         print("  %-50s %10s" % (label, "%.1f / %.1f" % tuple(st[k])))
     print("  %-50s %10s" % ("notifier inbox: %d batches, mean %.1f reports (max %d), ms" % (
