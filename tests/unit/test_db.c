@@ -531,6 +531,157 @@ test_binary_bytea_params(void **state)
 	ctx_finish(&c);
 }
 
+/* State of the streamed-rows tests. */
+struct stream {
+	struct ctx *c;
+	int rows;          /* rows delivered */
+	int bad;           /* rows out of order or with wrong values */
+	int after_reply;   /* rows delivered after the batch's callback */
+	uint64_t first_ms; /* when the first row came */
+	uint64_t reply_ms; /* when the batch's callback ran */
+	int err;           /* the batch's outcome */
+	char sqlstate[8];
+	int end_rows;   /* rows in the reply's result of the streamed statement */
+	int end_fields; /* its columns */
+	int close_at;   /* db_close() from this row (0: never) */
+	int replies;
+};
+
+/* Rows of "SELECT i, <sleep>, repeat('x', 200) ... ORDER BY i": i counts from 1. */
+static void
+on_stream_row(void *arg, const PGresult *res, int row)
+{
+	struct stream *s = arg;
+	if (s->rows == 0)
+		s->first_ms = trygg_now_ms();
+	s->rows++;
+	if (s->replies > 0)
+		s->after_reply++;
+	if (atoi(PQgetvalue(res, row, 0)) != s->rows || PQgetlength(res, row, 2) != 200)
+		s->bad++;
+	if (s->close_at == s->rows)
+		db_close(s->c->d);
+}
+
+static void
+on_stream_reply(void *arg, const db_reply *r)
+{
+	struct stream *s = arg;
+	s->replies++;
+	s->reply_ms = trygg_now_ms();
+	s->err = r->err;
+	snprintf(s->sqlstate, sizeof(s->sqlstate), "%s", r->sqlstate ? r->sqlstate : "");
+	if (r->err == 0) {
+		assert_int_equal(r->nresults, 3);
+		assert_string_equal(PQgetvalue(r->results[0], 0, 0), "1");
+		s->end_rows = PQntuples(r->results[1]);
+		s->end_fields = PQnfields(r->results[1]);
+		assert_string_equal(PQgetvalue(r->results[2], 0, 0), "3");
+	}
+	s->c->done++;
+}
+
+/* 20,000 rows of ~210 bytes; the last one is computed after a pause of
+ * 0.6 s, so rows that arrive while the statement runs come that much
+ * before its end. */
+#define STREAM_SQL \
+	"SELECT i, CASE WHEN i = 20000 THEN pg_sleep(0.6)::text END, repeat('x', 200)" \
+	" FROM generate_series(1, 20000) i ORDER BY i"
+
+static db_batch *
+stream_batch(const char *first)
+{
+	db_batch *b = db_batch_new();
+	db_batch_add(b, first, 0, NULL);
+	db_batch_add(b, STREAM_SQL, 0, NULL);
+	db_batch_stream_rows(b, on_stream_row);
+	db_batch_add(b, "SELECT 3", 0, NULL);
+	return b;
+}
+
+/* db_batch_stream_rows: every row, in order, while the statement still
+ * runs (not after it, as the batch's own result would); the other
+ * statements' results as usual. Twice: the first batch prepares the
+ * statement (a Prepare step before its Exec), the second runs it named. */
+static void
+test_stream_rows(void **state)
+{
+	(void)state;
+	need_db();
+	struct ctx c;
+	ctx_start(&c, "tdb_stream", true);
+	for (int round = 0; round < 2; round++) {
+		struct stream s = {.c = &c};
+		int before = c.done;
+		assert_int_equal(db_submit(c.d, stream_batch("SELECT 1"), on_stream_reply, &s), 0);
+		assert_true(run_until(&c.loop, &c.done, before + 1, 20000));
+		assert_int_equal(s.err, 0);
+		assert_int_equal(s.rows, 20000);
+		assert_int_equal(s.bad, 0);
+		assert_int_equal(s.after_reply, 0);
+		assert_int_equal(s.end_rows, 0);
+		assert_int_equal(s.end_fields, 3);
+		/* the first rows came during the pause, not after it (generous:
+		 * a loaded machine delays either side) */
+		assert_true(s.reply_ms - s.first_ms >= 300);
+	}
+	ctx_finish(&c);
+}
+
+/* A statement that fails after some rows, and a batch that failed before
+ * its streamed statement: the batch fails; no row after the failure. */
+static void
+test_stream_rows_then_error(void **state)
+{
+	(void)state;
+	need_db();
+	struct ctx c;
+	ctx_start(&c, "tdb_stream_err", true);
+	struct stream s = {.c = &c};
+	db_batch *b = db_batch_new();
+	db_batch_add(b,
+	    "SELECT i, NULL, repeat('x', 200 + 0 * (10 / (5000 - i))) FROM generate_series(1, "
+	    "9000) i",
+	    0, NULL);
+	db_batch_stream_rows(b, on_stream_row);
+	assert_int_equal(db_submit(c.d, b, on_stream_reply, &s), 0);
+	assert_true(run_until(&c.loop, &c.done, 1, 20000));
+	assert_int_equal(s.err, TRYGG_EDB);
+	assert_string_equal(s.sqlstate, "22012");
+	assert_true(s.rows < 5000);
+	assert_int_equal(s.bad, 0);
+	assert_int_equal(s.after_reply, 0);
+
+	struct stream t = {.c = &c};
+	assert_int_equal(db_submit(c.d, stream_batch("SELECT 1/0"), on_stream_reply, &t), 0);
+	assert_true(run_until(&c.loop, &c.done, 2, 20000));
+	assert_int_equal(t.err, TRYGG_EDB);
+	assert_int_equal(t.rows, 0);
+	/* the connection is fine afterwards */
+	query_wait(&c, "SELECT 7", 0, NULL);
+	assert_string_equal(c.last_value, "7");
+	ctx_finish(&c);
+}
+
+/* db_close from a row callback: no further row, the batch fails with
+ * TRYGG_ECLOSED, and nothing leaks. */
+static void
+test_stream_rows_close_from_row(void **state)
+{
+	(void)state;
+	need_db();
+	struct ctx c;
+	ctx_start(&c, "tdb_stream_close", true);
+	struct stream s = {.c = &c, .close_at = 10};
+	assert_int_equal(db_submit(c.d, stream_batch("SELECT 1"), on_stream_reply, &s), 0);
+	assert_true(run_until(&c.loop, &c.done, 1, 20000));
+	assert_int_equal(s.rows, 10);
+	assert_int_equal(s.err, TRYGG_ECLOSED);
+	c.d = NULL;
+	assert_int_equal(uv_run(&c.loop, UV_RUN_DEFAULT), 0);
+	assert_int_equal(uv_loop_close(&c.loop), 0);
+}
+
 static void
 on_note(void *arg, const char *channel, const char *payload)
 {
@@ -954,6 +1105,9 @@ main(void)
 	    cmocka_unit_test(test_aborted_prepare_does_not_leak),
 	    cmocka_unit_test(test_autoprepare_reused_and_after_reconnect),
 	    cmocka_unit_test(test_binary_bytea_params),
+	    cmocka_unit_test(test_stream_rows),
+	    cmocka_unit_test(test_stream_rows_then_error),
+	    cmocka_unit_test(test_stream_rows_close_from_row),
 	    cmocka_unit_test(test_listen_notify),
 	    cmocka_unit_test(test_connection_killed),
 	    cmocka_unit_test(test_submit_while_disconnected),
