@@ -28,16 +28,13 @@
  * text (its shortest exact form, which the JSON carries as is); the rest
  * text-typed, which binary format carries as the same bytes. Postgres's
  * output functions (uuid, float8 for the times, date_part's unit lookup)
- * were about a fifth of its CPU for a list of 1,000. The one-letter names
- * (columns are read by position): the native list reads its rows one
- * result each (db_batch_stream_rows), and libpq copies every column's
- * name into each of them.
+ * were about a fifth of its CPU for a list of 1,000.
  */
 #define REPORT_COLUMNS_BINARY \
-	"r.id a, r.service_request_id b, r.partner_id c, r.category d, r.sensitive e," \
-	" r.severity f, r.lat::text g, r.long::text h, r.address_string i, r.description j," \
-	" r.media_url k, r.attributes::text l, r.status m, r.close_reason n, r.status_notes o," \
-	" r.created_at p, r.updated_at q, array_to_string(r.place_ids, ',') s"
+	"r.id, r.service_request_id, r.partner_id, r.category, r.sensitive, r.severity," \
+	" r.lat::text, r.long::text, r.address_string, r.description, r.media_url," \
+	" r.attributes::text, r.status, r.close_reason, r.status_notes, r.created_at," \
+	" r.updated_at, array_to_string(r.place_ids, ',')"
 
 /* Postgres's timestamps in binary: microseconds since 2000-01-01 UTC. */
 #define PG_EPOCH_US 946684800000000LL
