@@ -78,7 +78,6 @@ struct stmt {
 	int *lengths;      /* NULL when all parameters are text */
 	int *formats;      /* NULL when all parameters are text */
 	int result_format; /* 0 text, 1 binary (db_batch_binary_results) */
-	db_row_cb row_cb;  /* rows as they arrive (db_batch_stream_rows), or NULL */
 };
 
 /* Where the reader stands inside the batch at the head of the queue. */
@@ -100,8 +99,7 @@ struct db_batch {
 	/* Reader position. */
 	int pos;
 	enum step_phase phase;
-	bool got;   /* current step has produced its PGresult */
-	bool armed; /* single-row mode asked for the current step */
+	bool got; /* current step has produced its PGresult */
 
 	/* First error of the batch. */
 	char *sqlstate;
@@ -289,13 +287,6 @@ db_batch_binary_results(db_batch *b)
 {
 	if (b->n > 0)
 		b->stmts[b->n - 1].result_format = 1;
-}
-
-void
-db_batch_stream_rows(db_batch *b, db_row_cb cb)
-{
-	if (b->n > 0)
-		b->stmts[b->n - 1].row_cb = cb;
 }
 
 /* Records the first error of a batch; later ones are consequences. */
@@ -775,65 +766,20 @@ on_prepare_result(db *d, db_batch *b, PGresult *r)
 		    PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
 }
 
-/*
- * Hands the rows of r to the row callback of b's current statement (see
- * db_batch_stream_rows), unless the batch already failed. Stops at once if
- * a callback closed the db: b (and r, if b holds it) may then be freed.
- */
-static void
-deliver_rows(db *d, db_batch *b, const PGresult *r)
-{
-	db_row_cb cb = b->stmts[b->pos].row_cb;
-	void *arg = b->arg;
-	int n = PQntuples(r);
-	if (b->message != NULL)
-		return;
-	for (int i = 0; i < n && !d->closing; i++)
-		cb(arg, r, i);
-}
-
-/*
- * Before libpq parses anything of a streamed statement's Exec, asks for
- * its rows one result each (PQsetSingleRowMode: allowed for the query at
- * the head of libpq's pipeline queue until its first row is parsed).
- * Parsing happens only in PQisBusy, PQgetResult and PQnotifies, and
- * read_results calls this before each PQisBusy, so the Exec's step is
- * always armed in time: the previous step's NULL (or Sync) came through
- * the same loop.
- */
-static void
-stream_arm(db *d)
-{
-	db_batch *b = d->head;
-	if (b == NULL || b->armed || b->got || b->pos >= b->n || b->phase != PH_EXEC ||
-	    b->stmts[b->pos].row_cb == NULL || b->message != NULL)
-		return; /* (a failed batch's pipeline is aborted: no rows come) */
-	b->armed = true;
-	if (!PQsetSingleRowMode(d->conn))
-		log_warn("db_single_row_refused", "\"db\":\"%s\"", d->name);
-}
-
 /* The Exec for b's current statement came back as r; keeps r on success. */
 static bool
 on_exec_result(db *d, db_batch *b, PGresult *r)
 {
 	ExecStatusType st = PQresultStatus(r);
 	switch (st) {
-	case PGRES_SINGLE_TUPLE: /* one row of a streamed statement */
-		deliver_rows(d, b, r);
-		return false;
 	case PGRES_COMMAND_OK:
 	case PGRES_TUPLES_OK:
 	case PGRES_EMPTY_QUERY:
-		if (b->results[b->pos] != NULL)
-			return false;
-		b->results[b->pos] = r;
-		/* Streamed, but libpq refused single-row mode: the rows came in
-		 * one piece. Hand them over all the same (the contract holds; only
-		 * the overlap is lost). */
-		if (b->stmts[b->pos].row_cb != NULL && PQntuples(r) > 0)
-			deliver_rows(d, b, r);
-		return true;
+		if (b->results[b->pos] == NULL) {
+			b->results[b->pos] = r;
+			return true;
+		}
+		return false;
 	case PGRES_PIPELINE_ABORTED: return false;
 	default: {
 		const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
@@ -878,7 +824,6 @@ static void
 step_advance(db_batch *b)
 {
 	b->got = false;
-	b->armed = false;
 	if (b->phase == PH_PREPARE) {
 		b->phase = PH_EXEC;
 		return;
@@ -896,10 +841,7 @@ step_advance(db_batch *b)
 static void
 read_results(db *d)
 {
-	while (d->conn != NULL && PQstatus(d->conn) == CONNECTION_OK) {
-		stream_arm(d);
-		if (PQisBusy(d->conn))
-			return;
+	while (d->conn != NULL && PQstatus(d->conn) == CONNECTION_OK && !PQisBusy(d->conn)) {
 		PGresult *r = PQgetResult(d->conn);
 		db_batch *b = d->head;
 		if (r != NULL)
@@ -937,8 +879,6 @@ read_results(db *d)
 			kept = on_exec_result(d, b, r);
 		if (!kept)
 			PQclear(r);
-		if (d->closing)
-			return; /* a row callback closed the db (b is freed) */
 	}
 }
 

@@ -86,7 +86,6 @@ typedef struct db_reply {
 } db_reply;
 
 typedef void (*db_cb)(void *arg, const db_reply *reply);
-typedef void (*db_row_cb)(void *arg, const PGresult *res, int row);
 typedef void (*db_state_cb)(void *arg, bool connected);
 typedef void (*db_notify_cb)(void *arg, const char *channel, const char *payload);
 
@@ -154,25 +153,6 @@ void db_batch_addb(db_batch *b, const char *sql, int nparams, const char *const 
  * format. For wide results read row by row (intake's report lists).
  */
 void db_batch_binary_results(db_batch *b);
-
-/*
- * Hands the rows of the statement added last to cb one at a time as they
- * arrive (libpq's single-row mode), with db_submit's arg: row `row` of
- * `res`, both owned by the db and valid only during the call. So a caller
- * can work on a large result while Postgres still produces it (intake's
- * report lists render each row as it comes) instead of after its last
- * row. The batch's callback still comes once, after everything; its
- * result for this statement is the statement's end (status and columns):
- * read the rows in cb, not there.
- *
- * A row delivered is not an outcome: the statement may still fail after
- * some rows, or the transaction at its commit, or the connection drop.
- * Keep what was made of the rows until the batch's callback says err == 0,
- * and drop it otherwise. No row comes once the batch has failed. cb may
- * call db_submit, and db_close (no further row comes; the batch fails with
- * TRYGG_ECLOSED).
- */
-void db_batch_stream_rows(db_batch *b, db_row_cb cb);
 
 /*
  * Submits a batch. On success the db owns `b` and will call cb exactly once

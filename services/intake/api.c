@@ -151,18 +151,7 @@ typedef struct get_call {
 	char id[40];
 	bool list;
 	int limit;
-	/* A list: the document so far, rendered row by row as Postgres sends
-	 * the rows (list_row), and the next cursor once `limit` rows came. */
-	strbuf body;
-	int rows;
-	char cursor[24];
 } get_call;
-
-static void
-get_fini(intake_call *c)
-{
-	strbuf_fini(&((get_call *)c)->body);
-}
 
 static bool
 may_read(const partner *p, const PGresult *res, int row)
@@ -189,44 +178,33 @@ got_one(void *arg, const db_reply *rep)
 	intake_call_free(c);
 }
 
-/*
- * One row of a list, as it arrives (db_batch_stream_rows): rendered at
- * once, so intake's rendering overlaps Postgres's production of the rest
- * instead of following it (issue 9). Answered only by got_list, once the
- * batch has succeeded.
- */
-static void
-list_row(void *arg, const PGresult *res, int row)
-{
-	get_call *g = arg;
-	if (g->rows++ == 0) {
-		/* A row is ~500 bytes: one allocation instead of a dozen
-		 * doublings, each copying the document so far. */
-		strbuf_reserve(&g->body, (size_t)g->limit * 512 + 64);
-		strbuf_append(&g->body, "{\"reports\":[");
-	} else {
-		strbuf_append(&g->body, ",");
-	}
-	render_report_row(&g->body, res, row, 0, g->c.p, g->c.in->dir);
-	if (g->rows == g->limit) /* the last row the LIMIT lets through */
-		query_col_dec(res, row, RC_SRID, g->cursor);
-}
-
 static void
 got_list(void *arg, const db_reply *rep)
 {
 	get_call *g = arg;
 	intake_call *c = &g->c;
 	if (rep->err != 0) {
-		intake_call_unavailable(c); /* frees the rows rendered so far */
+		intake_call_unavailable(c);
 		return;
 	}
-	if (g->rows == 0)
-		strbuf_append(&g->body, "{\"reports\":[");
-	strbuf_append(&g->body, "],\"next_cursor\":");
-	strbuf_append_json(&g->body, g->rows == g->limit && g->rows > 0 ? g->cursor : NULL);
-	strbuf_append(&g->body, "}");
-	intake_respond_text(c->req, 200, &g->body);
+	const PGresult *res = QUERY_ROWS(rep);
+	int n = PQntuples(res);
+	strbuf b = {0};
+	/* A row is ~500 bytes: one allocation instead of a dozen doublings,
+	 * each copying the document so far. */
+	strbuf_reserve(&b, (size_t)n * 512 + 64);
+	strbuf_append(&b, "{\"reports\":[");
+	for (int i = 0; i < n; i++) {
+		if (i > 0)
+			strbuf_append(&b, ",");
+		render_report_row(&b, res, i, 0, c->p, c->in->dir);
+	}
+	strbuf_append(&b, "],\"next_cursor\":");
+	char cursor[24];
+	strbuf_append_json(&b,
+	    n == g->limit && n > 0 ? query_col_dec(res, n - 1, RC_SRID, cursor) : NULL);
+	strbuf_append(&b, "}");
+	intake_respond_text(c->req, 200, &b);
 	intake_call_free(c);
 }
 
@@ -389,7 +367,6 @@ list_authed(intake_call *c)
 	}
 	query_finish(&q, QUERY_ORDER_SRID, g->limit);
 	db_batch *b = query_batch(&q);
-	db_batch_stream_rows(b, list_row);
 	if (db_pool_submit(c->in->svc.pool, b, got_list, g) != 0) {
 		db_batch_free(b);
 		intake_call_unavailable(c);
@@ -410,8 +387,7 @@ start_get(http_request *req, intake *in, bool list)
 	g->c = (intake_call){.in = in,
 	    .req = req,
 	    .fmt = FMT_NATIVE,
-	    .next = list ? list_authed : one_authed,
-	    .fini = get_fini};
+	    .next = list ? list_authed : one_authed};
 	g->list = list;
 	if (!list) {
 		const char *id = http_request_param(req, "id");
