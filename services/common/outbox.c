@@ -91,7 +91,7 @@ static const char SQL_LOCK[] =
  * Returns one row: how many were numbered, last_seq, the epoch and its
  * base. Nothing to number, nothing written: such a round commits no write. */
 static const char SQL_SEQUENCE[] =
-    "WITH pending AS (SELECT id FROM outbox WHERE pub_seq IS NULL ORDER BY id LIMIT $1),"
+    "WITH pending AS (SELECT id FROM outbox_unnumbered($1) AS u(id)),"
     " numbered AS (SELECT id, row_number() OVER (ORDER BY id) AS rn FROM pending),"
     " st AS (SELECT last_seq, epoch, epoch_base_seq FROM outbox_state),"
     " bump AS (UPDATE outbox_state SET last_seq = last_seq + (SELECT count(*) FROM numbered)"
@@ -101,10 +101,11 @@ static const char SQL_SEQUENCE[] =
     "         WHERE o.id = n.id AND o.pub_seq IS NULL RETURNING 1)"
     " SELECT (SELECT count(*) FROM upd), coalesce((SELECT last_seq FROM bump), st.last_seq),"
     "  st.epoch::text, st.epoch_base_seq FROM st";
-/* The relay's view of its state, read-only: also the idle check. */
+/* The relay's view of its state, read-only: also the idle check. The
+ * unnumbered rows are looked up through functions that always read the
+ * partial index (sql/007_outbox_unnumbered.sql says why). */
 static const char SQL_STATE[] =
-    "SELECT last_seq, epoch::text, epoch_base_seq,"
-    " EXISTS (SELECT 1 FROM outbox WHERE pub_seq IS NULL) FROM outbox_state";
+    "SELECT last_seq, epoch::text, epoch_base_seq, outbox_unnumbered_exists() FROM outbox_state";
 static const char SQL_REPLAY_HEAD[] =
     "SELECT last_seq, coalesce((SELECT pub_seq FROM outbox WHERE pub_seq IS NOT NULL"
     "  ORDER BY pub_seq LIMIT 1), 0), epoch::text, epoch_base_seq FROM outbox_state";
