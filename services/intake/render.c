@@ -164,8 +164,8 @@ render_report_row(strbuf *b, const PGresult *res, int row, int c0, const partner
 		render_time(updated, tu, sizeof(tu));
 	render_time(expected_us(c, created), te, sizeof(te));
 	/* The id, the numbers and the times go out as they are (kv_plain). */
-	strbuf_appendn(b, "{", 1);
-	kv_plain_(b, "\"id\":", 5, query_col_uuid(res, row, c0 + RC_ID, id));
+	static const char first_key[] = "{\"id\":";
+	kv_plain_(b, first_key, sizeof(first_key) - 1, query_col_uuid(res, row, c0 + RC_ID, id));
 	kv_plain(b, "service_request_id", query_col_dec(res, row, c0 + RC_SRID, srid));
 	kv_str(b, "category", code);
 	kv_str(b, "category_name", c ? c->name : NULL);

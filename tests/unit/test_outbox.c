@@ -448,6 +448,21 @@ run_for(fx *f, unsigned ms)
 	run_until(f, time_passed, ms + 1000);
 }
 
+/* Rows read so far from the outbox's heap by sequential scans and from its
+ * indexes (an idle relay reads none of them). */
+static long
+outbox_rows_read(void)
+{
+	char *v = admin("SELECT coalesce((SELECT seq_tup_read FROM pg_stat_user_tables"
+	                " WHERE schemaname = '%s' AND relname = 'outbox'), 0)"
+	                " + coalesce((SELECT sum(idx_tup_read) FROM pg_stat_user_indexes"
+	                " WHERE schemaname = '%s' AND relname = 'outbox'), 0)",
+	    schema, schema);
+	long n = v ? strtol(v, NULL, 10) : -1;
+	free(v);
+	return n;
+}
+
 /* The relay's questions about unnumbered rows keep using the partial index
  * when the outbox grows after they were first planned (a prepared
  * statement keeps the plan it made while the table was empty: a full scan
@@ -469,21 +484,9 @@ test_idle_checks_do_not_scan_a_grown_outbox(void **state)
 	want_seq = 60000;
 	assert_true(run_until(&f, relay_sent, 20000));
 	run_for(&f, 1500); /* the relay's counters reach the statistics */
-	/* Rows read from the outbox's heap by sequential scans and from its
-	 * indexes: an idle relay reads none of them. */
-	const char *read_sql = "SELECT coalesce((SELECT seq_tup_read FROM pg_stat_user_tables"
-	                       " WHERE schemaname = '%s' AND relname = 'outbox'), 0)"
-	                       " + coalesce((SELECT sum(idx_tup_read) FROM pg_stat_user_indexes"
-	                       " WHERE schemaname = '%s' AND relname = 'outbox'), 0)";
-	char *sql = xasprintf(read_sql, schema, schema);
-	char *v = admin_exec(sql, 0, NULL);
-	long before = v ? strtol(v, NULL, 10) : -1;
-	free(v);
+	long before = outbox_rows_read();
 	run_for(&f, 2000); /* ~40 idle checks */
-	v = admin_exec(sql, 0, NULL);
-	long after = v ? strtol(v, NULL, 10) : -1;
-	free(v);
-	free(sql);
+	long after = outbox_rows_read();
 	assert_true(before >= 0);
 	if (after - before > 1000)
 		fail_msg("%ld outbox rows or index entries read in 2 s of idling", after - before);
