@@ -18,6 +18,12 @@
  * producer that numbered at insert (outbox_reserve), or another instance.
  * The rows go out after the commit, in sequence order.
  *
+ * A producer that numbered its events at insert may hand them over after
+ * its own commit (outbox_relay_committed): when they continue the live
+ * stream they go out at once, with no round, and a round already in
+ * flight skips what went out meanwhile. Anything else (answers of two
+ * connections in the other order, another epoch) falls back to a round.
+ *
  * While idle the relay writes nothing: the poll timer first asks, read-only,
  * whether any row is unnumbered or numbered past sent_seq (and refreshes
  * last_seq and the epoch), and a round that numbers nothing updates nothing.
@@ -71,10 +77,11 @@ struct outbox_relay {
 	void (*flush_cb)(void *arg);
 	void *flush_arg;
 	uint64_t last_purge_ms;
-	bool sent_known;       /* sent_seq set: from the first state read on */
-	uint64_t sent_seq;     /* published live up to here (from last_seq at start) */
-	char epoch[EPOCH_LEN]; /* outbox_state.epoch as last read ("" until then) */
-	uint64_t epoch_base;   /* outbox_state.epoch_base_seq */
+	bool sent_known;        /* sent_seq set: from the first state read on */
+	uint64_t sent_seq;      /* published live up to here (from last_seq at start) */
+	uint64_t load_sent_seq; /* sent_seq when the state query in flight went out */
+	char epoch[EPOCH_LEN];  /* outbox_state.epoch as last read ("" until then) */
+	uint64_t epoch_base;    /* outbox_state.epoch_base_seq */
 	outbox_stats st;
 };
 
@@ -308,6 +315,8 @@ round_done(void *arg, const db_reply *rep)
 	for (int i = 0; i < n; i++) {
 		Trygg__Bus__Envelope env;
 		unsigned char *buf;
+		if (get_u64(res, i, 0) <= r->sent_seq)
+			continue; /* handed over by its producer while the round ran */
 		if (row_to_envelope(r, res, i, r->epoch, &env, &buf) != 0) {
 			r->st.errors++;
 			break; /* out of memory: stay contiguous, the next round resumes here */
@@ -379,20 +388,22 @@ state_loaded(void *arg, const db_reply *rep)
 	bool first = !r->last_seq_known;
 	/* Read on the sequencing connection, so after any round before it:
 	 * the database's value, also if another relay sequenced meanwhile. */
-	r->st.last_seq = get_u64(res, 0, 0);
+	uint64_t last_seq = get_u64(res, 0, 0);
 	set_epoch(r, PQgetvalue(res, 0, 1), get_u64(res, 0, 2));
 	r->last_seq_known = true;
 	/* What was numbered before the relay started goes out by replay, as
 	 * subscribers ask for it; so does everything after a restore that set
-	 * last_seq back. */
-	if (!r->sent_known || r->sent_seq > r->st.last_seq)
-		r->sent_seq = r->st.last_seq;
+	 * last_seq back. Events handed over (outbox_relay_committed) after the
+	 * query went out may be past what it read: that is not going back. */
+	if (!r->sent_known || r->load_sent_seq > last_seq)
+		r->sent_seq = last_seq;
 	r->sent_known = true;
+	r->st.last_seq = last_seq > r->sent_seq ? last_seq : r->sent_seq;
 	if (first)
 		log_info("outbox_relay_ready",
 		    "\"publisher\":\"%s\",\"last_seq\":%" PRIu64 ",\"epoch\":\"%s\"", r->publisher,
 		    r->st.last_seq, r->epoch);
-	if (first || strcmp(PQgetvalue(res, 0, 3), "t") == 0 || r->sent_seq < r->st.last_seq)
+	if (first || strcmp(PQgetvalue(res, 0, 3), "t") == 0 || r->sent_seq < last_seq)
 		start_round(r);
 }
 
@@ -403,6 +414,7 @@ load_state(outbox_relay *r)
 	if (r->loading || r->stopping)
 		return;
 	if (db_query(r->db, SQL_STATE, 0, NULL, state_loaded, r) == 0) {
+		r->load_sent_seq = r->sent_seq;
 		r->loading = true;
 		r->db_pending++;
 	}
@@ -690,6 +702,50 @@ outbox_relay_kick(outbox_relay *r)
 }
 
 void
+outbox_relay_committed(outbox_relay *r, const char *epoch, const outbox_event *ev, size_t n)
+{
+	if (r->stopping || n == 0)
+		return;
+	/* A round may have read some or all of them already. */
+	size_t k = 0;
+	while (r->sent_known && k < n && ev[k].seq <= r->sent_seq)
+		k++;
+	if (k == n)
+		return;
+	bool continues = r->sent_known && r->last_seq_known && ev[k].seq == r->sent_seq + 1 &&
+	    epoch != NULL && strcmp(epoch, r->epoch) == 0;
+	for (size_t i = k; continues && i < n; i++)
+		continues = ev[i].seq == ev[k].seq + (i - k) &&
+		    invalid_reason(ev[i].type, ev[i].len) == NULL;
+	if (!continues) {
+		/* Out of order with another commit, another epoch, or a row the
+		 * round must turn into a placeholder: read back from the table. */
+		start_round(r);
+		return;
+	}
+	for (size_t i = k; i < n; i++) {
+		Trygg__Bus__Envelope env = TRYGG__BUS__ENVELOPE__INIT;
+		env.publisher = r->publisher;
+		env.seq = ev[i].seq;
+		env.event_id = (char *)ev[i].event_id;
+		env.type = (char *)ev[i].type;
+		env.payload.data = (uint8_t *)ev[i].payload;
+		env.payload.len = ev[i].len;
+		env.occurred_at_us = ev[i].occurred_us;
+		env.epoch = r->epoch;
+		Trygg__Bus__Frame f = TRYGG__BUS__FRAME__INIT;
+		f.kind_case = TRYGG__BUS__FRAME__KIND_EVENT;
+		f.event = &env;
+		publish_frame(r, &f);
+		r->st.published++;
+		r->st.committed++;
+		r->sent_seq = env.seq;
+	}
+	if (r->sent_seq > r->st.last_seq)
+		r->st.last_seq = r->sent_seq;
+}
+
+void
 outbox_relay_flush(outbox_relay *r, void (*cb)(void *arg), void *arg)
 {
 	r->flush_cb = cb;
@@ -717,6 +773,7 @@ outbox_relay_publish_raw(outbox_relay *r, nng_msg *msg)
 STAT_GAUGE(last_seq)
 STAT_GAUGE(published)
 STAT_GAUGE(rounds)
+STAT_GAUGE(committed)
 STAT_GAUGE(replays_served)
 STAT_GAUGE(errors)
 STAT_GAUGE(invalid)
@@ -732,6 +789,9 @@ outbox_relay_register_metrics(outbox_relay *r, metrics *m)
 	    stat_published, r);
 	metrics_gauge_fn(m, "trygg_outbox_rounds_total", "Sequencing transactions committed",
 	    labels, stat_rounds, r);
+	metrics_gauge_fn(m, "trygg_outbox_published_at_commit_total",
+	    "Events published as their producer committed them, with no round", labels,
+	    stat_committed, r);
 	metrics_gauge_fn(m, "trygg_outbox_replays_served_total", "Replay requests answered", labels,
 	    stat_replays_served, r);
 	metrics_gauge_fn(m, "trygg_outbox_errors_total",

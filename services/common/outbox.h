@@ -57,7 +57,10 @@
  * 1..last_seq without a hole, and the relay publishes both. The price is
  * that numbering transactions of one publisher commit one after another
  * from outbox_reserve on: take it last, and with no lock taken after it.
- * intake's store numbers its reports' events this way (store.c).
+ * Such a producer knows its events as committed, so it can also hand them
+ * to the relay to publish (outbox_relay_committed), which then needs no
+ * round to read them back. intake's store numbers its reports' events and
+ * hands them over this way (store.c).
  *
  * Publishing after the sequencing commit may fail (crash, slow subscriber);
  * that is fine: the numbers are durable and subscribers replay what they
@@ -106,6 +109,28 @@ int outbox_relay_start(uv_loop_t *loop, db *d, const outbox_options *o,
  */
 void outbox_relay_kick(outbox_relay *r);
 
+/* An event its producer numbered at insert and has committed. */
+typedef struct outbox_event {
+	uint64_t seq;           /* its pub_seq */
+	const char *event_id;   /* outbox.event_id, as text */
+	const char *type;       /* outbox.event_type */
+	const uint8_t *payload; /* outbox.payload */
+	size_t len;
+	int64_t occurred_us; /* outbox.occurred_at, in microseconds since 1970 */
+} outbox_event;
+
+/*
+ * Call after the commit of a transaction that numbered its events at
+ * insert with outbox_reserve_epoch (sql/008), with the epoch it returned
+ * and the events as written, in sequence order. When they continue what
+ * the relay has published live (the first is one past it, the numbers run
+ * on without a gap, the epoch is the relay's), they go out at once, with
+ * no round and no read of the database; otherwise this is
+ * outbox_relay_kick, and a round reads them back. Either way each event
+ * goes out live once. The relay copies what it sends.
+ */
+void outbox_relay_committed(outbox_relay *r, const char *epoch, const outbox_event *ev, size_t n);
+
 /*
  * Flushes for a graceful drain: runs sequencing rounds until the outbox
  * has nothing unsequenced, then calls cb once (also at once, or as soon
@@ -130,6 +155,7 @@ typedef struct outbox_stats {
 	uint64_t last_seq;       /* highest sequence number assigned (0 if unknown) */
 	uint64_t published;      /* events sent on the pub socket */
 	uint64_t rounds;         /* sequencing transactions committed */
+	uint64_t committed;      /* of published: handed over by outbox_relay_committed */
 	uint64_t replays_served; /* replay requests answered */
 	uint64_t errors;         /* failed rounds, replays and sends */
 	uint64_t invalid;        /* rows published as trygg.bus.InvalidEvent (each time) */

@@ -9,6 +9,10 @@
  * event's effect, with $1 = the event's n, so a fault test can make the
  * effect take locks on a table it controls, fail for some events until the
  * test "fixes" them, or violate a deferred constraint at commit.
+ *
+ * record_all records every event, of any type, with its type and payload
+ * (n = 0 for events other than TestEvent), so a test can compare what came
+ * over the bus with the publisher's outbox.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,6 +37,7 @@ typedef struct testsub_config {
 	char *apply_sql;
 	int queue_max;
 	int queue_max_bytes;
+	int record_all;
 } testsub_config;
 
 static const config_option options[] = {
@@ -52,6 +57,8 @@ static const config_option options[] = {
         "events the inbox holds in memory (0: the inbox's default)"),
     CONFIG_OPT_INT("queue_max_bytes", testsub_config, queue_max_bytes, "0", 0, 1073741824, 0,
         "bytes the inbox holds in memory (0: the inbox's default)"),
+    CONFIG_OPT_INT("record_all", testsub_config, record_all, "0", 0, 1, 0,
+        "record every event with its type and payload, not only TestEvents (tests only)"),
     CONFIG_END,
 };
 
@@ -61,8 +68,9 @@ typedef struct testsub {
 } testsub;
 
 static const char SQL_APPLY[] =
-    "INSERT INTO applied (publisher, seq, event_id, n, occurred_at)"
-    " VALUES ($1, $2, $3, $4, to_timestamp($5::double precision / 1e6))";
+    "INSERT INTO applied (publisher, seq, event_id, n, occurred_at, event_type, payload)"
+    " VALUES ($1, $2, $3, $4, 'epoch'::timestamptz + $5::bigint * interval '1 microsecond',"
+    " $6, $7)";
 
 /* The effect of one event: decode it (it came from the network, so with
  * the capped allocator) and add its row to the batch. */
@@ -70,21 +78,32 @@ static int
 apply_event(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 {
 	testsub *ts = arg;
-	if (strcmp(ev->type, "trygg.testing.TestEvent") != 0)
+	ProtobufCMessage *m = NULL;
+	uint64_t te_n = 0;
+	if (strcmp(ev->type, "trygg.testing.TestEvent") == 0) {
+		int rv = envelope_message_unpack(&trygg__testing__test_event__descriptor,
+		    ev->payload.data, ev->payload.len, OUTBOX_PAYLOAD_MAX * 2, &m);
+		if (rv != 0)
+			return rv;
+		te_n = ((const Trygg__Testing__TestEvent *)m)->n;
+	} else if (!ts->cfg.record_all) {
 		return 0; /* not ours to apply: no effect, the cursor still moves */
-	ProtobufCMessage *m;
-	int rv = envelope_message_unpack(&trygg__testing__test_event__descriptor, ev->payload.data,
-	    ev->payload.len, OUTBOX_PAYLOAD_MAX * 2, &m);
-	if (rv != 0)
-		return rv;
-	const Trygg__Testing__TestEvent *te = (const Trygg__Testing__TestEvent *)m;
+	}
 	char seq[24], n[24], at[24];
 	snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
-	snprintf(n, sizeof(n), "%" PRIu64, te->n);
+	snprintf(n, sizeof(n), "%" PRIu64, te_n);
 	snprintf(at, sizeof(at), "%" PRId64, ev->occurred_at_us);
-	const char *values[5] = {ev->publisher, seq, ev->event_id, n, at};
-	db_batch_add(b, SQL_APPLY, 5, values);
-	if (ts->cfg.fail_on_n > 0 && te->n == (uint64_t)ts->cfg.fail_on_n)
+	const char *values[7] = {ev->publisher, seq, ev->event_id, n, at,
+	    ts->cfg.record_all ? ev->type : NULL,
+	    !ts->cfg.record_all   ? NULL
+	        : ev->payload.len ? (const char *)ev->payload.data
+	                          : ""};
+	int lengths[7] = {0, 0, 0, 0, 0, 0, (int)ev->payload.len};
+	int formats[7] = {0, 0, 0, 0, 0, 0, 1};
+	db_batch_addb(b, SQL_APPLY, 7, values, lengths, formats);
+	if (m == NULL)
+		return 0;
+	if (ts->cfg.fail_on_n > 0 && te_n == (uint64_t)ts->cfg.fail_on_n)
 		db_batch_add(b, "SELECT 1 / 0", 0, NULL);
 	if (ts->cfg.apply_sql != NULL && ts->cfg.apply_sql[0] != '\0') {
 		const char *nv[1] = {n};

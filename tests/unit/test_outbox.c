@@ -11,6 +11,7 @@
  * Every test ends by stopping the relay, closing the clients and sockets,
  * running the loop dry and asserting uv_loop_close() == 0.
  */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -56,6 +57,7 @@ typedef struct fx {
 	char ev_epoch_bad; /* an event whose epoch was not hb_epoch's */
 	uint64_t ev_last;  /* the seq of the last live event */
 	int ev_not_next;   /* live events whose seq was not ev_last + 1 */
+	char *live[16];    /* the first live events, as describe() writes them */
 	/* the last replay reply */
 	int replies;
 	size_t reply_bytes;
@@ -67,6 +69,17 @@ on_state(void *arg, bool connected)
 {
 	if (connected)
 		((fx *)arg)->up++;
+}
+
+/* Every field of an event, as one string. */
+static char *
+describe(const Trygg__Bus__Envelope *e)
+{
+	char hex[64] = "";
+	for (size_t i = 0; i < e->payload.len && i < 16; i++)
+		snprintf(hex + 2 * i, 3, "%02x", e->payload.data[i]);
+	return xasprintf("%s %" PRIu64 " %s %s %" PRId64 " %s %zu:%s", e->publisher, e->seq,
+	    e->event_id, e->type, e->occurred_at_us, e->epoch, e->payload.len, hex);
 }
 
 static void
@@ -83,6 +96,8 @@ on_frame(void *arg, nng_msg *msg)
 		f->hb_last_seq = fr->heartbeat->last_seq;
 		f->hb_base = fr->heartbeat->epoch_base_seq;
 	} else {
+		if ((size_t)f->events < TRYGG_ARRAY_LEN(f->live))
+			f->live[f->events] = describe(fr->event);
 		f->events++;
 		if (fr->event->seq != f->ev_last + 1)
 			f->ev_not_next++;
@@ -170,6 +185,8 @@ static void
 fx_finish(fx *f)
 {
 	envelope_replay_reply_free(f->reply);
+	for (size_t i = 0; i < TRYGG_ARRAY_LEN(f->live); i++)
+		free(f->live[i]);
 	outbox_relay_stop(f->relay);
 	bus_close(f->sub);
 	bus_close(f->req);
@@ -203,24 +220,32 @@ produce_one(fx *f, db *d, size_t len)
 	assert_int_equal(db_submit(d, b, produced, f), 0);
 }
 
+/* Submits one transaction of `sql` with $1 = n; with `fail`, a statement
+ * after it fails. */
+static void
+submit_n(db *d, const char *sql, int n, bool fail, db_cb cb, void *arg)
+{
+	char count[16];
+	snprintf(count, sizeof(count), "%d", n);
+	const char *values[1] = {count};
+	db_batch *b = db_batch_new();
+	db_batch_add(b, sql, 1, values);
+	if (fail)
+		db_batch_add(b, "SELECT 1 / 0", 0, NULL);
+	assert_int_equal(db_submit(d, b, cb, arg), 0);
+}
+
 /* Submits one transaction that numbers its `n` events itself
  * (outbox_reserve, as intake's store does); with `fail`, it reserves and
  * then fails, so its numbers must come back. */
 static void
 produce_numbered(fx *f, db *d, int n, bool fail)
 {
-	char count[16];
-	snprintf(count, sizeof(count), "%d", n);
-	const char *values[1] = {count};
-	db_batch *b = db_batch_new();
-	db_batch_add(b,
+	submit_n(d,
 	    "INSERT INTO outbox (pub_seq, event_type, payload)"
 	    " SELECT first + g - 1, 'trygg.testing.TestEvent', '\\x00'::bytea"
 	    " FROM outbox_reserve($1::bigint) first, generate_series(1, $1::int) g",
-	    1, values);
-	if (fail)
-		db_batch_add(b, "SELECT 1 / 0", 0, NULL);
-	assert_int_equal(db_submit(d, b, produced, f), 0);
+	    n, fail, produced, f);
 }
 
 static uint64_t want_seq;
@@ -497,6 +522,166 @@ test_idle_checks_do_not_scan_a_grown_outbox(void **state)
 	fx_finish(&f);
 }
 
+/* A transaction that numbered its events at insert and what its answer
+ * said of them, to hand over to the relay when the test chooses. */
+typedef struct handover {
+	fx *f;
+	bool done;
+	int n;
+	uint64_t seq[4];
+	char event_id[4][40];
+	char epoch[40];
+	uint8_t payload[4];
+} handover;
+
+#define OCCURRED_US INT64_C(1700000000000000)
+
+static void
+handover_committed(void *arg, const db_reply *rep)
+{
+	handover *h = arg;
+	assert_int_equal(rep->err, 0);
+	const PGresult *res = rep->results[0];
+	h->n = PQntuples(res);
+	assert_true(h->n > 0 && h->n <= 4);
+	for (int i = 0; i < h->n; i++) {
+		h->seq[i] = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+		snprintf(h->event_id[i], sizeof(h->event_id[i]), "%s", PQgetvalue(res, i, 1));
+		h->payload[i] = (uint8_t)(i + 1);
+	}
+	snprintf(h->epoch, sizeof(h->epoch), "%s", PQgetvalue(res, 0, 2));
+	h->done = true;
+}
+
+static handover *waiting_for;
+static bool
+handover_done(fx *f)
+{
+	(void)f;
+	return waiting_for->done;
+}
+
+/* Commits n events numbered at insert (as intake's store does: payload
+ * byte i, occurred at OCCURRED_US + seq) and waits for the answer. */
+static void
+produce_handover(fx *f, db *d, int n, handover *h)
+{
+	memset(h, 0, sizeof(*h));
+	h->f = f;
+	submit_n(d,
+	    "WITH s AS (SELECT * FROM outbox_reserve_epoch($1::bigint)),"
+	    " e AS (SELECT s.first + g - 1 AS seq, gen_random_uuid() AS event_id, g"
+	    "  FROM s, generate_series(1, $1::int) g),"
+	    " o AS (INSERT INTO outbox (pub_seq, event_id, event_type, payload, occurred_at)"
+	    "  SELECT seq, event_id, 'trygg.testing.TestEvent', decode(lpad(to_hex(g), 2, '0'), "
+	    "'hex'),"
+	    "  'epoch'::timestamptz + (1700000000000000 + seq) * interval '1 microsecond' FROM e)"
+	    " SELECT seq, event_id, s.epoch FROM s, e ORDER BY seq",
+	    n, false, handover_committed, h);
+	waiting_for = h;
+	assert_true(run_until(f, handover_done, 10000));
+}
+
+/* Hands h's events over, as written, in `epoch` (NULL: the one returned). */
+static void
+hand_over(fx *f, const handover *h, const char *epoch)
+{
+	outbox_event ev[4];
+	for (int i = 0; i < h->n; i++)
+		ev[i] = (outbox_event){.seq = h->seq[i],
+		    .event_id = h->event_id[i],
+		    .type = "trygg.testing.TestEvent",
+		    .payload = &h->payload[i],
+		    .len = 1,
+		    .occurred_us = OCCURRED_US + (int64_t)h->seq[i]};
+	outbox_relay_committed(f->relay, epoch ? epoch : h->epoch, ev, (size_t)h->n);
+}
+
+/* Events handed over as they commit go out with no round when they
+ * continue the stream; handed over out of order (two connections' answers
+ * come in either order) or in another epoch, a round reads them back.
+ * Each goes out live once, in order, exactly as a replay gives it. */
+static void
+test_committed_events_go_out_without_a_round(void **state)
+{
+	(void)state;
+	fx f;
+	fx_start(&f, &(outbox_options){.poll_ms = 60000}); /* no idle checks */
+	assert_true(run_until(&f, heartbeat_seen, 5000));
+	run_for(&f, 200); /* the first state read's round is over */
+	outbox_stats st0, st;
+	outbox_relay_get_stats(f.relay, &st0);
+
+	handover a, b, c, d, e;
+	produce_handover(&f, f.prod[0], 3, &a);
+	hand_over(&f, &a, NULL);
+	produce_handover(&f, f.prod[1], 2, &b);
+	hand_over(&f, &b, NULL);
+	want_events = 5;
+	assert_true(run_until(&f, events_seen, 5000));
+	outbox_relay_get_stats(f.relay, &st);
+	assert_int_equal(st.rounds, st0.rounds);
+	assert_int_equal(st.committed, 5);
+
+	produce_handover(&f, f.prod[0], 2, &c); /* 6, 7 */
+	produce_handover(&f, f.prod[1], 2, &d); /* 8, 9 */
+	hand_over(&f, &d, NULL);                /* ahead of 6: a round */
+	hand_over(&f, &c, NULL);                /* while that round runs */
+	want_events = 9;
+	assert_true(run_until(&f, events_seen, 5000));
+
+	produce_handover(&f, f.prod[2], 1, &e);
+	hand_over(&f, &e, "00000000-0000-4000-8000-000000000000");
+	want_events = 10;
+	assert_true(run_until(&f, events_seen, 5000));
+	run_for(&f, 300); /* a duplicate would come now */
+	assert_int_equal(f.events, 10);
+	assert_int_equal(f.ev_not_next, 0);
+	outbox_relay_get_stats(f.relay, &st);
+	assert_true(st.rounds >= st0.rounds + 2);
+	assert_int_equal(st.last_seq, 10);
+	assert_int_equal(st.errors, 0);
+
+	replay(&f, 1, 100);
+	assert_int_equal(f.reply->n_events, 10);
+	for (int i = 0; i < 10; i++) {
+		char *r = describe(f.reply->events[i]);
+		assert_string_equal(f.live[i], r);
+		free(r);
+	}
+	fx_finish(&f);
+}
+
+/* Idle checks that race with handed-over events (a check's snapshot taken
+ * before a commit whose events went out before its answer came) take no
+ * event for unpublished: nothing goes out twice. */
+static void
+test_idle_checks_racing_handed_over_events_send_nothing_twice(void **state)
+{
+	(void)state;
+	fx f;
+	fx_start(&f, &(outbox_options){.poll_ms = 1});
+	assert_true(run_until(&f, heartbeat_seen, 5000));
+	run_for(&f, 100);
+	outbox_stats st0, st;
+	outbox_relay_get_stats(f.relay, &st0);
+	enum { N = 300 };
+	for (int i = 0; i < N; i++) {
+		handover h;
+		produce_handover(&f, f.prod[i % 3], 1, &h);
+		hand_over(&f, &h, NULL);
+	}
+	want_events = N;
+	assert_true(run_until(&f, events_seen, 10000));
+	run_for(&f, 200);
+	outbox_relay_get_stats(f.relay, &st);
+	assert_int_equal(f.ev_not_next, 0);
+	assert_int_equal(f.events, N);
+	assert_true(st.committed > N / 2); /* the race was run: most went out handed over */
+	assert_true(st.rounds > st0.rounds);
+	fx_finish(&f);
+}
+
 static bool
 heartbeat_new(fx *f)
 {
@@ -685,6 +870,8 @@ main(void)
 	    cmocka_unit_test(test_numbered_at_insert_and_by_the_relay_interleave),
 	    cmocka_unit_test(test_relay_numbers_after_a_producer_holding_the_lock),
 	    cmocka_unit_test(test_idle_checks_do_not_scan_a_grown_outbox),
+	    cmocka_unit_test(test_committed_events_go_out_without_a_round),
+	    cmocka_unit_test(test_idle_checks_racing_handed_over_events_send_nothing_twice),
 	    cmocka_unit_test(test_replay_and_epoch),
 	    cmocka_unit_test(test_reply_size_bound_with_large_events),
 	    cmocka_unit_test(test_purge_by_sequence),
