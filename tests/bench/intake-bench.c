@@ -50,6 +50,7 @@ static struct {
 	uint64_t status[600];
 	uint64_t errors;
 	double *lat_ms;
+	double *at_ms; /* when each answer came, from the start */
 	size_t nlat;
 	conn *conns;
 	uint64_t start_ns;
@@ -146,8 +147,10 @@ on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 	uint64_t now = uv_hrtime();
 	if (status > 0 && status < 600)
 		g.status[status]++;
-	if (g.nlat < MAX_SAMPLES)
+	if (g.nlat < MAX_SAMPLES) {
+		g.at_ms[g.nlat] = (double)(now - g.start_ns) / 1e6;
 		g.lat_ms[g.nlat++] = (double)(now - c->sent_ns) / 1e6;
+	}
 	memmove(c->buf, c->buf + total, c->got - total);
 	c->got -= total;
 	c->busy = 0;
@@ -227,6 +230,14 @@ on_stop(uv_timer_t *t)
 	g.stopping = 1;
 	uv_timer_stop(&g.tick);
 	double secs = (double)(uv_hrtime() - g.start_ns) / 1e9;
+	/* BENCH_LAT_FILE: every answer's time and latency, to see where a
+	 * tail comes from (stalls, or a spread). */
+	const char *lat_file = getenv("BENCH_LAT_FILE");
+	FILE *lf = lat_file && lat_file[0] ? fopen(lat_file, "w") : NULL;
+	for (size_t i = 0; lf && i < g.nlat; i++)
+		fprintf(lf, "%.3f %.3f\n", g.at_ms[i], g.lat_ms[i]);
+	if (lf)
+		fclose(lf);
 	qsort(g.lat_ms, g.nlat, sizeof(double), cmp);
 	double p50 = g.nlat ? g.lat_ms[g.nlat / 2] : 0,
 	       p99 = g.nlat ? g.lat_ms[g.nlat * 99 / 100] : 0;
@@ -287,6 +298,7 @@ main(int argc, char **argv)
 	}
 	g.loop = uv_default_loop();
 	g.lat_ms = malloc(MAX_SAMPLES * sizeof(double));
+	g.at_ms = malloc(MAX_SAMPLES * sizeof(double));
 	g.conns = calloc((size_t)g.nconns, sizeof(conn));
 	struct sockaddr_in addr;
 	uv_ip4_addr(g.host, g.port, &addr);
@@ -307,6 +319,7 @@ main(int argc, char **argv)
 	uv_timer_start(&g.stop, on_stop, (uint64_t)g.seconds * 1000, 0);
 	uv_run(g.loop, UV_RUN_DEFAULT);
 	free(g.lat_ms);
+	free(g.at_ms);
 	free(g.conns);
 	return 0;
 }

@@ -140,7 +140,9 @@ for round in $(seq "$ROUNDS"); do
   stored0=$(psql -c "SELECT count(*) FROM intake.reports")
   rb=$(relay_backend)
   c0=$(cpu "$pm"); i0=$(cpu "$intake_pid"); m0=$(commits); r0=$(cpu "${rb:-$pm}")
-  post=$(load --conns "$CONC" --seconds "$SECS")
+  # BENCH_LAT_DIR: every answer's time and latency, a file per round.
+  post=$(BENCH_LAT_FILE=${BENCH_LAT_DIR:+$BENCH_LAT_DIR/post-round$round.txt} \
+    load --conns "$CONC" --seconds "$SECS")
   c1=$(cpu "$pm"); i1=$(cpu "$intake_pid"); m1=$(commits); r1=$(cpu "${rb:-$pm}")
   [ -n "$rb" ] || r1=$r0
   stored1=$(psql -c "SELECT count(*) FROM intake.reports")
