@@ -11,8 +11,8 @@ sequence order.
 import random
 import time
 
-from harness import (Service, check, free_port, fresh_schemas, pg_start, pg_stop, psql, psql1,
-                     role_url, wait_for)
+from harness import (Service, TestFailure, check, free_port, fresh_schemas, pg_start, pg_stop,
+                     psql, psql1, role_url, wait_for)
 
 PUB, SUB = "testpub", "testsub"
 
@@ -52,13 +52,31 @@ def wait_producer_idle(pub, timeout=180):
     wait_for(idle, timeout, "producer to finish", interval=0.25)
 
 
-def assert_exactly_once(expected=None):
+def stream_state(*services):
+    """Where each side of the stream stands, and the services' last log
+    lines: what a timed-out wait needs to be understood."""
+    state = psql1(
+        "SELECT format('outbox last_seq %s, unnumbered %s; applied %s, max seq %s;"
+        " cursor %s, halted %s',"
+        " (SELECT last_seq FROM testpub.outbox_state),"
+        " (SELECT count(*) FROM testpub.outbox WHERE pub_seq IS NULL),"
+        " (SELECT count(*) FROM testsub.applied), (SELECT max(seq) FROM testsub.applied),"
+        " (SELECT last_seq FROM testsub.inbox_cursor WHERE publisher = 'testpub'),"
+        " (SELECT halted FROM testsub.inbox_cursor WHERE publisher = 'testpub'))")
+    logs = "".join("\n--- %s:\n%s" % (s.name, s.tail()) for s in services if s is not None)
+    return state + logs
+
+
+def assert_exactly_once(expected=None, services=()):
     """Every produced event applied exactly once, in sequence order."""
     n_produced = produced_count()
     if expected is not None:
         check(n_produced == expected, "produced %d, expected %d" % (n_produced, expected))
-    wait_for(lambda: applied_count() >= n_produced, 120,
-             "subscriber to apply %d events" % n_produced, interval=0.25)
+    try:
+        wait_for(lambda: applied_count() >= n_produced, 120,
+                 "subscriber to apply %d events" % n_produced, interval=0.25)
+    except TestFailure as e:
+        raise TestFailure("%s\n%s" % (e, stream_state(*services))) from None
     time.sleep(1.5)  # anything applied twice would show up now
     row = psql("SELECT count(*), count(DISTINCT seq), min(seq), max(seq), count(DISTINCT n)"
                " FROM testsub.applied")[0]
@@ -98,7 +116,7 @@ def test_subscriber_killed_and_started_late_100k():
         time.sleep(rnd.uniform(0.1, 1.0))
         sub.start()
     wait_producer_idle(pub)
-    assert_exactly_once(expected=100000)
+    assert_exactly_once(expected=100000, services=(pub, sub))
     check(sub.starts == 5, "subscriber started %d times" % sub.starts)
     stop_all(sub, pub)
 
@@ -116,7 +134,7 @@ def test_publisher_killed_mid_stream():
         pub.start()
         produce(pub, 5000, concurrency=8)
     wait_producer_idle(pub)
-    assert_exactly_once()
+    assert_exactly_once(services=(pub, sub))
     stop_all(sub, pub)
 
 
@@ -134,7 +152,7 @@ def test_postgres_restart_both_sides_recover():
     wait_for(lambda: pub.get("/readyz")[0] == 200 and sub.get("/readyz")[0] == 200, 30,
              "both ready again")
     wait_producer_idle(pub)
-    assert_exactly_once()
+    assert_exactly_once(services=(pub, sub))
     stop_all(sub, pub)
 
 
@@ -150,7 +168,7 @@ def test_malformed_and_oversized_messages_are_dropped():
         check(status == 200, "inject %s answered %s %r" % (kind, status, body))
     produce(pub, 100, concurrency=2)
     wait_producer_idle(pub)
-    assert_exactly_once(expected=200)
+    assert_exactly_once(expected=200, services=(pub, sub))
     wait_for(lambda: len([l for l in sub.log_lines() if l.get("msg") == "bus_frame_invalid"])
              == len(kinds), 10, "one log line per malformed frame")
     # Over NNG_OPT_RECVMAXSZ: nng drops it and the connection with it; the
@@ -159,7 +177,7 @@ def test_malformed_and_oversized_messages_are_dropped():
     check(status == 200, "inject oversized answered %s %r" % (status, body))
     produce(pub, 100, concurrency=2)
     wait_producer_idle(pub)
-    assert_exactly_once(expected=300)
+    assert_exactly_once(expected=300, services=(pub, sub))
     check(sub.alive(), "subscriber died on bad input")
     check(sub.get("/readyz")[0] == 200, "subscriber not ready after bad input")
     stop_all(sub, pub)
@@ -194,5 +212,5 @@ def test_sigterm_drains_and_exits_cleanly():
     wait_producer_idle(pub)
     produce(pub, 10, concurrency=1)
     wait_producer_idle(pub)
-    assert_exactly_once()
+    assert_exactly_once(services=(pub, sub))
     stop_all(sub, pub)
