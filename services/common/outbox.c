@@ -273,6 +273,18 @@ publish_frame(outbox_relay *r, const Trygg__Bus__Frame *f)
 	}
 }
 
+/* Publishes one event live, the next after sent_seq. */
+static void
+publish_event(outbox_relay *r, Trygg__Bus__Envelope *env)
+{
+	Trygg__Bus__Frame f = TRYGG__BUS__FRAME__INIT;
+	f.kind_case = TRYGG__BUS__FRAME__KIND_EVENT;
+	f.event = env;
+	publish_frame(r, &f);
+	r->st.published++;
+	r->sent_seq = env->seq;
+}
+
 /* Takes the epoch from a result column, logging when it changes (a new
  * schema, or the operator's outbox_new_epoch()). */
 static void
@@ -321,12 +333,7 @@ round_done(void *arg, const db_reply *rep)
 			r->st.errors++;
 			break; /* out of memory: stay contiguous, the next round resumes here */
 		}
-		Trygg__Bus__Frame f = TRYGG__BUS__FRAME__INIT;
-		f.kind_case = TRYGG__BUS__FRAME__KIND_EVENT;
-		f.event = &env;
-		publish_frame(r, &f);
-		r->st.published++;
-		r->sent_seq = env.seq;
+		publish_event(r, &env);
 		PQfreemem(buf);
 	}
 	if (last_seq < r->sent_seq)
@@ -733,13 +740,8 @@ outbox_relay_committed(outbox_relay *r, const char *epoch, const outbox_event *e
 		env.payload.len = ev[i].len;
 		env.occurred_at_us = ev[i].occurred_us;
 		env.epoch = r->epoch;
-		Trygg__Bus__Frame f = TRYGG__BUS__FRAME__INIT;
-		f.kind_case = TRYGG__BUS__FRAME__KIND_EVENT;
-		f.event = &env;
-		publish_frame(r, &f);
-		r->st.published++;
+		publish_event(r, &env);
 		r->st.committed++;
-		r->sent_seq = env.seq;
 	}
 	if (r->sent_seq > r->st.last_seq)
 		r->st.last_seq = r->sent_seq;

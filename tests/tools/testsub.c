@@ -93,11 +93,9 @@ apply_event(void *arg, db_batch *b, const Trygg__Bus__Envelope *ev)
 	snprintf(seq, sizeof(seq), "%" PRIu64, ev->seq);
 	snprintf(n, sizeof(n), "%" PRIu64, te_n);
 	snprintf(at, sizeof(at), "%" PRId64, ev->occurred_at_us);
+	const char *payload = ev->payload.len ? (const char *)ev->payload.data : "";
 	const char *values[7] = {ev->publisher, seq, ev->event_id, n, at,
-	    ts->cfg.record_all ? ev->type : NULL,
-	    !ts->cfg.record_all   ? NULL
-	        : ev->payload.len ? (const char *)ev->payload.data
-	                          : ""};
+	    ts->cfg.record_all ? ev->type : NULL, ts->cfg.record_all ? payload : NULL};
 	int lengths[7] = {0, 0, 0, 0, 0, 0, (int)ev->payload.len};
 	int formats[7] = {0, 0, 0, 0, 0, 0, 1};
 	db_batch_addb(b, SQL_APPLY, 7, values, lengths, formats);

@@ -525,7 +525,6 @@ test_idle_checks_do_not_scan_a_grown_outbox(void **state)
 /* A transaction that numbered its events at insert and what its answer
  * said of them, to hand over to the relay when the test chooses. */
 typedef struct handover {
-	fx *f;
 	bool done;
 	int n;
 	uint64_t seq[4];
@@ -567,14 +566,13 @@ static void
 produce_handover(fx *f, db *d, int n, handover *h)
 {
 	memset(h, 0, sizeof(*h));
-	h->f = f;
 	submit_n(d,
 	    "WITH s AS (SELECT * FROM outbox_reserve_epoch($1::bigint)),"
 	    " e AS (SELECT s.first + g - 1 AS seq, gen_random_uuid() AS event_id, g"
 	    "  FROM s, generate_series(1, $1::int) g),"
 	    " o AS (INSERT INTO outbox (pub_seq, event_id, event_type, payload, occurred_at)"
-	    "  SELECT seq, event_id, 'trygg.testing.TestEvent', decode(lpad(to_hex(g), 2, '0'), "
-	    "'hex'),"
+	    "  SELECT seq, event_id, 'trygg.testing.TestEvent',"
+	    "  decode(lpad(to_hex(g), 2, '0'), 'hex'),"
 	    "  'epoch'::timestamptz + (1700000000000000 + seq) * interval '1 microsecond' FROM e)"
 	    " SELECT seq, event_id, s.epoch FROM s, e ORDER BY seq",
 	    n, false, handover_committed, h);
